@@ -1,0 +1,241 @@
+// Package cgroup finds the cgroup v2 hierarchy, reads a process's v2 path,
+// computes the per-VRF cgroup directory exactly the way iproute2's
+// `ip vrf exec` does (ip/ipvrf.c: vrf_path() and vrf_switch()), and moves a
+// process into it.
+//
+// Layout compatibility is the point of this package: `ip vrf identify`,
+// `ip vrf pids` and a later `ip vrf exec` in the same session must see our
+// placement as if iproute2 had made it, so the directory is
+//
+//	<cgroup2 mount><caller's v2 path cut at the first "/vrf">[/<netns>-ns]/vrf/<name>
+//
+// Differences from iproute2, on purpose:
+//   - The mount comes from /proc/self/mountinfo (iproute2 reads /proc/mounts;
+//     both list mounts in the same order, mountinfo has an unambiguous
+//     escaping scheme). When there is no cgroup2 mount iproute2 mounts one at
+//     /var/run/cgroup2; we return ErrNoCgroup2 instead: a PAM module must not
+//     mount file systems inside sshd.
+//   - VRFDir returns a cleaned path (iproute2 can produce "//" around the
+//     netns level); the kernel resolves both to the same cgroup.
+//
+// Nothing here starts goroutines or processes: the code runs inside sshd.
+package cgroup
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrNoCgroup2 means no cgroup v2 hierarchy is mounted (or a process has no
+// v2 membership line), so VRF placement by cgroup is impossible.
+var ErrNoCgroup2 = errors.New("no cgroup2 hierarchy mounted")
+
+// Mount returns the mount point of the first cgroup2 file system listed in
+// /proc/self/mountinfo, e.g. "/sys/fs/cgroup" (unified) or
+// "/sys/fs/cgroup/unified" (systemd hybrid layout). iproute2 picks the
+// first one as well.
+func Mount() (string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", fmt.Errorf("find cgroup2 mount: %w", err)
+	}
+	defer f.Close()
+	return parseMountinfo(f)
+}
+
+// parseMountinfo returns the mount point of the first cgroup2 entry.
+// Format (proc(5)): "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS".
+func parseMountinfo(r io.Reader) (string, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 7 {
+			continue
+		}
+		// The optional fields end at the lone "-" separator; the file
+		// system type follows it. Start after field 6 so a mount point
+		// can never be mistaken for the separator.
+		for i := 6; i < len(fields)-1; i++ {
+			if fields[i] != "-" {
+				continue
+			}
+			if fields[i+1] == "cgroup2" {
+				return unescapeOctal(fields[4]), nil
+			}
+			break
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", fmt.Errorf("read mountinfo: %w", err)
+	}
+	return "", fmt.Errorf("find cgroup2 mount in /proc/self/mountinfo: %w", ErrNoCgroup2)
+}
+
+// unescapeOctal undoes the kernel's show_path() escaping in mountinfo:
+// space, tab, newline and backslash are written as \040 \011 \012 \134.
+func unescapeOctal(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
+			v := (s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0')
+			b.WriteByte(v)
+			i += 3
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isOctal(c byte) bool { return c >= '0' && c <= '7' }
+
+// ProcPath returns the cgroup v2 path of pid: the text after "0::" in
+// /proc/PID/cgroup, e.g. "/user.slice/user-1000.slice/session-3.scope".
+// The path is relative to the cgroup2 mount (of the reader's cgroup
+// namespace).
+func ProcPath(pid int) (string, error) {
+	p := "/proc/" + strconv.Itoa(pid) + "/cgroup"
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return "", fmt.Errorf("read cgroup of pid %d: %w", pid, err)
+	}
+	v, err := parseProcCgroup(data)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", p, err)
+	}
+	return v, nil
+}
+
+func parseProcCgroup(data []byte) (string, error) {
+	for line := range bytes.Lines(data) {
+		line = bytes.TrimSuffix(line, []byte("\n"))
+		if rest, ok := bytes.CutPrefix(line, []byte("0::")); ok {
+			if len(rest) == 0 || rest[0] != '/' {
+				return "", fmt.Errorf("malformed cgroup2 line %q", line)
+			}
+			return string(rest), nil
+		}
+	}
+	return "", fmt.Errorf("no \"0::\" (cgroup2) line: %w", ErrNoCgroup2)
+}
+
+// VRFDir returns the cgroup directory `ip vrf exec <vrf>` would use for a
+// process whose v2 path is procPath, in a network namespace without a
+// name. See VRFDirNS.
+func VRFDir(mount, procPath, vrf string) string {
+	return VRFDirNS(mount, procPath, "", vrf)
+}
+
+// VRFDirNS is iproute2's vrf_switch() path: mount + base + ["/" + netns +
+// "-ns"] + "/vrf/" + vrf, where base is procPath cut at the FIRST occurrence
+// of "/vrf" (C strstr) and "/" becomes "". netns is the name of the
+// caller's network namespace under /var/run/netns ("" for none, see
+// NetnsName); a base already ending in "<netns>-ns" is not extended twice.
+//
+// The strstr cut is a quirk kept on purpose for compatibility: it does not
+// stop at a path component, so "/system.slice/vrfd.service" becomes "" and
+// a process there lands in <mount>/vrf/<name>, exactly where `ip vrf exec`
+// would put it. Callers must validate vrf (no "/", not "." or "..").
+func VRFDirNS(mount, procPath, netns, vrf string) string {
+	base := procPath
+	if i := strings.Index(base, "/vrf"); i >= 0 {
+		base = base[:i]
+	}
+	if base == "/" {
+		base = ""
+	}
+	if netns != "" {
+		level := netns + "-ns"
+		if path.Base(base) == level {
+			base = path.Dir(base)
+		}
+		base += "/" + level
+	}
+	return path.Join(mount, base, "vrf", vrf)
+}
+
+// NetnsRunDir is where `ip netns add` binds named network namespaces
+// (iproute2's NETNS_RUN_DIR).
+const NetnsRunDir = "/var/run/netns"
+
+// NetnsName returns the name under /var/run/netns of the network namespace
+// the calling thread is in, or "" when it has none or the directory does
+// not exist (iproute2's netns_identify_pid(): first entry whose
+// st_dev/st_ino match). It looks at /proc/thread-self, not /proc/self,
+// because netlink resolves devices in the calling thread's namespace.
+func NetnsName() (string, error) {
+	return netnsName(NetnsRunDir)
+}
+
+func netnsName(runDir string) (string, error) {
+	var self unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &self); err != nil {
+		if err2 := unix.Stat("/proc/self/ns/net", &self); err2 != nil {
+			return "", fmt.Errorf("stat own network namespace: %w", err)
+		}
+	}
+	entries, err := os.ReadDir(runDir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", nil // no named namespaces at all
+		}
+		return "", fmt.Errorf("identify network namespace: %w", err)
+	}
+	for _, e := range entries {
+		var st unix.Stat_t
+		if unix.Stat(runDir+"/"+e.Name(), &st) != nil {
+			continue // stale or unreadable entry; iproute2 skips it too
+		}
+		if st.Dev == self.Dev && st.Ino == self.Ino {
+			return e.Name(), nil
+		}
+	}
+	return "", nil
+}
+
+// MakeDir creates dir and missing parents with mode 0755 (iproute2's
+// make_path). Existing directories are fine, so concurrent logins race
+// harmlessly.
+func MakeDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create cgroup %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Move creates dir if needed and moves pid (the whole process) into it by
+// writing to dir/cgroup.procs, opened O_WRONLY|O_APPEND as iproute2 does.
+func Move(dir string, pid int) error {
+	if err := MakeDir(dir); err != nil {
+		return err
+	}
+	procs := dir + "/cgroup.procs"
+	f, err := os.OpenFile(procs, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return fmt.Errorf("move pid %d to cgroup %s: %w", pid, dir, err)
+	}
+	// The kernel parses one pid per write; a failed write is the real answer
+	// (ESRCH, EBUSY for domain-controller conflicts, EACCES...).
+	_, werr := f.WriteString(strconv.Itoa(pid))
+	cerr := f.Close()
+	if werr != nil {
+		return fmt.Errorf("move pid %d to cgroup %s: %w", pid, dir, werr)
+	}
+	if cerr != nil {
+		return fmt.Errorf("move pid %d to cgroup %s: %w", pid, dir, cerr)
+	}
+	return nil
+}
