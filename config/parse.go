@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
@@ -263,15 +264,13 @@ func (ps *parser) services(p toml.Primitive, key toml.Key, usage string) ([]stri
 		if err := validName(s); err != nil {
 			return nil, ps.errAt(p, key, usage, "entry %d: invalid service: %v", i+1, err)
 		}
-		if strings.ContainsFunc(s, isSpace) {
+		if strings.ContainsFunc(s, unicode.IsSpace) {
 			return nil, ps.errAt(p, key, usage, "entry %d: invalid service %q: contains whitespace", i+1, s)
 		}
 		out = append(out, s)
 	}
 	return out, nil
 }
-
-func isSpace(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == '\v' || r == '\f' }
 
 func (ps *parser) policy(top map[string]toml.Primitive) (*Policy, error) {
 	pol := &Policy{Path: ps.path, Exists: true}
