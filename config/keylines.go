@@ -126,14 +126,17 @@ func (sc *keyScanner) document() bool {
 			sc.add(k, off)
 			continue
 		}
-		if !sc.keyValue(table) {
+		if !sc.keyValue(table, false) {
 			return false
 		}
 	}
 }
 
-// keyValue scans `a.b = value` inside the table at prefix.
-func (sc *keyScanner) keyValue(prefix toml.Key) bool {
+// keyValue scans `a.b = value` inside the table at prefix, or inside an
+// inline table at prefix. Its position is the library's: in an inline table
+// where the key starts, elsewhere where the value token ends, which differs
+// only for multi-line strings (the line of their closing quotes).
+func (sc *keyScanner) keyValue(prefix toml.Key, inline bool) bool {
 	off := sc.i
 	k, ok := sc.key()
 	if !ok || sc.peek() != '=' {
@@ -141,8 +144,16 @@ func (sc *keyScanner) keyValue(prefix toml.Key) bool {
 	}
 	sc.i++
 	full := append(slices.Clone(prefix), k...)
+	n := len(sc.keys)
 	sc.add(full, off)
 	sc.blank(false)
+	if c := sc.peek(); !inline && (c == '"' || c == '\'') {
+		if !sc.skipString() {
+			return false
+		}
+		sc.offs[n] = sc.i - 1
+		return true
+	}
 	return sc.value(full)
 }
 
@@ -265,7 +276,7 @@ func (sc *keyScanner) value(key toml.Key) bool {
 			case 0:
 				return false
 			}
-			if !sc.keyValue(key) {
+			if !sc.keyValue(key, true) {
 				return false
 			}
 		}
