@@ -1,0 +1,28 @@
+#!/bin/sh
+# Installs what building and testing pam-vrf needs, from Debian's packages,
+# only when something is missing (so a warm machine pays nothing).
+# Usage: scripts/install-deps.sh [build|test|vm|deb]...
+set -eu
+want="gcc make libc6-dev libpam0g-dev iproute2 kmod"
+for set in "$@"; do
+	case "$set" in
+	build) ;;
+	test) want="$want pamtester" ;;
+	vm) want="$want qemu-system-x86 qemu-utils debootstrap e2fsprogs cpio openssh-client" ;;
+	deb) want="$want dpkg-dev debhelper lintian fakeroot" ;;
+	*) echo "install-deps: unknown set '$set' (build|test|vm|deb)" >&2; exit 2 ;;
+	esac
+done
+missing=""
+for p in $want; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "install-deps: missing packages:$missing (run as root or install them)" >&2
+	exit 1
+fi
+echo "install-deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
