@@ -1,0 +1,71 @@
+// Command vrf-netsetup provisions and checks the management VRF that pam-vrf
+// puts ssh logins into. See `vrf-netsetup help`.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/pam-vrf/pam-vrf/netsetup"
+)
+
+const usage = `usage:
+  vrf-netsetup apply --vrf NAME --table N --iface DEV [--dns auto|static|resolved|none]
+                     [--nameserver IP ...] [--sshd any-vrf|vrf-only] [--resolved-listener IP]
+                     [--dry-run] [--force] [--quiet] [--root DIR] [--config FILE]
+  vrf-netsetup check [--vrf NAME] [--table N] [--iface DEV] [--query-name NAME] [--json] [--root DIR] [--config FILE]
+  vrf-netsetup revert [--dry-run] [--root DIR]
+Settings come from ` + netsetup.DefaultConfigPath + ` (or --config) when present; flags override.
+Exit status: 0 ok, 1 failure (or a failed check), 2 usage error.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "apply":
+		err = cmdApply(args[1:], stdout)
+	case "check":
+		err = cmdCheck(args[1:], stdout)
+	case "revert":
+		err = cmdRevert(args[1:], stdout)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "vrf-netsetup: unknown command %q (want apply, check or revert)\n", args[0])
+		return 2
+	}
+	if err == nil {
+		return 0
+	}
+	var fe *netsetup.FlagError
+	var ue *usageError
+	var cf *checkFailed
+	switch {
+	case errors.As(err, &fe), errors.As(err, &ue):
+		fmt.Fprintf(stderr, "vrf-netsetup %s: %v\n", args[0], err)
+		return 2
+	case errors.As(err, &cf):
+		return 1
+	}
+	fmt.Fprintf(stderr, "vrf-netsetup %s: %v\n", args[0], err)
+	return 1
+}
+
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+type checkFailed struct{}
+
+func (checkFailed) Error() string { return "checks failed" }

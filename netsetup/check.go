@@ -1,0 +1,377 @@
+package netsetup
+
+import (
+	"bufio"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pam-vrf/pam-vrf/config"
+	"golang.org/x/sys/unix"
+)
+
+// CheckResult is one line of `vrf-netsetup check`.
+type CheckResult struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+	Fix    string `json:"fix,omitempty"`
+}
+
+// String: "ok   name: detail" or "FAIL name: detail (fix: ...)".
+func (c CheckResult) String() string {
+	if c.OK {
+		return fmt.Sprintf("ok   %s: %s", c.Name, c.Detail)
+	}
+	return fmt.Sprintf("FAIL %s: %s (fix: %s)", c.Name, c.Detail, c.Fix)
+}
+
+// Checker runs the health checks.
+type Checker struct {
+	Reader *Reader
+	// ProcRoot is where mountinfo is read ("/proc").
+	ProcRoot string
+	// DNSTimeout per query; 0 = 3s.
+	DNSTimeout time.Duration
+	// PolicyPath is the PAM policy ("" = config.DefaultPath under the root).
+	PolicyPath string
+	// KernelRelease overrides uname -r (tests).
+	KernelRelease string
+}
+
+func ok(name, format string, a ...any) CheckResult {
+	return CheckResult{Name: name, OK: true, Detail: fmt.Sprintf(format, a...)}
+}
+
+func fail(name, fix, format string, a ...any) CheckResult {
+	return CheckResult{Name: name, Detail: fmt.Sprintf(format, a...), Fix: fix}
+}
+
+// Run returns every check result; the caller exits 1 if any failed.
+func (c *Checker) Run(cfg Config) ([]CheckResult, error) {
+	st, err := c.Reader.Read(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dns := EffectiveDNS(cfg, st)
+	apply := "vrf-netsetup apply --vrf " + cfg.VRF + " --table " + fmt.Sprint(cfg.Table) + " --iface " + cfg.Iface
+	var rs []CheckResult
+	add := func(r CheckResult) { rs = append(rs, r) }
+
+	vrf, hasVRF := st.link(cfg.VRF)
+	switch {
+	case st.Module.Loaded || (hasVRF && vrf.Kind == "vrf"):
+		add(ok("driver", "vrf module loaded"))
+	case st.Module.Available:
+		add(fail("driver", "modprobe vrf", "vrf module not loaded (available for %s)", st.Module.Release))
+	default:
+		add(fail("driver", modulePackageHint(st.Module.Release), "vrf.ko not installed for kernel %s", st.Module.Release))
+	}
+
+	switch {
+	case !hasVRF:
+		add(fail("device", apply, "%s does not exist", cfg.VRF))
+	case vrf.Kind != "vrf":
+		add(fail("device", "delete it or choose another --vrf", "%s is a %s, not a VRF", cfg.VRF, vrf.Kind))
+	case vrf.Table != cfg.Table:
+		add(fail("device", fmt.Sprintf("--table %d", vrf.Table), "%s uses table %d, expected %d", cfg.VRF, vrf.Table, cfg.Table))
+	case !vrf.Up:
+		add(fail("device", "ip link set "+cfg.VRF+" up", "%s (table %d) is down", cfg.VRF, vrf.Table))
+	default:
+		add(ok("device", "%s is a VRF, table %d, up", cfg.VRF, vrf.Table))
+	}
+
+	iface, hasIface := st.link(cfg.Iface)
+	switch {
+	case !hasIface:
+		add(fail("enslaved", "check --iface", "%s does not exist", cfg.Iface))
+	case !hasVRF || iface.Master != vrf.Index:
+		add(fail("enslaved", apply, "%s is not enslaved to %s", cfg.Iface, cfg.VRF))
+	default:
+		add(ok("enslaved", "%s is in %s", cfg.Iface, cfg.VRF))
+	}
+
+	add(c.checkDefault(cfg, st, unix.AF_INET, apply))
+	if hasGlobalV6(st, cfg.Iface) {
+		add(c.checkDefault(cfg, st, unix.AF_INET6, apply))
+	}
+
+	var missing []string
+	for _, a := range vrfLoopbacks {
+		if !st.hasAddr(cfg.VRF, a) {
+			missing = append(missing, a)
+		}
+	}
+	if len(missing) > 0 {
+		add(fail("loopback", apply, "%s lacks %s", cfg.VRF, strings.Join(missing, " ")))
+	} else {
+		add(ok("loopback", "%s has %s", cfg.VRF, strings.Join(vrfLoopbacks, " ")))
+	}
+
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+		add(checkRuleOrder(st, fam, apply))
+	}
+
+	tcp, udp := desiredSysctls(cfg, dns)
+	for i, want := range []string{tcp, udp} {
+		name := l3mdevSysctls[i]
+		if got := st.Sysctls[name]; got != want {
+			add(fail("sysctl "+name, "sysctl -w "+name+"="+want+" (persisted by apply in "+SysctlConf+")", "%s=%q, want %s for sshd %s / dns %s", name, got, want, cfg.SSHD, dns))
+		} else {
+			add(ok("sysctl "+name, "%s", got))
+		}
+	}
+	if cfg.SSHD == SSHDVRFOnly {
+		if f := st.file(SSHDropIn); f.Exists && strings.Contains(f.Content, "BPFProgram=sock_create:") {
+			add(ok("sshd", "ssh.service bound to %s via %s", cfg.VRF, SSHDropIn))
+		} else {
+			add(fail("sshd", apply+" --sshd vrf-only", "%s missing: sshd is not bound to %s", SSHDropIn, cfg.VRF))
+		}
+	}
+
+	add(c.checkCgroup())
+	add(c.checkStubTrap(cfg, st, dns, hasVRF))
+	add(c.checkResolver(cfg, st, hasVRF))
+	add(c.checkPAM())
+	add(c.checkPolicy())
+	return rs, nil
+}
+
+func (c *Checker) checkDefault(cfg Config, st *State, fam int, apply string) CheckResult {
+	name := "default route " + famName(fam)
+	for _, r := range st.Routes {
+		if r.Table == cfg.Table && r.Family == fam && r.Dst == "default" && r.Type == unix.RTN_UNICAST {
+			return ok(name, "table %d: default via %s dev %s", cfg.Table, r.Gw, r.Dev)
+		}
+	}
+	for _, r := range st.Routes {
+		if r.Table == unix.RT_TABLE_MAIN && r.Family == fam && r.Dst == "default" && r.Dev == cfg.Iface {
+			return fail(name, apply, "default via %s dev %s is in main, not table %d", r.Gw, r.Dev, cfg.Table)
+		}
+	}
+	return fail(name, "renew the DHCP lease of "+cfg.Iface+" or add it: ip route add default via GW dev "+cfg.Iface+fmt.Sprintf(" table %d", cfg.Table), "no default route in table %d", cfg.Table)
+}
+
+func hasGlobalV6(st *State, iface string) bool {
+	for _, a := range st.Addrs[iface] {
+		if p, err := netip.ParsePrefix(a.CIDR); err == nil && p.Addr().Is6() && p.Addr().IsGlobalUnicast() {
+			return true
+		}
+	}
+	return false
+}
+
+func checkRuleOrder(st *State, fam int, apply string) CheckResult {
+	name := "rules " + famName(fam)
+	l3, local := -1, -1
+	for _, r := range st.Rules {
+		if r.Family != fam {
+			continue
+		}
+		if r.IsL3mdev() && (l3 < 0 || int(r.Pref) < l3) {
+			l3 = int(r.Pref)
+		}
+		if r.IsLocal() && (local < 0 || int(r.Pref) < local) {
+			local = int(r.Pref)
+		}
+	}
+	switch {
+	case l3 < 0:
+		return fail(name, apply, "no l3mdev rule")
+	case local < 0:
+		return fail(name, fmt.Sprintf("ip -%s rule add pref %d lookup local", famTag(fam)[1:], PrefLocalNew), "no local rule (local addresses are unreachable!)")
+	case local < l3:
+		return fail(name, apply, "local (pref %d) before l3mdev (pref %d): VRF lookups are shadowed by default-VRF local addresses", local, l3)
+	}
+	return ok(name, "l3mdev pref %d before local pref %d", l3, local)
+}
+
+// checkCgroup: ip vrf exec / pam_vrf need cgroup2; on kernels < 5.15 an
+// active v1 net_cls or net_prio hierarchy disables cgroup2 socket matching
+// (fixed by 8520e224f547).
+func (c *Checker) checkCgroup() CheckResult {
+	proc := c.ProcRoot
+	if proc == "" {
+		proc = "/proc"
+	}
+	data, err := os.ReadFile(proc + "/self/mountinfo")
+	if err != nil {
+		return fail("cgroup2", "mount /proc", "read mountinfo: %v", err)
+	}
+	cg2, v1 := "", []string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		pre, post, found := strings.Cut(line, " - ")
+		if !found {
+			continue
+		}
+		pf, qf := strings.Fields(pre), strings.Fields(post)
+		if len(pf) < 5 || len(qf) < 3 {
+			continue
+		}
+		if qf[0] == "cgroup2" && cg2 == "" {
+			cg2 = pf[4]
+		}
+		if qf[0] == "cgroup" {
+			for _, o := range strings.Split(qf[2], ",") {
+				if o == "net_cls" || o == "net_prio" {
+					v1 = append(v1, o+" at "+pf[4])
+				}
+			}
+		}
+	}
+	if cg2 == "" {
+		return fail("cgroup2", "boot with systemd.unified_cgroup_hierarchy=1 or mount -t cgroup2 none /sys/fs/cgroup/unified", "no cgroup2 mount")
+	}
+	rel := c.KernelRelease
+	if rel == "" {
+		var uts unix.Utsname
+		_ = unix.Uname(&uts)
+		rel = unix.ByteSliceToString(uts.Release[:])
+	}
+	if len(v1) > 0 && kernelBefore(rel, 5, 15) {
+		return fail("cgroup2", "boot with cgroup_no_v1=net_cls,net_prio", "cgroup2 at %s, but kernel %s has cgroup v1 %s, which disables cgroup2 socket matching", cg2, rel, strings.Join(v1, ", "))
+	}
+	return ok("cgroup2", "mounted at %s", cg2)
+}
+
+func kernelBefore(rel string, major, minor int) bool {
+	var a, b int
+	if n, _ := fmt.Sscanf(rel, "%d.%d", &a, &b); n != 2 {
+		return false
+	}
+	return a < major || (a == major && b < minor)
+}
+
+func (c *Checker) checkStubTrap(cfg Config, st *State, dns string, hasVRF bool) CheckResult {
+	servers, _ := resolvConfServers(st.file(ResolvConf).Content)
+	for _, s := range servers {
+		if s == stubAddr && hasVRF {
+			return fail("dns stub trap", "vrf-netsetup apply ... --dns static (or --dns resolved)",
+				"%s points at %s, which systemd-resolved binds to lo: processes in VRF %s cannot reach it", ResolvConf, stubAddr, cfg.VRF)
+		}
+	}
+	return ok("dns stub trap", "%s does not use the lo-bound stub %s", ResolvConf, stubAddr)
+}
+
+// checkResolver sends a real query from a socket bound to the VRF device to
+// every nameserver a VRF process would use per /etc/resolv.conf.
+func (c *Checker) checkResolver(cfg Config, st *State, hasVRF bool) CheckResult {
+	servers, _ := resolvConfServers(st.file(ResolvConf).Content)
+	if len(servers) == 0 {
+		return fail("resolver", "vrf-netsetup apply ... --dns static --nameserver IP", "%s lists no nameserver", ResolvConf)
+	}
+	if !hasVRF {
+		return fail("resolver", "create the VRF first", "cannot query from VRF %s: it does not exist", cfg.VRF)
+	}
+	timeout := c.DNSTimeout
+	if timeout == 0 {
+		timeout = 3 * time.Second
+	}
+	var good, bad []string
+	for _, s := range servers {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			bad = append(bad, s+": not an address")
+			continue
+		}
+		rc, err := QueryDNS(c.Reader.Net.NS, cfg.VRF, netip.AddrPortFrom(a, 53), cfg.QueryName, timeout)
+		switch {
+		case err != nil:
+			bad = append(bad, err.Error())
+		case rc == 0 || rc == 3:
+			good = append(good, fmt.Sprintf("%s answered %s for %s SOA", s, RcodeName(rc), cfg.QueryName))
+		default:
+			bad = append(bad, fmt.Sprintf("%s answered %s", s, RcodeName(rc)))
+		}
+	}
+	if len(good) == 0 {
+		return fail("resolver", "vrf-netsetup apply ... --dns static --nameserver IP (a server reachable through "+cfg.Iface+")",
+			"no nameserver reachable from VRF %s: %s", cfg.VRF, strings.Join(bad, "; "))
+	}
+	detail := strings.Join(good, "; ")
+	if len(bad) > 0 {
+		detail += " (unreachable: " + strings.Join(bad, "; ") + ")"
+	}
+	return ok("resolver", "from VRF %s: %s", cfg.VRF, detail)
+}
+
+// checkPAM: pam_vrf.so in the sshd session stack, after pam_systemd (which
+// moves the session into its scope; placing the process before that would be
+// undone).
+func (c *Checker) checkPAM() CheckResult {
+	stack := pamSessionStack(c.Reader.FS, "sshd", 0)
+	vrfAt, sysdAt := -1, -1
+	for i, m := range stack {
+		if strings.HasSuffix(m, "pam_vrf.so") && vrfAt < 0 {
+			vrfAt = i
+		}
+		if strings.HasSuffix(m, "pam_systemd.so") && sysdAt < 0 {
+			sysdAt = i
+		}
+	}
+	switch {
+	case vrfAt < 0:
+		return fail("pam", "add `session optional pam_vrf.so` to /etc/pam.d/common-session (after pam_systemd.so)", "pam_vrf.so not in the sshd session stack")
+	case sysdAt > vrfAt:
+		return fail("pam", "move pam_vrf.so after pam_systemd.so", "pam_vrf.so runs before pam_systemd.so, which then moves the session out of the VRF cgroup")
+	}
+	return ok("pam", "pam_vrf.so in the sshd session stack (after pam_systemd.so)")
+}
+
+// pamSessionStack expands /etc/pam.d/<svc> session lines and @include.
+func pamSessionStack(fs FS, svc string, depth int) []string {
+	if depth > 5 {
+		return nil
+	}
+	f, err := os.Open(fs.P(filepath.Join("/etc/pam.d", svc)))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		w := strings.Fields(sc.Text())
+		if len(w) == 0 || strings.HasPrefix(w[0], "#") {
+			continue
+		}
+		switch {
+		case w[0] == "@include" && len(w) > 1:
+			out = append(out, pamSessionStack(fs, w[1], depth+1)...)
+		case (w[0] == "session" || w[0] == "-session") && len(w) > 2:
+			if w[1] == "include" || w[1] == "substack" {
+				out = append(out, pamSessionStack(fs, w[2], depth+1)...)
+				continue
+			}
+			mod := w[2]
+			if strings.HasPrefix(w[1], "[") { // [value=action ...] may contain spaces
+				for i := 1; i < len(w); i++ {
+					if strings.HasSuffix(w[i], "]") && i+1 < len(w) {
+						mod = w[i+1]
+						break
+					}
+				}
+			}
+			out = append(out, mod)
+		}
+	}
+	return out
+}
+
+func (c *Checker) checkPolicy() CheckResult {
+	p := c.PolicyPath
+	if p == "" {
+		p = c.Reader.FS.P(config.DefaultPath)
+	}
+	pol, err := config.Load(p)
+	switch {
+	case err != nil:
+		return fail("policy", "fix "+config.DefaultPath, "%v", err)
+	case !pol.Exists:
+		return fail("policy", "create "+config.DefaultPath+" (e.g. default = \"mgmt\")", "%s missing: pam_vrf.so leaves every session alone", p)
+	}
+	return ok("policy", "%s is valid", p)
+}

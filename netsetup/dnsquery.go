@@ -1,0 +1,99 @@
+package netsetup
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// DNS rcodes we report by name.
+var rcodeNames = map[int]string{0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+
+// QueryDNS sends one real DNS query (type SOA for name) over UDP to server
+// from a socket bound with SO_BINDTODEVICE to dev (the VRF device), in netns
+// ns - exactly the path a resolver in a VRF-bound process takes. It returns
+// the response code. The socket is created on a thread inside ns; once
+// created it stays in that netns.
+func QueryDNS(ns netns.NsHandle, dev string, server netip.AddrPort, name string, timeout time.Duration) (int, error) {
+	q, id, err := buildQuery(name, 6) // 6 = SOA
+	if err != nil {
+		return 0, err
+	}
+	var conn net.Conn
+	err = inNS(ns, func() error {
+		d := net.Dialer{Timeout: timeout, Control: func(network, address string, c syscall.RawConn) error {
+			var serr error
+			if cerr := c.Control(func(fd uintptr) { serr = unix.BindToDevice(int(fd), dev) }); cerr != nil {
+				return cerr
+			}
+			if serr != nil {
+				return fmt.Errorf("SO_BINDTODEVICE %s: %w", dev, serr)
+			}
+			return nil
+		}}
+		var derr error
+		conn, derr = d.DialContext(context.Background(), "udp", server.String())
+		return derr
+	})
+	if err != nil {
+		return 0, fmt.Errorf("socket to %s bound to %s: %w", server, dev, err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	if _, err := conn.Write(q); err != nil {
+		return 0, fmt.Errorf("send query to %s via %s: %w", server, dev, err)
+	}
+	buf := make([]byte, 4096)
+	for {
+		n, err := conn.Read(buf)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return 0, fmt.Errorf("no answer from %s via %s within %s", server, dev, timeout)
+			}
+			return 0, fmt.Errorf("read answer from %s via %s: %w", server, dev, err)
+		}
+		if n < 12 || binary.BigEndian.Uint16(buf) != id || buf[2]&0x80 == 0 {
+			continue // not our response; keep waiting until the deadline
+		}
+		return int(buf[3] & 0x0f), nil
+	}
+}
+
+// buildQuery encodes a standard query with RD set.
+func buildQuery(name string, qtype uint16) ([]byte, uint16, error) {
+	var idb [2]byte
+	_, _ = rand.Read(idb[:])
+	id := binary.BigEndian.Uint16(idb[:])
+	msg := []byte{idb[0], idb[1], 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0}
+	name = strings.TrimSuffix(name, ".")
+	if name != "" {
+		for _, label := range strings.Split(name, ".") {
+			if len(label) == 0 || len(label) > 63 {
+				return nil, 0, fmt.Errorf("query name %q: bad label", name)
+			}
+			msg = append(msg, byte(len(label)))
+			msg = append(msg, label...)
+		}
+	}
+	msg = append(msg, 0, byte(qtype>>8), byte(qtype), 0, 1) // root, qtype, class IN
+	return msg, id, nil
+}
+
+// RcodeName renders a DNS rcode.
+func RcodeName(rc int) string {
+	if n, ok := rcodeNames[rc]; ok {
+		return n
+	}
+	return fmt.Sprintf("rcode %d", rc)
+}

@@ -1,0 +1,5 @@
+package netsetup
+
+import "os"
+
+type fsMode = os.FileMode

@@ -1,0 +1,54 @@
+package netsetup
+
+import (
+	"fmt"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Net is every kernel network object apply touches, bound to one netns: the
+// vishvananda handle for links/addresses/routes and a raw rtnetlink socket for
+// rules (the library has no l3mdev rule support, see rules.go).
+// Tests pass a throw-away netns; the product uses the current one.
+type Net struct {
+	H   *netlink.Handle
+	NS  netns.NsHandle // netns.None() = the caller's netns
+	raw map[int]*nl.SocketHandle
+}
+
+// NewNet opens the handles in ns (netns.None() for the current netns).
+func NewNet(ns netns.NsHandle) (*Net, error) {
+	var h *netlink.Handle
+	var err error
+	if ns.IsOpen() {
+		h, err = netlink.NewHandleAt(ns)
+	} else {
+		h, err = netlink.NewHandle()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open rtnetlink handle: %w", err)
+	}
+	s, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("open rtnetlink socket: %w", err)
+	}
+	return &Net{H: h, NS: ns, raw: map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}}, nil
+}
+
+// Close releases the sockets.
+func (n *Net) Close() {
+	n.H.Close()
+	for _, s := range n.raw {
+		s.Close()
+	}
+}
+
+func (n *Net) request(typ, flags int) *nl.NetlinkRequest {
+	req := nl.NewNetlinkRequest(typ, flags)
+	req.Sockets = n.raw
+	return req
+}

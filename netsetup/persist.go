@@ -1,0 +1,254 @@
+package netsetup
+
+import (
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+)
+
+// Files apply owns (all written atomically under --root).
+const (
+	ConfigPath   = DefaultConfigPath
+	SysctlConf   = "/etc/sysctl.d/60-pam-vrf.conf"
+	UnitName     = "pam-vrf-netsetup.service"
+	UnitPath     = "/etc/systemd/system/" + UnitName
+	UnitWants    = "/etc/systemd/system/multi-user.target.wants/" + UnitName
+	SSHDropIn    = "/etc/systemd/system/ssh.service.d/pam-vrf.conf"
+	DhclientHook = "/etc/dhcp/dhclient-exit-hooks.d/pam-vrf"
+	BackupPath   = "/var/lib/pam-vrf/netsetup-backup.json"
+	BPFPinDir    = "/sys/fs/bpf/pam-vrf"
+)
+
+func netdevPath(cfg Config) string     { return "/etc/systemd/network/" + cfg.VRF + ".netdev" }
+func vrfNetworkPath(cfg Config) string { return "/etc/systemd/network/" + cfg.VRF + ".network" }
+func ifaceDropInPath(m Manager) string {
+	return "/etc/systemd/network/" + path.Base(m.NetworkFile) + ".d/pam-vrf.conf"
+}
+
+// candidatePaths: every file the plan may write, remove or parse.
+func candidatePaths(cfg Config, m Manager) []string {
+	ps := []string{ConfigPath, SysctlConf, UnitPath, UnitWants, SSHDropIn, DhclientHook, BackupPath,
+		ResolvConf, ResolvedUplink, ResolvedStub, ResolvedDropIn, ResolvedConf,
+		netdevPath(cfg), vrfNetworkPath(cfg)}
+	if m.Kind == "networkd" {
+		ps = append(ps, ifaceDropInPath(m))
+	}
+	return ps
+}
+
+// fileSpec is one desired file; Remove means "must not exist" (ours, stale).
+type fileSpec struct {
+	Path    string
+	Content string
+	Symlink string
+	Mode    uint32
+	Remove  bool
+	// Kind groups files for the service actions they need afterwards.
+	Kind string // "unit", "networkd", "resolved", ""
+}
+
+// desiredFiles renders the persistent configuration for cfg on this host.
+func desiredFiles(cfg Config, dns string, st *State) ([]fileSpec, error) {
+	fs := []fileSpec{
+		{Path: ConfigPath, Content: string(EncodeConfig(cfg)), Mode: 0o644},
+		{Path: SysctlConf, Content: renderSysctlConf(cfg, dns), Mode: 0o644},
+		{Path: UnitPath, Content: renderUnit(cfg, st.Manager), Mode: 0o644, Kind: "unit"},
+		{Path: UnitWants, Symlink: UnitPath, Kind: "unit"},
+	}
+	if cfg.SSHD == SSHDVRFOnly {
+		fs = append(fs, fileSpec{Path: SSHDropIn, Content: renderSSHDropIn(cfg), Mode: 0o644, Kind: "unit"})
+	} else {
+		fs = append(fs, fileSpec{Path: SSHDropIn, Remove: true, Kind: "unit"})
+	}
+	if st.Manager.Kind == "networkd" {
+		fs = append(fs,
+			fileSpec{Path: netdevPath(cfg), Content: renderNetdev(cfg), Mode: 0o644, Kind: "networkd"},
+			fileSpec{Path: vrfNetworkPath(cfg), Content: renderVRFNetwork(cfg, dnsRuleServers(cfg, dns, st)), Mode: 0o644, Kind: "networkd"},
+			fileSpec{Path: ifaceDropInPath(st.Manager), Content: renderIfaceDropIn(cfg), Mode: 0o644, Kind: "networkd"})
+	} else {
+		fs = append(fs, fileSpec{Path: netdevPath(cfg), Remove: true}, fileSpec{Path: vrfNetworkPath(cfg), Remove: true})
+	}
+	if st.Manager.Kind == "ifupdown" && st.Manager.DHCP {
+		fs = append(fs, fileSpec{Path: DhclientHook, Content: renderDhclientHook(cfg), Mode: 0o644})
+	} else {
+		fs = append(fs, fileSpec{Path: DhclientHook, Remove: true})
+	}
+	search := harvestSearch(st)
+	switch dns {
+	case DNSStatic:
+		servers := staticServers(cfg, st)
+		if len(servers) == 0 {
+			return nil, &PlanError{"dns mode static: no upstream nameserver found (resolved's uplink file, networkd leases and /etc/resolv.conf have none)", "pass --nameserver IP, or --dns none"}
+		}
+		fs = append(fs, fileSpec{Path: ResolvConf, Content: renderStaticResolvConf(cfg, servers, search), Mode: 0o644},
+			fileSpec{Path: ResolvedDropIn, Remove: true, Kind: "resolved"})
+	case DNSResolved:
+		fs = append(fs, fileSpec{Path: ResolvedDropIn, Content: renderResolvedDropIn(cfg, st), Mode: 0o644, Kind: "resolved"},
+			fileSpec{Path: ResolvConf, Content: renderResolvedResolvConf(cfg, search), Mode: 0o644})
+	case DNSNone:
+		// leave resolv.conf and resolved alone
+	}
+	return fs, nil
+}
+
+// planFiles diffs desired files against the recorded FileStates.
+func planFiles(cfg Config, dns string, st *State) ([]Step, error) {
+	specs, err := desiredFiles(cfg, dns, st)
+	if err != nil {
+		return nil, err
+	}
+	var steps []Step
+	for _, f := range specs {
+		cur := st.file(f.Path)
+		switch {
+		case f.Remove:
+			if cur.Exists {
+				steps = append(steps, stepFile(f, cur))
+			}
+		case f.Symlink != "":
+			if cur.Symlink != f.Symlink {
+				steps = append(steps, stepFile(f, cur))
+			}
+		default:
+			if !cur.Exists || cur.Symlink != "" || cur.Content != f.Content {
+				steps = append(steps, stepFile(f, cur))
+			}
+		}
+	}
+	return steps, nil
+}
+
+func stepFile(f fileSpec, old FileState) Step {
+	verb := "write"
+	switch {
+	case f.Remove:
+		verb = "remove"
+	case f.Symlink != "":
+		verb = "link"
+	}
+	desc := verb + " " + f.Path
+	if f.Symlink != "" {
+		desc += " -> " + f.Symlink
+	}
+	if old.Symlink != "" && f.Symlink == "" && !f.Remove {
+		desc += " (replacing symlink to " + old.Symlink + ")"
+	}
+	return Step{ID: "file-" + verb + ":" + f.Path + ":" + f.Kind, Desc: desc,
+		Do: func(e *Env) error {
+			switch {
+			case f.Remove:
+				return e.FS.Remove(f.Path)
+			case f.Symlink != "":
+				return e.FS.SymlinkAtomic(f.Path, f.Symlink)
+			default:
+				return e.FS.WriteAtomic(f.Path, []byte(f.Content), modeOr(f.Mode))
+			}
+		},
+		Undo: func(e *Env) error { return e.FS.Restore(f.Path, old) }}
+}
+
+func renderSysctlConf(cfg Config, dns string) string {
+	tcp, udp := desiredSysctls(cfg, dns)
+	return fmt.Sprintf("# Written by vrf-netsetup (pam-vrf): sshd mode %s, dns mode %s.\n"+
+		"# tcp: unbound listeners (sshd in the default VRF) accept connections arriving in VRF %s.\n"+
+		"# udp: replies to default-VRF DNS queries steered into the VRF, and the resolved listener.\n"+
+		"net.ipv4.tcp_l3mdev_accept = %s\nnet.ipv4.udp_l3mdev_accept = %s\n", cfg.SSHD, dns, cfg.VRF, tcp, udp)
+}
+
+func renderUnit(cfg Config, m Manager) string {
+	return fmt.Sprintf(`# Written by vrf-netsetup (pam-vrf): re-applies the management VRF %[1]s at boot.
+# Idempotent: prints "nothing to do" when the network managers already did it.
+[Unit]
+Description=pam-vrf management VRF %[1]s (vrf-netsetup apply)
+# After the tools that bring %[2]s up (so its addresses and default route exist
+# and can be moved), before anything that waits for the network to be online
+# and before sshd (in vrf-only mode it needs the pinned program).
+After=network.target systemd-networkd.service networking.service NetworkManager.service
+Wants=network.target
+Before=network-online.target ssh.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/sbin/vrf-netsetup apply --config %[3]s
+
+[Install]
+WantedBy=multi-user.target
+`, cfg.VRF, cfg.Iface, ConfigPath)
+}
+
+// renderSSHDropIn binds ssh.service to the VRF on systemd 252 (Debian 12),
+// which has no BindNetworkInterface= (v260). BPFProgram= attaches a program
+// we pin in BPFPinDir at every apply (ifindex baked in, like `ip vrf exec`)
+// to the unit's cgroup: every socket sshd creates is bound to the VRF. Chosen
+// over an `ExecStart=ip vrf exec` wrapper because that creates a cgroup below
+// a non-delegated unit (systemd's CGROUP_DELEGATION rules) and breaks with
+// ProtectControlGroups=.
+func renderSSHDropIn(cfg Config) string {
+	return fmt.Sprintf(`# Written by vrf-netsetup (pam-vrf, sshd mode vrf-only): sshd only in VRF %[1]s.
+[Unit]
+Requires=%[2]s
+After=%[2]s
+
+[Service]
+BPFProgram=sock_create:%[3]s/%[1]s
+`, cfg.VRF, UnitName, BPFPinDir)
+}
+
+func renderNetdev(cfg Config) string {
+	return fmt.Sprintf("# Written by vrf-netsetup (pam-vrf).\n[NetDev]\nName=%s\nKind=vrf\n\n[VRF]\nTable=%d\n", cfg.VRF, cfg.Table)
+}
+
+// renderVRFNetwork declares everything networkd would otherwise treat as
+// "foreign" and remove (ManageForeignRoutes=/ManageForeignRoutingPolicyRules=
+// default to yes): the unreachable defaults, the moved local rule and the
+// DNS steering rules.
+func renderVRFNetwork(cfg Config, dnsServers []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Written by vrf-netsetup (pam-vrf).\n[Match]\nName=%s\n\n[Network]\nAddress=127.0.0.1/8\nAddress=::1/128\n", cfg.VRF)
+	for _, d := range []string{"0.0.0.0/0", "::/0"} {
+		fmt.Fprintf(&b, "\n[Route]\nType=unreachable\nDestination=%s\nTable=%d\nMetric=%d\n", d, cfg.Table, uint32(UnreachableMetric))
+	}
+	fmt.Fprintf(&b, "\n[RoutingPolicyRule]\nTable=local\nPriority=%d\nFamily=both\n", PrefLocalNew)
+	for _, s := range dnsServers {
+		fmt.Fprintf(&b, "\n[RoutingPolicyRule]\nTo=%s\nIncomingInterface=lo\nTable=%d\nPriority=%d\n", hostPrefix(s), cfg.Table, PrefDNSRule)
+	}
+	return b.String()
+}
+
+func renderIfaceDropIn(cfg Config) string {
+	return fmt.Sprintf("# Written by vrf-netsetup (pam-vrf): networkd enslaves %s and puts its DHCP/static routes\n# into the VRF table itself.\n[Network]\nVRF=%s\n", cfg.Iface, cfg.VRF)
+}
+
+// renderDhclientHook: dhclient-script sources exit hooks; after a new lease
+// it has put the default route into main, and apply moves it again.
+func renderDhclientHook(cfg Config) string {
+	return fmt.Sprintf(`# Written by vrf-netsetup (pam-vrf); sourced by dhclient-script.
+# A new/renewed lease re-adds the default route of %[1]s to the main table;
+# move it into VRF %[2]s again.
+case "$reason" in
+BOUND|RENEW|REBIND|REBOOT|BOUND6|RENEW6|REBIND6)
+	if [ "$interface" = "%[1]s" ] && [ -x /usr/sbin/vrf-netsetup ]; then
+		/usr/sbin/vrf-netsetup apply --config %[3]s --quiet || true
+	fi
+	;;
+esac
+`, cfg.Iface, cfg.VRF, ConfigPath)
+}
+
+func modeOr(m uint32) (mode fsMode) {
+	if m == 0 {
+		return 0o644
+	}
+	return fsMode(m)
+}
+
+func sortedKeys[M ~map[string]V, V any](m M) []string {
+	k := make([]string, 0, len(m))
+	for x := range m {
+		k = append(k, x)
+	}
+	sort.Strings(k)
+	return k
+}

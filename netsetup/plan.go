@@ -1,0 +1,44 @@
+package netsetup
+
+import (
+	"fmt"
+)
+
+// Plan computes the steps that turn live into desired. It is pure: it reads
+// only cfg and live, so recorded states are enough to test it. An empty plan
+// means the host has converged.
+func Plan(cfg Config, live *State) ([]Step, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	net, err := planNet(cfg, live)
+	if err != nil {
+		return nil, err
+	}
+	dns := EffectiveDNS(cfg, live)
+	sys := planSysctls(cfg, dns, live)
+	files, err := planFiles(cfg, dns, live)
+	if err != nil {
+		return nil, err
+	}
+	svc := planServices(cfg, dns, live, files)
+	dnsRules := planDNSRules(cfg, dns, live)
+
+	var steps []Step
+	steps = append(steps, net...)
+	steps = append(steps, dnsRules...)
+	steps = append(steps, sys...)
+	steps = append(steps, files...)
+	steps = append(steps, svc...)
+	if len(steps) > 0 {
+		if b := planBackup(live); b != nil {
+			steps = append([]Step{*b}, steps...)
+		}
+	}
+	return steps, nil
+}
+
+// PlanError is a state the tool refuses to "fix" on its own.
+type PlanError struct{ Msg, Fix string }
+
+func (e *PlanError) Error() string { return fmt.Sprintf("%s (fix: %s)", e.Msg, e.Fix) }

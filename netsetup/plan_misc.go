@@ -1,0 +1,193 @@
+package netsetup
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// desiredSysctls: tcp on for sshd any-vrf; udp on for any-vrf and whenever
+// DNS traffic is steered into the VRF or served by the resolved listener
+// (replies arrive on a VRF slave for a socket that is not VRF-bound).
+func desiredSysctls(cfg Config, dns string) (tcp, udp string) {
+	tcp, udp = "0", "0"
+	if cfg.SSHD == SSHDAnyVRF {
+		tcp, udp = "1", "1"
+	}
+	if dns == DNSStatic || dns == DNSResolved {
+		udp = "1"
+	}
+	return tcp, udp
+}
+
+func planSysctls(cfg Config, dns string, st *State) []Step {
+	tcp, udp := desiredSysctls(cfg, dns)
+	var steps []Step
+	for name, want := range map[string]string{l3mdevSysctls[0]: tcp, l3mdevSysctls[1]: udp} {
+		old := st.Sysctls[name]
+		if old == want {
+			continue
+		}
+		name, want := name, want
+		steps = append(steps, Step{ID: "sysctl-" + name, Desc: fmt.Sprintf("set %s=%s (now %q)", name, want, old),
+			Do: func(e *Env) error { return e.Sysctl.Set(name, want) },
+			Undo: func(e *Env) error {
+				if old == "" {
+					return nil
+				}
+				return e.Sysctl.Set(name, old)
+			}})
+	}
+	// map order is random; keep plans stable for printing and tests
+	if len(steps) == 2 && steps[0].ID > steps[1].ID {
+		steps[0], steps[1] = steps[1], steps[0]
+	}
+	return steps
+}
+
+// dnsRuleServers are the servers whose queries from the default VRF are
+// steered into the VRF table (Cumulus: `ip rule add pref 99 to NS iif lo
+// lookup TABLE`): servers the admin named with --nameserver, and in resolved
+// mode resolved's global DNS= servers (resolved itself runs in the default
+// VRF). Harvested servers are not steered: they may be data-plane servers.
+// Per-link servers of the enslaved link need no rule: resolved sends to them
+// with IP_UNICAST_IF=iface, and the kernel routes a slave's oif in its VRF.
+func dnsRuleServers(cfg Config, dns string, st *State) []string {
+	var src []string
+	switch dns {
+	case DNSStatic:
+		src = cfg.Nameservers
+	case DNSResolved:
+		src = cfg.Nameservers
+		if len(src) == 0 {
+			src = resolvedAdminDNS(st)
+		}
+	}
+	var out []string
+	for _, s := range src {
+		if a, err := netip.ParseAddr(s); err == nil && !a.IsLoopback() {
+			out = append(out, a.String())
+		}
+	}
+	return out
+}
+
+func hostPrefix(ip string) string {
+	a := netip.MustParseAddr(ip)
+	return netip.PrefixFrom(a, a.BitLen()).String()
+}
+
+func dnsRule(cfg Config, ip string) Rule {
+	a := netip.MustParseAddr(ip)
+	fam := unix.AF_INET
+	if a.Is6() {
+		fam = unix.AF_INET6
+	}
+	return Rule{Family: fam, Pref: PrefDNSRule, Table: cfg.Table, Dst: hostPrefix(ip), Iif: "lo", Action: frActToTbl}
+}
+
+func planDNSRules(cfg Config, dns string, st *State) []Step {
+	want := map[string]Rule{}
+	for _, s := range dnsRuleServers(cfg, dns, st) {
+		r := dnsRule(cfg, s)
+		want[r.Dst] = r
+	}
+	var steps []Step
+	have := map[string]bool{}
+	for _, r := range st.Rules {
+		if r.Pref != PrefDNSRule || r.Iif != "lo" || r.Table != cfg.Table || r.Other {
+			continue
+		}
+		if _, ok := want[r.Dst]; ok {
+			have[r.Dst] = true
+			continue
+		}
+		steps = append(steps, stepRuleDel("rule-dns-del-"+r.Dst, r))
+	}
+	for _, k := range sortedKeys(want) {
+		if !have[k] {
+			steps = append(steps, stepRuleAdd("rule-dns-"+k, want[k]))
+		}
+	}
+	return steps
+}
+
+// planServices adds the daemon actions the file changes need.
+func planServices(cfg Config, dns string, st *State, files []Step) []Step {
+	changed := map[string]bool{}
+	for _, f := range files {
+		changed[f.ID[strings.LastIndex(f.ID, ":")+1:]] = true
+	}
+	var steps []Step
+	if changed["unit"] {
+		steps = append(steps, svcStep("daemon-reload", "systemctl daemon-reload", []string{"daemon-reload"}, nil))
+	}
+	if changed["networkd"] {
+		steps = append(steps, svcStep("networkd-reload", "networkctl reload (networkd takes over VRF, enslavement and DHCP routes)", []string{"networkctl-reload"}, nil))
+	}
+	switch dns {
+	case DNSStatic:
+		if st.ResolvedActive {
+			steps = append(steps, svcStep("resolved-stop", "stop and disable systemd-resolved (its 127.0.0.53 stub is bound to lo, unreachable from the VRF)",
+				[]string{"disable", "--now", "systemd-resolved.service"}, []string{"enable", "--now", "systemd-resolved.service"}))
+		}
+	case DNSResolved:
+		if !st.ResolvedActive {
+			steps = append(steps, svcStep("resolved-start", "enable and start systemd-resolved",
+				[]string{"enable", "--now", "systemd-resolved.service"}, []string{"disable", "--now", "systemd-resolved.service"}))
+		} else if changed["resolved"] {
+			steps = append(steps, svcStep("resolved-restart", "restart systemd-resolved (new listener "+cfg.ResolvedListener+")",
+				[]string{"restart", "systemd-resolved.service"}, []string{"restart", "systemd-resolved.service"}))
+		}
+	}
+	return steps
+}
+
+func svcStep(id, desc string, do, undo []string) Step {
+	s := Step{ID: "svc-" + id, Desc: desc,
+		Do: func(e *Env) error { return e.Svc.Run(do[0], do[1:]...) }}
+	if undo != nil {
+		s.Undo = func(e *Env) error { return e.Svc.Run(undo[0], undo[1:]...) }
+	}
+	return s
+}
+
+// planBackup saves the pre-apply state once (the first apply on a host is
+// the one worth reverting to); later applies keep it.
+func planBackup(st *State) *Step {
+	if st.file(BackupPath).Exists {
+		return nil
+	}
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return nil
+	}
+	return &Step{ID: "backup", Desc: "save the pre-apply state to " + BackupPath,
+		Do:   func(e *Env) error { return e.FS.WriteAtomic(BackupPath, append(data, '\n'), 0o600) },
+		Undo: func(e *Env) error { return e.FS.Remove(BackupPath) }}
+}
+
+// Notes are printed with the plan: facts the admin should know that are not
+// steps.
+func Notes(cfg Config, st *State) []string {
+	n := []string{DNSReason(cfg, st), "interface manager: " + st.Manager.Detail}
+	switch st.Manager.Kind {
+	case "networkd":
+		if st.Manager.Netplan {
+			n = append(n, "netplan regenerates "+st.Manager.NetworkFile+"; the drop-in survives, but consider `vrfs: {"+cfg.VRF+": {table: "+fmt.Sprint(cfg.Table)+", interfaces: ["+cfg.Iface+"]}}` in the netplan YAML")
+		}
+	case "networkmanager":
+		n = append(n, "NetworkManager manages "+cfg.Iface+": make it a VRF port there too, or a lease renewal puts the default route back into main: nmcli con add type vrf ifname "+cfg.VRF+" table "+fmt.Sprint(cfg.Table)+" && nmcli con mod <conn of "+cfg.Iface+"> connection.master "+cfg.VRF+" connection.slave-type vrf")
+	case "ifupdown":
+		if st.Manager.DHCP {
+			n = append(n, "ifupdown+dhclient: "+DhclientHook+" moves the default route into table "+fmt.Sprint(cfg.Table)+" after every lease")
+		}
+	}
+	if EffectiveDNS(cfg, st) == DNSStatic && len(cfg.Nameservers) == 0 && len(st.Upstream) > 0 {
+		n = append(n, "nameservers harvested: "+strings.Join(st.Upstream, " "))
+	}
+	return n
+}

@@ -1,0 +1,143 @@
+package netsetup
+
+import (
+	"fmt"
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+)
+
+// Addresses every VRF device gets: without a loopback address inside the VRF,
+// anything talking to 127.0.0.1 from a VRF-bound process (ntpq, local
+// daemons, resolved's extra listener) fails.
+var vrfLoopbacks = []string{"127.0.0.1/8", "::1/128"}
+
+func planNet(cfg Config, st *State) ([]Step, error) {
+	var steps []Step
+	iface, ok := st.link(cfg.Iface)
+	if !ok {
+		return nil, &PlanError{fmt.Sprintf("interface %s does not exist", cfg.Iface), "check --iface (ip -br link)"}
+	}
+	vrf, vrfExists := st.link(cfg.VRF)
+	if vrfExists {
+		if vrf.Kind != "vrf" {
+			return nil, &PlanError{fmt.Sprintf("device %s exists but is a %s, not a VRF", cfg.VRF, vrf.Kind), "pick another --vrf name or delete the device"}
+		}
+		if vrf.Table != cfg.Table {
+			return nil, &PlanError{fmt.Sprintf("VRF %s exists with table %d, not %d", cfg.VRF, vrf.Table, cfg.Table), fmt.Sprintf("use --table %d, or delete the VRF (ip link del %s) and re-run", vrf.Table, cfg.VRF)}
+		}
+	} else {
+		if !st.Module.Loaded {
+			steps = append(steps, stepModule(st.Module))
+		}
+		steps = append(steps, stepVRFCreate(cfg))
+	}
+	if !vrfExists || !vrf.Up {
+		steps = append(steps, stepLinkUp(cfg.VRF, vrfExists))
+	}
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+		if !hasUnreachableDefault(st, cfg.Table, fam) {
+			steps = append(steps, stepUnreachable(cfg.Table, fam))
+		}
+	}
+	steps = append(steps, planRules(st)...)
+	for _, a := range vrfLoopbacks {
+		if !vrfExists || !st.hasAddr(cfg.VRF, a) {
+			steps = append(steps, stepAddrAdd(cfg.VRF, a))
+		}
+	}
+
+	enslaved := vrfExists && iface.Master == vrf.Index
+	if !enslaved {
+		if iface.Master != 0 {
+			m, _ := st.linkByIndex(iface.Master)
+			return nil, &PlanError{fmt.Sprintf("%s is already enslaved to %s", cfg.Iface, m.Name), fmt.Sprintf("release it first (ip link set %s nomaster) or pick another --iface", cfg.Iface)}
+		}
+		steps = append(steps, stepEnslave(cfg, st))
+		steps = append(steps, stepReaddAddrs(cfg.Iface, st.Addrs[cfg.Iface]))
+	}
+	for _, r := range movableRoutes(st, cfg.Iface) {
+		steps = append(steps, stepMoveRoute(r, cfg.Table, routeInTable(st, r, cfg.Table)))
+	}
+	return steps, nil
+}
+
+func hasUnreachableDefault(st *State, table uint32, fam int) bool {
+	for _, r := range st.Routes {
+		if r.Table == table && r.Family == fam && r.Dst == "default" && r.Type == unix.RTN_UNREACHABLE && r.Metric == UnreachableMetric {
+			return true
+		}
+	}
+	return false
+}
+
+// movableRoutes are the main-table routes through the iface that are not
+// "connected" (proto kernel): defaults and static/DHCP routes. Enslaving
+// flushes them from main; they belong in the VRF table.
+func movableRoutes(st *State, iface string) []Route {
+	var out []Route
+	for _, r := range st.Routes {
+		if r.Table != unix.RT_TABLE_MAIN || r.Dev != iface || r.Protocol == unix.RTPROT_KERNEL || r.Type != unix.RTN_UNICAST {
+			continue
+		}
+		if p, err := netip.ParsePrefix(r.Dst); err == nil && (p.Addr().IsLinkLocalUnicast() || p.Addr().IsMulticast()) {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// routeInTable: an equivalent route already exists in table.
+func routeInTable(st *State, r Route, table uint32) bool {
+	for _, x := range st.Routes {
+		if x.Table == table && x.Family == r.Family && x.Dst == r.Dst && x.Gw == r.Gw && x.Dev == r.Dev && x.Metric == r.Metric && x.Type == r.Type {
+			return true
+		}
+	}
+	return false
+}
+
+// planRules orders rules: l3mdev (1000) before local (32765), both families.
+// The new local rule is added before the old one is deleted so there is never
+// a moment without a local rule (that would break every local address).
+func planRules(st *State) []Step {
+	var steps []Step
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+		var hasL3, hasLocalNew, hasLocal0 bool
+		for _, r := range st.Rules {
+			if r.Family != fam {
+				continue
+			}
+			switch {
+			case r.IsL3mdev() && r.Pref == PrefL3mdev:
+				hasL3 = true
+			case r.IsLocal() && r.Pref == PrefLocalNew:
+				hasLocalNew = true
+			case r.IsLocal() && r.Pref == PrefLocalOrig:
+				hasLocal0 = true
+			}
+		}
+		if !hasL3 {
+			steps = append(steps, stepRuleAdd("rule-l3mdev-"+famTag(fam), Rule{Family: fam, Pref: PrefL3mdev, L3mdev: true, Action: frActToTbl}))
+		}
+		if !hasLocalNew {
+			steps = append(steps, stepRuleAdd("rule-local-add-"+famTag(fam), localRule(fam, PrefLocalNew)))
+		}
+		if hasLocal0 {
+			steps = append(steps, stepRuleDel("rule-local-del0-"+famTag(fam), localRule(fam, PrefLocalOrig)))
+		}
+	}
+	return steps
+}
+
+func localRule(fam int, pref uint32) Rule {
+	return Rule{Family: fam, Pref: pref, Table: unix.RT_TABLE_LOCAL, Action: frActToTbl}
+}
+
+func famTag(fam int) string {
+	if fam == unix.AF_INET6 {
+		return "v6"
+	}
+	return "v4"
+}

@@ -1,0 +1,302 @@
+package netsetup
+
+import (
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func testCfg() Config {
+	c := Defaults()
+	c.Iface = "eth0"
+	c.DNS = DNSStatic
+	return c
+}
+
+func baseRules() []Rule {
+	var rs []Rule
+	for _, f := range []int{unix.AF_INET, unix.AF_INET6} {
+		rs = append(rs, localRule(f, 0), Rule{Family: f, Pref: 32766, Table: unix.RT_TABLE_MAIN, Action: 1})
+	}
+	return rs
+}
+
+// freshState: a single-NIC host, eth0 with a DHCP default route, no VRF.
+func freshState() *State {
+	return &State{
+		Links: map[string]Link{"lo": {Name: "lo", Index: 1, Kind: "device", Up: true}, "eth0": {Name: "eth0", Index: 2, Kind: "device", Up: true}},
+		Addrs: map[string][]Addr{"eth0": {{CIDR: "192.0.2.10/24"}, {CIDR: "2001:db8::10/64"}, {CIDR: "fe80::1/64", Scope: 253}}},
+		Routes: []Route{
+			{Family: unix.AF_INET, Table: 254, Dst: "default", Gw: "192.0.2.1", Dev: "eth0", Metric: 100, Type: unix.RTN_UNICAST, Protocol: unix.RTPROT_DHCP},
+			{Family: unix.AF_INET, Table: 254, Dst: "192.0.2.0/24", Dev: "eth0", Type: unix.RTN_UNICAST, Protocol: unix.RTPROT_KERNEL, Scope: 253},
+			{Family: unix.AF_INET6, Table: 254, Dst: "default", Gw: "fe80::1", Dev: "eth0", Metric: 1024, Type: unix.RTN_UNICAST, Protocol: unix.RTPROT_RA},
+			{Family: unix.AF_INET6, Table: 254, Dst: "fe80::/64", Dev: "eth0", Metric: 256, Type: unix.RTN_UNICAST, Protocol: unix.RTPROT_KERNEL},
+		},
+		Rules:   baseRules(),
+		Sysctls: map[string]string{l3mdevSysctls[0]: "0", l3mdevSysctls[1]: "0"},
+		Files:   map[string]FileState{ResolvConf: {Exists: true, Symlink: "../run/systemd/resolve/stub-resolv.conf", Content: "nameserver 127.0.0.53\nsearch example.net\n"}},
+		Module:  ModuleState{Loaded: false, Available: true, Release: "6.1.0-test"},
+		Manager: Manager{Kind: "none", Detail: "none"},
+		Upstream: []string{"192.0.2.53"},
+	}
+}
+
+// converge turns a state into what a successful apply leaves behind.
+func converge(t *testing.T, cfg Config, st *State) *State {
+	t.Helper()
+	st.Links["mgmt"] = Link{Name: "mgmt", Index: 3, Kind: "vrf", Table: cfg.Table, Up: true}
+	e := st.Links["eth0"]
+	e.Master = 3
+	st.Links["eth0"] = e
+	st.Addrs["mgmt"] = []Addr{{CIDR: "127.0.0.1/8"}, {CIDR: "::1/128"}}
+	var routes []Route
+	for _, r := range st.Routes {
+		if r.Table == 254 && r.Protocol != unix.RTPROT_KERNEL {
+			r.Table = cfg.Table
+		}
+		routes = append(routes, r)
+	}
+	for _, f := range []int{unix.AF_INET, unix.AF_INET6} {
+		routes = append(routes, Route{Family: f, Table: cfg.Table, Dst: "default", Type: unix.RTN_UNREACHABLE, Metric: UnreachableMetric})
+	}
+	st.Routes = routes
+	var rules []Rule
+	for _, f := range []int{unix.AF_INET, unix.AF_INET6} {
+		rules = append(rules, Rule{Family: f, Pref: 1000, L3mdev: true, Action: 1}, localRule(f, 32765), Rule{Family: f, Pref: 32766, Table: 254, Action: 1})
+	}
+	st.Rules = rules
+	dns := EffectiveDNS(cfg, st)
+	tcp, udp := desiredSysctls(cfg, dns)
+	st.Sysctls = map[string]string{l3mdevSysctls[0]: tcp, l3mdevSysctls[1]: udp}
+	specs, err := desiredFiles(cfg, dns, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range specs {
+		switch {
+		case f.Remove:
+			delete(st.Files, f.Path)
+		case f.Symlink != "":
+			st.Files[f.Path] = FileState{Exists: true, Symlink: f.Symlink}
+		default:
+			st.Files[f.Path] = FileState{Exists: true, Content: f.Content}
+		}
+	}
+	st.Files[BackupPath] = FileState{Exists: true, Content: "{}"}
+	st.ResolvedActive = dns == DNSResolved
+	return st
+}
+
+func ids(steps []Step) []string {
+	var out []string
+	for _, s := range steps {
+		out = append(out, s.ID)
+	}
+	return out
+}
+
+func mustPlan(t *testing.T, cfg Config, st *State) []Step {
+	t.Helper()
+	steps, err := Plan(cfg, st)
+	if err != nil {
+		t.Fatalf("Plan: %v", err)
+	}
+	return steps
+}
+
+func wantOrder(t *testing.T, got []string, want ...string) {
+	t.Helper()
+	i := 0
+	for _, g := range got {
+		if i < len(want) && g == want[i] {
+			i++
+		}
+	}
+	if i != len(want) {
+		t.Fatalf("steps %v\ndo not contain in order %v (missing %q)", got, want, want[i])
+	}
+}
+
+func TestPlanFreshHost(t *testing.T) {
+	cfg := testCfg()
+	got := ids(mustPlan(t, cfg, freshState()))
+	wantOrder(t, got, "backup", "module-vrf", "vrf-create", "link-up-mgmt",
+		"route-unreachable-v4", "route-unreachable-v6",
+		"rule-l3mdev-v4", "rule-local-add-v4", "rule-local-del0-v4",
+		"rule-l3mdev-v6", "rule-local-add-v6", "rule-local-del0-v6",
+		"addr-mgmt-127.0.0.1/8", "addr-mgmt-::1/128",
+		"enslave", "readd-addrs", "route-move-v4-default", "route-move-v6-default",
+		"sysctl-net.ipv4.tcp_l3mdev_accept", "sysctl-net.ipv4.udp_l3mdev_accept",
+		"file-write:"+ConfigPath+":", "file-write:"+SysctlConf+":", "file-write:"+UnitPath+":unit", "file-link:"+UnitWants+":unit",
+		"file-write:"+ResolvConf+":", "svc-daemon-reload")
+	for _, id := range got {
+		if strings.Contains(id, "fe80") || strings.Contains(id, "192.0.2.0") {
+			t.Errorf("connected/link-local route must not be moved: %s", id)
+		}
+		if strings.Contains(id, "networkd") || strings.Contains(id, DhclientHook) {
+			t.Errorf("no networkd/dhclient persistence on a host without a manager: %s", id)
+		}
+	}
+}
+
+func TestPlanConvergedIsEmpty(t *testing.T) {
+	for _, mode := range []string{DNSStatic, DNSResolved, DNSNone} {
+		cfg := testCfg()
+		cfg.DNS = mode
+		st := converge(t, cfg, freshState())
+		if steps := mustPlan(t, cfg, st); len(steps) != 0 {
+			t.Errorf("dns %s: converged host got plan %v", mode, ids(steps))
+		}
+	}
+	cfg := testCfg()
+	cfg.SSHD = SSHDVRFOnly
+	if steps := mustPlan(t, cfg, converge(t, cfg, freshState())); len(steps) != 0 {
+		t.Errorf("vrf-only: converged host got plan %v", ids(steps))
+	}
+}
+
+func TestPlanHalfApplied(t *testing.T) {
+	cfg := testCfg()
+	st := converge(t, cfg, freshState())
+	// VRF exists but eth0 was released (e.g. someone ran ip link set eth0 nomaster)
+	e := st.Links["eth0"]
+	e.Master = 0
+	st.Links["eth0"] = e
+	// v4 local rule already moved, v6 not yet
+	st.Rules = append(st.Rules, localRule(unix.AF_INET6, 0))
+	// default route back in main
+	st.Routes = append(st.Routes, Route{Family: unix.AF_INET, Table: 254, Dst: "default", Gw: "192.0.2.1", Dev: "eth0", Metric: 100, Type: unix.RTN_UNICAST, Protocol: unix.RTPROT_DHCP})
+	got := ids(mustPlan(t, cfg, st))
+	want := []string{"rule-local-del0-v6", "enslave", "readd-addrs", "route-move-v4-default"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("half-applied plan = %v, want %v", got, want)
+	}
+	// the default route already exists in the VRF table: only the main copy goes
+	steps := mustPlan(t, cfg, st)
+	if !strings.Contains(steps[3].Desc, "from main to table 1000") {
+		t.Errorf("desc %q", steps[3].Desc)
+	}
+}
+
+func TestPlanRefusesWrongDevice(t *testing.T) {
+	cfg := testCfg()
+	st := freshState()
+	st.Links["mgmt"] = Link{Name: "mgmt", Index: 5, Kind: "bridge"}
+	if _, err := Plan(cfg, st); err == nil || !strings.Contains(err.Error(), "not a VRF") {
+		t.Fatalf("err = %v", err)
+	}
+	st.Links["mgmt"] = Link{Name: "mgmt", Index: 5, Kind: "vrf", Table: 2000}
+	if _, err := Plan(cfg, st); err == nil || !strings.Contains(err.Error(), "--table 2000") {
+		t.Fatalf("err = %v", err)
+	}
+	delete(st.Links, "eth0")
+	if _, err := Plan(cfg, st); err == nil || !strings.Contains(err.Error(), "eth0 does not exist") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestPlanNetworkdHost(t *testing.T) {
+	cfg := testCfg()
+	st := freshState()
+	st.Manager = Manager{Kind: "networkd", NetworkFile: "/run/systemd/network/10-netplan-eth0.network", Netplan: true}
+	steps := mustPlan(t, cfg, st)
+	got := ids(steps)
+	wantOrder(t, got, "file-write:/etc/systemd/network/mgmt.netdev:networkd", "file-write:/etc/systemd/network/mgmt.network:networkd",
+		"file-write:/etc/systemd/network/10-netplan-eth0.network.d/pam-vrf.conf:networkd", "svc-daemon-reload", "svc-networkd-reload")
+	files, _ := desiredFiles(cfg, DNSStatic, st)
+	for _, f := range files {
+		switch f.Path {
+		case "/etc/systemd/network/mgmt.netdev":
+			if !strings.Contains(f.Content, "Kind=vrf") || !strings.Contains(f.Content, "Table=1000") {
+				t.Errorf("netdev:\n%s", f.Content)
+			}
+		case "/etc/systemd/network/10-netplan-eth0.network.d/pam-vrf.conf":
+			if !strings.Contains(f.Content, "[Network]\nVRF=mgmt\n") {
+				t.Errorf("drop-in:\n%s", f.Content)
+			}
+		case "/etc/systemd/network/mgmt.network":
+			for _, w := range []string{"Name=mgmt", "Address=127.0.0.1/8", "Address=::1/128", "Type=unreachable", "Metric=4278198272", "Priority=32765"} {
+				if !strings.Contains(f.Content, w) {
+					t.Errorf("vrf network lacks %q:\n%s", w, f.Content)
+				}
+			}
+		case DhclientHook:
+			if !f.Remove {
+				t.Errorf("dhclient hook on a networkd host")
+			}
+		}
+	}
+	// ifupdown + DHCP: dhclient hook instead
+	st = freshState()
+	st.Manager = Manager{Kind: "ifupdown", DHCP: true}
+	wantOrder(t, ids(mustPlan(t, cfg, st)), "file-write:"+DhclientHook+":")
+}
+
+func TestPlanDNSModes(t *testing.T) {
+	cfg := testCfg()
+	cfg.DNS = DNSAuto
+	st := freshState()
+	st.ResolvedActive = true
+	if EffectiveDNS(cfg, st) != DNSResolved {
+		t.Fatal("auto with resolved active must pick resolved")
+	}
+	got := ids(mustPlan(t, cfg, st))
+	wantOrder(t, got, "file-write:"+ResolvedDropIn+":resolved", "file-write:"+ResolvConf+":", "svc-resolved-restart")
+	st.ResolvedActive = false
+	cfg.DNS = DNSStatic
+	cfg.Nameservers = []string{"198.51.100.53"}
+	steps := mustPlan(t, cfg, st)
+	wantOrder(t, ids(steps), "rule-dns-198.51.100.53/32")
+	st.Upstream = nil
+	cfg.Nameservers = nil
+	if _, err := Plan(cfg, st); err == nil || !strings.Contains(err.Error(), "--nameserver") {
+		t.Fatalf("static without servers: %v", err)
+	}
+	cfg.DNS = DNSNone
+	for _, id := range ids(mustPlan(t, cfg, st)) {
+		if strings.Contains(id, "resolv") {
+			t.Errorf("dns none touched %s", id)
+		}
+	}
+}
+
+func TestResolvedDropIn(t *testing.T) {
+	cfg := testCfg()
+	st := freshState()
+	st.Files[ResolvedConf] = FileState{Exists: true, Content: "[Resolve]\nDNS=9.9.9.9\n"}
+	d := renderResolvedDropIn(cfg, st)
+	for _, w := range []string{"DNSStubListenerExtra=127.0.0.153\n", "\nDNS=\n", "DNS=9.9.9.9\n"} {
+		if !strings.Contains(d, w) {
+			t.Errorf("drop-in lacks %q:\n%s", w, d)
+		}
+	}
+	rc := renderResolvedResolvConf(cfg, []string{"example.net"})
+	if !strings.Contains(rc, "nameserver 127.0.0.153\n") || strings.Contains(rc, "127.0.0.53\n") {
+		t.Errorf("resolv.conf:\n%s", rc)
+	}
+	cfg.Nameservers = []string{"192.0.2.53"}
+	if r := dnsRuleServers(cfg, DNSResolved, st); len(r) != 1 || r[0] != "192.0.2.53" {
+		t.Errorf("rule servers %v", r)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for flag, mut := range map[string]func(*Config){
+		"vrf":               func(c *Config) { c.VRF = "way-too-long-name-x" },
+		"table":             func(c *Config) { c.Table = 254 },
+		"iface":             func(c *Config) { c.Iface = "" },
+		"dns":               func(c *Config) { c.DNS = "dnsmasq" },
+		"sshd":              func(c *Config) { c.SSHD = "both" },
+		"nameserver":        func(c *Config) { c.Nameservers = []string{"ns1"} },
+		"resolved-listener": func(c *Config) { c.ResolvedListener = "127.0.0.53" },
+	} {
+		c := testCfg()
+		mut(&c)
+		err := c.Validate()
+		fe, ok := err.(*FlagError)
+		if !ok || fe.Flag != flag {
+			t.Errorf("%s: got %v", flag, err)
+		}
+	}
+}

@@ -1,0 +1,184 @@
+package netsetup
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Reader builds a State from the live system.
+type Reader struct {
+	Net    *Net
+	FS     FS     // persistent files (--root)
+	Sysctl Sysctl // runtime sysctls (netns of Net)
+	Svc    ServiceManager
+	// HostRoot is where /sys/module and /lib/modules are read ("/" unless a
+	// test fakes them). Kept apart from FS: --root is about files we write.
+	HostRoot string
+}
+
+// Read snapshots the live state relevant to cfg.
+func (r *Reader) Read(cfg Config) (*State, error) {
+	st := &State{Links: map[string]Link{}, Addrs: map[string][]Addr{}, Sysctls: map[string]string{}, Files: map[string]FileState{}}
+	if err := r.readLinks(st); err != nil {
+		return nil, err
+	}
+	for _, name := range []string{cfg.Iface, cfg.VRF} {
+		if err := r.readAddrs(st, name); err != nil {
+			return nil, err
+		}
+	}
+	if err := r.readRoutes(st, cfg); err != nil {
+		return nil, err
+	}
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+		rules, err := r.Net.RuleList(fam)
+		if err != nil {
+			return nil, err
+		}
+		st.Rules = append(st.Rules, rules...)
+	}
+	for _, s := range l3mdevSysctls {
+		v, _ := r.Sysctl.Get(s) // unreadable -> "" -> plan writes it
+		st.Sysctls[s] = v
+	}
+	st.Module = readModule(r.HostRoot)
+	st.Manager = DetectManager(r.FS, r.Svc, cfg.Iface)
+	if r.Svc != nil {
+		st.ResolvedActive = r.Svc.IsActive("systemd-resolved.service")
+	}
+	paths := append(candidatePaths(cfg, st.Manager), r.FS.Glob("/etc/systemd/resolved.conf.d/*.conf")...)
+	for _, p := range paths {
+		fs, err := r.FS.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		st.Files[p] = fs
+	}
+	st.Upstream = HarvestNameservers(r.FS, st.Files[ResolvConf])
+	return st, nil
+}
+
+func (r *Reader) readLinks(st *State) error {
+	links, err := retryDump(func() ([]netlink.Link, error) { return r.Net.H.LinkList() })
+	if err != nil {
+		return fmt.Errorf("list links: %w", err)
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		lk := Link{Name: a.Name, Index: a.Index, Kind: l.Type(), Master: a.MasterIndex, Up: a.Flags&net.FlagUp != 0}
+		if v, ok := l.(*netlink.Vrf); ok {
+			lk.Table = v.Table
+		}
+		st.Links[a.Name] = lk
+	}
+	return nil
+}
+
+func (r *Reader) readAddrs(st *State, name string) error {
+	l, ok := st.Links[name]
+	if !ok {
+		return nil
+	}
+	addrs, err := retryDump(func() ([]netlink.Addr, error) {
+		return r.Net.H.AddrList(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: l.Index, Name: name}}, netlink.FAMILY_ALL)
+	})
+	if err != nil {
+		return fmt.Errorf("list addresses of %s: %w", name, err)
+	}
+	for _, a := range addrs {
+		st.Addrs[name] = append(st.Addrs[name], Addr{
+			CIDR:    a.IPNet.String(),
+			Scope:   a.Scope,
+			Dynamic: a.Flags&unix.IFA_F_PERMANENT == 0,
+		})
+	}
+	return nil
+}
+
+// readRoutes keeps the main-table routes through the iface (what enslaving
+// flushes) and everything in the VRF table.
+func (r *Reader) readRoutes(st *State, cfg Config) error {
+	iface, hasIface := st.Links[cfg.Iface]
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		filters := []*netlink.Route{{Table: int(cfg.Table)}}
+		masks := []uint64{netlink.RT_FILTER_TABLE}
+		if hasIface {
+			filters = append(filters, &netlink.Route{Table: unix.RT_TABLE_MAIN, LinkIndex: iface.Index})
+			masks = append(masks, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_OIF)
+		}
+		for i, f := range filters {
+			routes, err := retryDump(func() ([]netlink.Route, error) { return r.Net.H.RouteListFiltered(fam, f, masks[i]) })
+			if err != nil {
+				return fmt.Errorf("list routes (table %d): %w", f.Table, err)
+			}
+			for _, rt := range routes {
+				st.Routes = append(st.Routes, fromNetlinkRoute(st, rt))
+			}
+		}
+	}
+	return nil
+}
+
+func fromNetlinkRoute(st *State, rt netlink.Route) Route {
+	out := Route{Family: rt.Family, Table: uint32(rt.Table), Dst: "default", Metric: uint32(rt.Priority),
+		Type: uint8(rt.Type), Protocol: uint8(rt.Protocol), Scope: uint8(rt.Scope), Onlink: rt.Flags&unix.RTNH_F_ONLINK != 0}
+	if rt.Dst != nil {
+		if ones, _ := rt.Dst.Mask.Size(); ones != 0 || !rt.Dst.IP.IsUnspecified() {
+			out.Dst = rt.Dst.String()
+		}
+	}
+	if rt.Gw != nil {
+		out.Gw = rt.Gw.String()
+	}
+	if l, ok := st.linkByIndex(rt.LinkIndex); ok {
+		out.Dev = l.Name
+	}
+	return out
+}
+
+// retryDump retries a dump interrupted by a concurrent change.
+func retryDump[T any](f func() ([]T, error)) ([]T, error) {
+	for i := 0; ; i++ {
+		v, err := f()
+		if errors.Is(err, netlink.ErrDumpInterrupted) && i < 5 {
+			continue
+		}
+		return v, err
+	}
+}
+
+// readModule: the VRF driver is loaded if /sys/module/vrf exists, loadable
+// if modules.dep or modules.builtin of the running kernel lists vrf.ko.
+func readModule(root string) ModuleState {
+	if root == "" {
+		root = "/"
+	}
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	m := ModuleState{Release: unix.ByteSliceToString(uts.Release[:])}
+	if _, err := os.Stat(filepath.Join(root, "sys/module/vrf")); err == nil {
+		m.Loaded, m.Available = true, true
+		return m
+	}
+	for _, f := range []string{"modules.dep", "modules.builtin"} {
+		data, err := os.ReadFile(filepath.Join(root, "lib/modules", m.Release, f))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			mod, _, _ := strings.Cut(line, ":")
+			base := filepath.Base(mod)
+			if base == "vrf.ko" || strings.HasPrefix(base, "vrf.ko.") {
+				m.Available = true
+			}
+		}
+	}
+	return m
+}

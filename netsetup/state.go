@@ -1,0 +1,87 @@
+package netsetup
+
+// State is a snapshot of everything the plan depends on. It is plain data
+// (JSON-serialisable) so unit tests can use recorded states and revert can
+// store the pre-apply state.
+type State struct {
+	Links  map[string]Link   `json:"links"`
+	Addrs  map[string][]Addr `json:"addrs"`  // by link name
+	Routes []Route           `json:"routes"` // main-table routes via the iface + all routes in the VRF table
+	Rules  []Rule            `json:"rules"`
+	// Sysctls holds the l3mdev accept values ("" = unreadable).
+	Sysctls map[string]string `json:"sysctls"`
+	// Files holds every path the plan may write or that detection reads.
+	Files  map[string]FileState `json:"files"`
+	Module ModuleState          `json:"module"`
+	// Manager is how the host configures the iface (persist.go).
+	Manager Manager `json:"manager"`
+	// ResolvedActive: systemd-resolved is running (DNS mode auto picks "resolved").
+	ResolvedActive bool `json:"resolved_active"`
+	// Upstream nameservers harvested from resolved/networkd/resolv.conf.
+	Upstream []string `json:"upstream,omitempty"`
+}
+
+// Link is one network device.
+type Link struct {
+	Name   string `json:"name"`
+	Index  int    `json:"index"`
+	Kind   string `json:"kind"`            // "vrf", "veth", "device", ...
+	Table  uint32 `json:"table,omitempty"` // VRF table
+	Master int    `json:"master,omitempty"`
+	Up     bool   `json:"up"`
+}
+
+// Addr is one interface address.
+type Addr struct {
+	CIDR  string `json:"cidr"` // "192.0.2.10/24"
+	Scope int    `json:"scope"`
+	// Dynamic: has a finite lifetime (DHCP/SLAAC); the owner re-adds it, we don't.
+	Dynamic bool `json:"dynamic,omitempty"`
+}
+
+// Route is one route we may move or create.
+type Route struct {
+	Family   int    `json:"family"`
+	Table    uint32 `json:"table"`
+	Dst      string `json:"dst"` // "default" or a prefix
+	Gw       string `json:"gw,omitempty"`
+	Dev      string `json:"dev,omitempty"`
+	Metric   uint32 `json:"metric,omitempty"`
+	Type     uint8  `json:"type"`     // unix.RTN_UNICAST / RTN_UNREACHABLE
+	Protocol uint8  `json:"protocol"` // RTPROT_KERNEL routes are "connected" and follow the device
+	Scope    uint8  `json:"scope"`
+	Onlink   bool   `json:"onlink,omitempty"`
+}
+
+// ModuleState: is the VRF driver usable?
+type ModuleState struct {
+	Loaded    bool   `json:"loaded"`    // /sys/module/vrf exists
+	Available bool   `json:"available"` // listed in modules.dep / modules.builtin
+	Release   string `json:"release"`   // uname -r
+}
+
+// Link lookup helpers.
+func (s *State) link(name string) (Link, bool) {
+	l, ok := s.Links[name]
+	return l, ok
+}
+
+func (s *State) linkByIndex(idx int) (Link, bool) {
+	for _, l := range s.Links {
+		if l.Index == idx {
+			return l, true
+		}
+	}
+	return Link{}, false
+}
+
+func (s *State) hasAddr(link, cidr string) bool {
+	for _, a := range s.Addrs[link] {
+		if a.CIDR == cidr {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *State) file(path string) FileState { return s.Files[path] }

@@ -1,0 +1,36 @@
+package netsetup
+
+import (
+	"io"
+
+	"github.com/vishvananda/netlink"
+)
+
+// Step is one idempotent change. Plan builds them from a State diff; Apply
+// runs Do in order and, when one fails, the Undo of every step already done
+// in reverse order, so a failure never leaves a half-configured network.
+type Step struct {
+	ID   string // stable identifier, e.g. "rule-local-add-v4" (tests compare these)
+	Desc string // one human line for the printed plan
+	Do   func(*Env) error
+	Undo func(*Env) error // nil: nothing to undo
+	// Disruptive marks steps that can cut connections through the iface
+	// (enslaving); the lockout guard looks for it.
+	Disruptive bool
+}
+
+// Env is what steps act on.
+type Env struct {
+	Net    *Net
+	FS     FS
+	Sysctl Sysctl
+	Svc    ServiceManager
+	Mod    ModuleLoader
+	Out    io.Writer
+}
+
+// linkByName is a small helper for steps that need the live ifindex (it can
+// change between plan and apply, e.g. a VRF created by an earlier step).
+func (e *Env) linkByName(name string) (netlink.Link, error) {
+	return e.Net.H.LinkByName(name)
+}

@@ -1,0 +1,296 @@
+package netsetup
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+func stepModule(m ModuleState) Step {
+	return Step{ID: "module-vrf", Desc: "load the VRF driver (modprobe vrf)",
+		Do: func(e *Env) error { return e.Mod.Load(m) }}
+}
+
+// stepVRFCreate goes through the netlink Handle, so on a kernel without the
+// driver it fails with EOPNOTSUPP like any other step (and rolls back).
+func stepVRFCreate(cfg Config) Step {
+	return Step{ID: "vrf-create", Desc: fmt.Sprintf("create VRF device %s (table %d)", cfg.VRF, cfg.Table),
+		Do: func(e *Env) error {
+			err := e.Net.H.LinkAdd(&netlink.Vrf{LinkAttrs: netlink.LinkAttrs{Name: cfg.VRF}, Table: cfg.Table})
+			if errors.Is(err, unix.EOPNOTSUPP) {
+				return fmt.Errorf("create VRF %s: %w (the kernel has no VRF driver: modprobe vrf; %s)", cfg.VRF, err, modulePackageHint(readModule("/").Release))
+			}
+			if err != nil {
+				return fmt.Errorf("create VRF %s: %w", cfg.VRF, err)
+			}
+			return nil
+		},
+		Undo: func(e *Env) error {
+			l, err := e.linkByName(cfg.VRF)
+			if err != nil {
+				return nil // already gone
+			}
+			return wrap(e.Net.H.LinkDel(l), "delete VRF %s", cfg.VRF)
+		}}
+}
+
+func stepLinkUp(name string, existed bool) Step {
+	s := Step{ID: "link-up-" + name, Desc: "bring " + name + " up",
+		Do: func(e *Env) error {
+			l, err := e.linkByName(name)
+			if err != nil {
+				return fmt.Errorf("find %s: %w", name, err)
+			}
+			return wrap(e.Net.H.LinkSetUp(l), "set %s up", name)
+		}}
+	if existed {
+		s.Undo = func(e *Env) error {
+			l, err := e.linkByName(name)
+			if err != nil {
+				return nil
+			}
+			return wrap(e.Net.H.LinkSetDown(l), "set %s down", name)
+		}
+	}
+	return s
+}
+
+func defaultDst(fam int) *net.IPNet {
+	if fam == unix.AF_INET6 {
+		return &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}
+	}
+	return &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
+}
+
+// stepUnreachable: see UnreachableMetric for why the VRF table needs it.
+func stepUnreachable(table uint32, fam int) Step {
+	r := func() *netlink.Route {
+		return &netlink.Route{Family: fam, Table: int(table), Dst: defaultDst(fam), Type: unix.RTN_UNREACHABLE, Priority: UnreachableMetric}
+	}
+	return Step{ID: "route-unreachable-" + famTag(fam),
+		Desc: fmt.Sprintf("add %s unreachable default metric %d to table %d", famName(fam), uint32(UnreachableMetric), table),
+		Do: func(e *Env) error {
+			return wrap(ignore(e.Net.H.RouteAdd(r()), unix.EEXIST), "add %s unreachable default to table %d", famName(fam), table)
+		},
+		Undo: func(e *Env) error {
+			return wrap(ignore(e.Net.H.RouteDel(r()), unix.ESRCH, unix.ENOENT), "delete unreachable default from table %d", table)
+		}}
+}
+
+func stepRuleAdd(id string, r Rule) Step {
+	added := false
+	return Step{ID: id, Desc: "add rule " + r.String(),
+		Do: func(e *Env) error {
+			// The kernel adds the l3mdev rule itself when the first VRF is
+			// created, possibly by an earlier step: only add what is missing,
+			// and only undo what we added.
+			have, err := e.Net.RuleList(r.Family)
+			if err != nil {
+				return err
+			}
+			for _, x := range have {
+				if x.Pref == r.Pref && x.L3mdev == r.L3mdev && x.Table == r.Table && x.Dst == r.Dst && x.Iif == r.Iif && !x.Other {
+					return nil
+				}
+			}
+			added = true
+			return e.Net.RuleAdd(r)
+		},
+		Undo: func(e *Env) error {
+			if !added {
+				return nil
+			}
+			return e.Net.RuleDel(r)
+		}}
+}
+
+func stepRuleDel(id string, r Rule) Step {
+	return Step{ID: id, Desc: "delete rule " + r.String(),
+		Do:   func(e *Env) error { return e.Net.RuleDel(r) },
+		Undo: func(e *Env) error { return e.Net.RuleAdd(r) }}
+}
+
+func stepAddrAdd(link, cidr string) Step {
+	a := func() *netlink.Addr {
+		p := netip.MustParsePrefix(cidr)
+		return &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+	}
+	return Step{ID: "addr-" + link + "-" + cidr, Desc: fmt.Sprintf("add address %s to %s", cidr, link),
+		Do: func(e *Env) error {
+			l, err := e.linkByName(link)
+			if err != nil {
+				return fmt.Errorf("find %s: %w", link, err)
+			}
+			return wrap(ignore(e.Net.H.AddrAdd(l, a()), unix.EEXIST), "add %s to %s", cidr, link)
+		},
+		Undo: func(e *Env) error {
+			l, err := e.linkByName(link)
+			if err != nil {
+				return nil
+			}
+			return wrap(ignore(e.Net.H.AddrDel(l, a()), unix.EADDRNOTAVAIL), "delete %s from %s", cidr, link)
+		}}
+}
+
+// stepEnslave moves the iface into the VRF. The kernel cycles the device:
+// IPv6 addresses and every non-connected route through it are flushed, so
+// the captured addresses/routes (from the pre-apply State) are re-added by
+// the next steps, and restored into main on undo.
+func stepEnslave(cfg Config, st *State) Step {
+	addrs := st.Addrs[cfg.Iface]
+	routes := movableRoutes(st, cfg.Iface)
+	return Step{ID: "enslave", Disruptive: true,
+		Desc: fmt.Sprintf("enslave %s to %s (keeps its addresses; connections through %s may drop)", cfg.Iface, cfg.VRF, cfg.Iface),
+		Do: func(e *Env) error {
+			l, err := e.linkByName(cfg.Iface)
+			if err != nil {
+				return fmt.Errorf("find %s: %w", cfg.Iface, err)
+			}
+			v, err := e.linkByName(cfg.VRF)
+			if err != nil {
+				return fmt.Errorf("find %s: %w", cfg.VRF, err)
+			}
+			return wrap(e.Net.H.LinkSetMasterByIndex(l, v.Attrs().Index), "enslave %s to %s", cfg.Iface, cfg.VRF)
+		},
+		Undo: func(e *Env) error {
+			l, err := e.linkByName(cfg.Iface)
+			if err != nil {
+				return fmt.Errorf("find %s: %w", cfg.Iface, err)
+			}
+			if err := e.Net.H.LinkSetNoMaster(l); err != nil {
+				return fmt.Errorf("release %s from %s: %w", cfg.Iface, cfg.VRF, err)
+			}
+			if err := readdAddrs(e, cfg.Iface, addrs); err != nil {
+				return err
+			}
+			for _, r := range routes {
+				nr, err := e.nlRoute(r, unix.RT_TABLE_MAIN)
+				if err != nil {
+					return err
+				}
+				if err := e.Net.H.RouteReplace(nr); err != nil {
+					return fmt.Errorf("restore route %s via %s: %w", r.Dst, r.Dev, err)
+				}
+			}
+			return nil
+		}}
+}
+
+func stepReaddAddrs(iface string, addrs []Addr) Step {
+	return Step{ID: "readd-addrs", Desc: fmt.Sprintf("re-add addresses of %s the kernel flushed (%d captured)", iface, len(addrs)),
+		Do: func(e *Env) error { return readdAddrs(e, iface, addrs) }}
+}
+
+// readdAddrs re-adds captured addresses that are gone, except IPv6
+// link-local and dynamic IPv6 ones, which the kernel (SLAAC) or the DHCPv6
+// client recreate with correct lifetimes.
+func readdAddrs(e *Env, iface string, addrs []Addr) error {
+	l, err := e.linkByName(iface)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", iface, err)
+	}
+	for _, a := range addrs {
+		p, err := netip.ParsePrefix(a.CIDR)
+		if err != nil {
+			continue
+		}
+		if p.Addr().Is6() && (p.Addr().IsLinkLocalUnicast() || a.Dynamic) {
+			continue
+		}
+		na := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+		if err := ignore(e.Net.H.AddrAdd(l, na), unix.EEXIST); err != nil {
+			return fmt.Errorf("re-add %s to %s: %w", a.CIDR, iface, err)
+		}
+	}
+	return nil
+}
+
+// stepMoveRoute puts r into the VRF table and removes it from main (the
+// kernel usually flushed it already when the iface was enslaved).
+func stepMoveRoute(r Route, table uint32, already bool) Step {
+	desc := fmt.Sprintf("move %s route %s", famName(r.Family), r.Dst)
+	if r.Gw != "" {
+		desc += " via " + r.Gw
+	}
+	desc += fmt.Sprintf(" dev %s from main to table %d", r.Dev, table)
+	return Step{ID: "route-move-" + famTag(r.Family) + "-" + r.Dst, Desc: desc,
+		Do: func(e *Env) error {
+			if !already {
+				nr, err := e.nlRoute(r, table)
+				if err != nil {
+					return err
+				}
+				if err := e.Net.H.RouteReplace(nr); err != nil {
+					return fmt.Errorf("add route %s to table %d: %w", r.Dst, table, err)
+				}
+			}
+			nr, err := e.nlRoute(r, unix.RT_TABLE_MAIN)
+			if err != nil {
+				return err
+			}
+			return wrap(ignore(e.Net.H.RouteDel(nr), unix.ESRCH, unix.ENOENT), "delete route %s from main", r.Dst)
+		},
+		Undo: func(e *Env) error {
+			nr, err := e.nlRoute(r, unix.RT_TABLE_MAIN)
+			if err != nil {
+				return err
+			}
+			if err := e.Net.H.RouteReplace(nr); err != nil {
+				return fmt.Errorf("restore route %s to main: %w", r.Dst, err)
+			}
+			if already {
+				return nil
+			}
+			nr, _ = e.nlRoute(r, table)
+			return wrap(ignore(e.Net.H.RouteDel(nr), unix.ESRCH, unix.ENOENT), "delete route %s from table %d", r.Dst, table)
+		}}
+}
+
+// nlRoute converts a recorded Route into a netlink route in table.
+func (e *Env) nlRoute(r Route, table uint32) (*netlink.Route, error) {
+	nr := &netlink.Route{Family: r.Family, Table: int(table), Priority: int(r.Metric), Type: int(r.Type),
+		Protocol: netlink.RouteProtocol(r.Protocol), Scope: netlink.Scope(r.Scope)}
+	if r.Dst == "default" {
+		nr.Dst = defaultDst(r.Family)
+	} else {
+		_, d, err := net.ParseCIDR(r.Dst)
+		if err != nil {
+			return nil, fmt.Errorf("route dst %q: %w", r.Dst, err)
+		}
+		nr.Dst = d
+	}
+	if r.Gw != "" {
+		nr.Gw = net.ParseIP(r.Gw)
+	}
+	if r.Onlink {
+		nr.Flags |= int(netlink.FLAG_ONLINK)
+	}
+	if r.Dev != "" {
+		l, err := e.linkByName(r.Dev)
+		if err != nil {
+			return nil, fmt.Errorf("find %s: %w", r.Dev, err)
+		}
+		nr.LinkIndex = l.Attrs().Index
+	}
+	return nr, nil
+}
+
+func ignore(err error, errnos ...unix.Errno) error {
+	for _, n := range errnos {
+		if errors.Is(err, n) {
+			return nil
+		}
+	}
+	return err
+}
+
+func wrap(err error, format string, a ...any) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf(format+": %w", append(a, err)...)
+}

@@ -1,0 +1,48 @@
+package netsetup
+
+import (
+	"fmt"
+	"os/exec"
+	"strings"
+)
+
+// ServiceManager is the little of systemd that apply needs. Exec'ing
+// systemctl/networkctl is acceptable here (brief); tests use a fake.
+type ServiceManager interface {
+	IsActive(unit string) bool
+	IsEnabled(unit string) bool
+	// Run executes a systemctl verb ("stop", "disable", "restart",
+	// "daemon-reload", ...) or, with verb "networkctl-reload", networkctl reload.
+	Run(verb string, units ...string) error
+}
+
+// Systemctl drives the host's systemd.
+type Systemctl struct{}
+
+func (Systemctl) IsActive(unit string) bool {
+	return exec.Command("systemctl", "is-active", "--quiet", unit).Run() == nil
+}
+
+func (Systemctl) IsEnabled(unit string) bool {
+	return exec.Command("systemctl", "is-enabled", "--quiet", unit).Run() == nil
+}
+
+func (Systemctl) Run(verb string, units ...string) error {
+	cmd := exec.Command("systemctl", append([]string{verb}, units...)...)
+	if verb == "networkctl-reload" {
+		cmd = exec.Command("networkctl", "reload")
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", strings.Join(cmd.Args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Offline is used with --root other than "/": the files describe another
+// system image, so nothing on the running host is started or stopped.
+type Offline struct{}
+
+func (Offline) IsActive(string) bool        { return false }
+func (Offline) IsEnabled(string) bool       { return false }
+func (Offline) Run(string, ...string) error { return nil }
