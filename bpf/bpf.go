@@ -188,8 +188,10 @@ func Load(ifindex uint32) (*ebpf.Program, error) {
 	return prog, nil
 }
 
-// FindLoaded returns an already-loaded copy of our program for ifindex, or
-// nil (and no error) if there is none. The caller must Close it.
+// FindLoaded returns an already-loaded copy of our program for ifindex (type
+// cgroup_sock, name ProgramName, matching tag), or nil and no error if there
+// is none. It walks all loaded programs; see the package doc for its cost.
+// Needs CAP_SYS_ADMIN. The caller must Close the program.
 func FindLoaded(ifindex uint32) (*ebpf.Program, error) {
 	insns := Instructions(ifindex)
 	var id uint32
@@ -232,7 +234,7 @@ type Attachment struct {
 func Query(cgroupDir string) (Attachment, error) {
 	cg, err := openCgroup(cgroupDir)
 	if err != nil {
-		return Attachment{}, err
+		return Attachment{}, fmt.Errorf("query sock programs of %s: %w", cgroupDir, err)
 	}
 	defer unix.Close(cg)
 	a, err := query(cg)
@@ -264,13 +266,13 @@ func ensure(cgroupDir string, ifindex uint32, reuse bool) (Result, error) {
 	}
 	cg, err := openCgroup(cgroupDir)
 	if err != nil {
-		return Result{}, err
+		return Result{}, fmt.Errorf("attach sock program to %s: %w", cgroupDir, err)
 	}
 	defer unix.Close(cg)
 
 	cur, err := query(cg)
 	if err != nil {
-		return Result{}, fmt.Errorf("query sock programs of %s: %w", cgroupDir, permErr(err))
+		return Result{}, fmt.Errorf("attach sock program to %s: query attached programs: %w", cgroupDir, permErr(err))
 	}
 	if len(cur.Programs) > 0 && cur.Flags != 0 {
 		return Result{}, fmt.Errorf("attach sock program to %s: %w (%d program(s), attach flags %#x)",
@@ -373,7 +375,7 @@ func blockingAncestor(dir string) string {
 func openCgroup(dir string) (int, error) {
 	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, fmt.Errorf("open cgroup %s: %w", dir, err)
+		return -1, fmt.Errorf("open cgroup: %w", err)
 	}
 	return fd, nil
 }

@@ -1,0 +1,197 @@
+// Package placement puts a process into a VRF the way `ip vrf exec` would,
+// but for a process that is already running (the PAM session process):
+//
+//  1. validate the VRF name;
+//  2. resolve the device in the CALLER's network namespace with netlink and
+//     require it to be a VRF (unless Options.AllowNonVRF, for tests on
+//     hosts without the VRF driver);
+//  3. compute iproute2's cgroup dir from the TARGET pid's cgroup2 path
+//     (cgroup.VRFDirNS, with the caller's named-netns level);
+//  4. create it and attach the sock_create program (bpf.Ensure) BEFORE
+//     moving the pid, so no socket is created unbound in between;
+//  5. move the pid (cgroup.Move);
+//  6. re-read /proc/PID/cgroup and fail closed unless the pid sits directly
+//     in …/vrf/<name> (what `ip vrf identify` reports).
+//
+// Sockets the process already has (the ssh connection) are not affected;
+// every AF_INET/AF_INET6 socket it or its children create afterwards is
+// bound to the VRF. Enter is meant to run many times in one long-lived host
+// process (sshd): it leaks no file descriptors, starts no goroutines and runs
+// no commands.
+package placement
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/pam-vrf/pam-vrf/bpf"
+	"github.com/pam-vrf/pam-vrf/cgroup"
+)
+
+// Sentinels; errors returned by Enter wrap them (errors.Is).
+var (
+	ErrNoDevice      = errors.New("no such VRF device")
+	ErrNotVRF        = errors.New("device is not a VRF")
+	ErrNoCgroup2     = cgroup.ErrNoCgroup2
+	ErrBPFPermission = bpf.ErrPermission
+	// ErrInvalidName: the VRF name cannot be a Linux device name.
+	ErrInvalidName = errors.New("invalid VRF name")
+	// ErrNotPlaced: the move seemed to work but the pid is not in the VRF
+	// cgroup afterwards (raced with another cgroup manager, e.g. logind).
+	ErrNotPlaced = errors.New("process is not in the VRF cgroup after the move")
+)
+
+// Options tune Enter; the zero value is right for production.
+type Options struct {
+	CgroupMount string // "" = cgroup.Mount()
+	AllowNonVRF bool   // tests on a host without the VRF driver: accept any device (e.g. veth)
+}
+
+// Result describes a successful placement.
+type Result struct {
+	Dir     string     // cgroup directory, e.g. /sys/fs/cgroup/user.slice/…/session-3.scope/vrf/mgmt
+	Ifindex int        // VRF device ifindex in the caller's network namespace
+	Program bpf.Result // what happened to the sock_create program
+}
+
+// kindError prints its own message and unwraps to a sentinel and a cause.
+type kindError struct {
+	msg   string
+	kind  error
+	cause error
+}
+
+func (e *kindError) Error() string {
+	if e.cause != nil {
+		return e.msg + ": " + e.cause.Error()
+	}
+	return e.msg
+}
+
+func (e *kindError) Unwrap() []error {
+	if e.cause != nil {
+		return []error{e.kind, e.cause}
+	}
+	return []error{e.kind}
+}
+
+// Enter moves pid into VRF vrf. See the package documentation for the steps.
+// Errors start with `enter VRF "<vrf>": ` and say what failed and where.
+func Enter(pid int, vrf string, opt Options) (Result, error) {
+	res, err := enter(pid, vrf, opt)
+	if err != nil {
+		return Result{}, fmt.Errorf("enter VRF %q: %w", vrf, err)
+	}
+	return res, nil
+}
+
+func enter(pid int, vrf string, opt Options) (Result, error) {
+	if err := ValidName(vrf); err != nil {
+		return Result{}, err
+	}
+	if pid <= 0 {
+		return Result{}, fmt.Errorf("invalid pid %d", pid)
+	}
+	ifindex, err := resolve(vrf, opt.AllowNonVRF)
+	if err != nil {
+		return Result{}, err
+	}
+
+	mount := opt.CgroupMount
+	if mount == "" {
+		if mount, err = cgroup.Mount(); err != nil {
+			return Result{}, err
+		}
+	}
+	procPath, err := cgroup.ProcPath(pid)
+	if err != nil {
+		return Result{}, err
+	}
+	// The netns level belongs to the namespace the device was resolved in,
+	// i.e. the caller's (same thread, so /proc/thread-self is right).
+	ns, err := cgroup.NetnsName()
+	if err != nil {
+		return Result{}, err
+	}
+	dir := cgroup.VRFDirNS(mount, procPath, ns, vrf)
+	res := Result{Dir: dir, Ifindex: ifindex}
+
+	if err := cgroup.MakeDir(dir); err != nil {
+		return Result{}, err
+	}
+	// Attach first: from the moment the pid is in dir, its new sockets
+	// must be bound.
+	if res.Program, err = bpf.Ensure(dir, uint32(ifindex)); err != nil {
+		return Result{}, err
+	}
+	if err := cgroup.Move(dir, pid); err != nil {
+		return Result{}, err
+	}
+
+	got, err := cgroup.ProcPath(pid)
+	if err != nil {
+		return Result{}, fmt.Errorf("verify placement: %w", err)
+	}
+	if want := strings.TrimPrefix(dir, mount); got != want {
+		return Result{}, &kindError{msg: fmt.Sprintf("verify placement of pid %d in %s: now in %s", pid, dir, got), kind: ErrNotPlaced}
+	}
+	return res, nil
+}
+
+// resolve returns the ifindex of the VRF device in the caller's netns.
+func resolve(name string, allowNonVRF bool) (int, error) {
+	// A private handle, closed on return: a long-lived sshd calls this per
+	// login, and the package-level netlink handle would be shared state.
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return 0, fmt.Errorf("look up device %s: open netlink: %w", name, err)
+	}
+	defer h.Close()
+
+	l, err := h.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) || errors.Is(err, unix.ENODEV) {
+			return 0, &kindError{msg: fmt.Sprintf("VRF %s does not exist", name), kind: ErrNoDevice}
+		}
+		return 0, fmt.Errorf("look up device %s: %w", name, err)
+	}
+	if _, ok := l.(*netlink.Vrf); !ok && !allowNonVRF {
+		return 0, &kindError{msg: fmt.Sprintf("%s is a %s device, not a VRF", name, l.Type()), kind: ErrNotVRF}
+	}
+	return l.Attrs().Index, nil
+}
+
+// ValidName checks that name can be a VRF (network device) name: non-empty,
+// at most 15 bytes (IFNAMSIZ-1), valid UTF-8, no '/', ':', whitespace or
+// NUL, not "." or "..".
+// Same rule as config.ValidVRFName; kept local so placement does not
+// depend on the policy package.
+func ValidName(name string) error {
+	bad := func(why string) error {
+		return &kindError{msg: fmt.Sprintf("invalid VRF name %q: %s", name, why), kind: ErrInvalidName}
+	}
+	switch {
+	case name == "":
+		return bad("empty")
+	case len(name) > 15:
+		return bad("longer than 15 bytes")
+	case name == "." || name == "..":
+		return bad("not a device name")
+	case !utf8.ValidString(name):
+		return bad("not valid UTF-8")
+	}
+	for _, r := range name {
+		// The kernel's dev_valid_name() also rejects ':'.
+		if r == '/' || r == ':' || r == 0 || unicode.IsSpace(r) {
+			return bad("contains '/', ':', whitespace or NUL")
+		}
+	}
+	return nil
+}
