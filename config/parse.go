@@ -60,7 +60,7 @@ func parse(path string, data []byte, fast bool) (*Policy, error) {
 	var top map[string]toml.Primitive
 	md, err := toml.Decode(string(data), &top)
 	if err != nil {
-		return nil, syntaxError(path, err)
+		return nil, syntaxError(path, data, err)
 	}
 	ps := &parser{path: path, md: &md, children: childIndex(md.Keys())}
 	if fast {
@@ -69,18 +69,42 @@ func parse(path string, data []byte, fast bool) (*Policy, error) {
 	return ps.policy(top)
 }
 
-func syntaxError(path string, err error) error {
+func syntaxError(path string, data []byte, err error) error {
 	var pe toml.ParseError
-	if errors.As(err, &pe) {
-		return &Error{
-			Path:  path,
-			Line:  pe.Position.Line,
-			Msg:   "syntax error: " + pe.Message,
-			Usage: pe.ErrorWithUsage(),
-			Err:   err,
-		}
+	if !errors.As(err, &pe) {
+		return &Error{Path: path, Msg: "syntax error: " + err.Error(), Err: err}
 	}
-	return &Error{Path: path, Msg: "syntax error: " + err.Error(), Err: err}
+	line := pe.Position.Line
+	if line < 1 || line > lineAt(data, len(data)) {
+		// The library reports line 0 for some errors at EOF (found by
+		// FuzzParse); its byte offset is still good.
+		line = lineAt(data, max(0, min(pe.Position.Start, len(data))))
+	}
+	return &Error{
+		Path:  path,
+		Line:  line,
+		Msg:   "syntax error: " + pe.Message,
+		Usage: usageOf(pe, lineAt(data, len(data))),
+		Err:   err,
+	}
+}
+
+// usageOf returns the library's long explanation of a syntax error, with
+// the offending line quoted. ErrorWithUsage indexes the input by the
+// error's line and column without checks and panics on the positions some
+// errors have (FuzzParse found Line 0), so it is only called for positions
+// inside the file, and a panic is turned into no usage text: a login must
+// not fail over a hint.
+func usageOf(pe toml.ParseError, nlines int) (usage string) {
+	if pe.Position.Line < 1 || pe.Position.Line > nlines || pe.Position.Col < 1 {
+		return ""
+	}
+	defer func() {
+		if recover() != nil {
+			usage = ""
+		}
+	}()
+	return pe.ErrorWithUsage()
 }
 
 // lineAt returns the 1-based line of byte offset off in data.
