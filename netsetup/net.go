@@ -23,13 +23,16 @@ type Net struct {
 func NewNet(ns netns.NsHandle) (*Net, error) {
 	var h *netlink.Handle
 	var err error
-	if ns.IsOpen() {
+	if ns > 0 {
 		h, err = netlink.NewHandleAt(ns)
 	} else {
 		h, err = netlink.NewHandle()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open rtnetlink handle: %w", err)
+	}
+	if ns <= 0 {
+		ns = netns.None()
 	}
 	s, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
 	if err != nil {

@@ -9,9 +9,10 @@ import (
 
 // inNS runs fn on a locked OS thread that has joined ns. Per-netns state that
 // is not reachable through a netlink handle (/proc/sys/net, sockets) is only
-// reachable this way. An invalid ns (netns.None()) means "the current one".
+// reachable this way. netns.None() (-1) or the zero value means "the current
+// one" (fd 0 is never a netns handle).
 func inNS(ns netns.NsHandle, fn func() error) error {
-	if !ns.IsOpen() {
+	if ns <= 0 {
 		return fn()
 	}
 	runtime.LockOSThread()

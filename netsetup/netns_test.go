@@ -1,0 +1,346 @@
+package netsetup
+
+import (
+	"errors"
+	"net"
+	"os"
+	"runtime"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// newNS creates a throw-away netns without ever leaving the calling thread
+// in it (LockOSThread + restore), and a Net bound to it.
+func newNS(t *testing.T) (netns.NsHandle, *Net) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (netns)")
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	ns, err := netns.New()
+	if err != nil {
+		t.Fatalf("netns.New: %v", err)
+	}
+	if err := netns.Set(orig); err != nil {
+		t.Fatalf("restore netns: %v", err)
+	}
+	n, err := NewNet(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close(); ns.Close() })
+	lo, _ := n.H.LinkByName("lo")
+	_ = n.H.LinkSetUp(lo)
+	return ns, n
+}
+
+// vethPair creates a veth pair in ns a; the peer is moved into ns b (if valid).
+func vethPair(t *testing.T, na *Net, name, peer string, b netns.NsHandle) {
+	t.Helper()
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: peer}
+	if b.IsOpen() {
+		v.PeerNamespace = netlink.NsFd(int(b))
+	}
+	if err := na.H.LinkAdd(v); err != nil {
+		t.Fatalf("veth: %v", err)
+	}
+	l, _ := na.H.LinkByName(name)
+	if err := na.H.LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func addAddr(t *testing.T, n *Net, dev, cidr string) {
+	t.Helper()
+	l, err := n.H.LinkByName(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := netlink.ParseAddr(cidr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Flags |= unix.IFA_F_NODAD
+	if err := n.H.AddrAdd(l, a); err != nil {
+		t.Fatalf("addr %s: %v", cidr, err)
+	}
+}
+
+func testEnv(ns netns.NsHandle, n *Net, root string) *Env {
+	return &Env{Net: n, FS: FS{Root: root}, Sysctl: Sysctl{NS: ns}, Svc: &fakeSvc{}, Mod: fakeMod{}}
+}
+
+func testReader(ns netns.NsHandle, n *Net, root string) *Reader {
+	return &Reader{Net: n, FS: FS{Root: root}, Sysctl: Sysctl{NS: ns}, Svc: &fakeSvc{}, HostRoot: "/nonexistent"}
+}
+
+type fakeMod struct{}
+
+func (fakeMod) Load(ModuleState) error { return nil }
+
+type fakeSvc struct {
+	active map[string]bool
+	runs   []string
+}
+
+func (f *fakeSvc) IsActive(u string) bool  { return f.active[u] }
+func (f *fakeSvc) IsEnabled(u string) bool { return f.active[u] }
+func (f *fakeSvc) Run(verb string, units ...string) error {
+	f.runs = append(f.runs, verb)
+	return nil
+}
+
+func localPrefs(t *testing.T, n *Net, fam int) (l3 []uint32, local []uint32) {
+	t.Helper()
+	rs, err := n.RuleList(fam)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if r.IsLocal() {
+			local = append(local, r.Pref)
+		}
+		if r.IsL3mdev() {
+			l3 = append(l3, r.Pref)
+		}
+	}
+	return
+}
+
+// TestRuleOrderingInNetns moves local 0 -> 32765 for v4 and v6 via raw
+// rtnetlink, adds the l3mdev rule with FRA_L3MDEV, and is idempotent.
+func TestRuleOrderingInNetns(t *testing.T) {
+	ns, n := newNS(t)
+	st := &State{}
+	for _, f := range []int{unix.AF_INET, unix.AF_INET6} {
+		rs, err := n.RuleList(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Rules = append(st.Rules, rs...)
+	}
+	steps := planRules(st)
+	wantOrder(t, ids(steps), "rule-l3mdev-v4", "rule-local-add-v4", "rule-local-del0-v4", "rule-l3mdev-v6", "rule-local-add-v6", "rule-local-del0-v6")
+	if err := Apply(testEnv(ns, n, t.TempDir()), steps); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	for _, f := range []int{unix.AF_INET, unix.AF_INET6} {
+		l3, local := localPrefs(t, n, f)
+		if len(local) != 1 || local[0] != PrefLocalNew {
+			t.Errorf("%s local rules at %v, want [32765]", famName(f), local)
+		}
+		if len(l3) != 1 || l3[0] != PrefL3mdev {
+			t.Errorf("%s l3mdev rules at %v, want [1000]", famName(f), l3)
+		}
+	}
+	// second run: nothing to do
+	st.Rules = nil
+	for _, f := range []int{unix.AF_INET, unix.AF_INET6} {
+		rs, _ := n.RuleList(f)
+		st.Rules = append(st.Rules, rs...)
+	}
+	if s := planRules(st); len(s) != 0 {
+		t.Fatalf("second run planned %v", ids(s))
+	}
+	// local addresses still work (a local rule exists): 127.0.0.1 resolves to local
+	rt, err := n.H.RouteGet(net.ParseIP("127.0.0.1"))
+	if err != nil || len(rt) == 0 || rt[0].Type != unix.RTN_LOCAL {
+		t.Fatalf("127.0.0.1 not local after the move: %v %v", rt, err)
+	}
+}
+
+// TestRollbackOnFailure: every applied step is undone in reverse order when
+// a later step fails; the rules, sysctls and files are as before.
+func TestRollbackOnFailure(t *testing.T) {
+	ns, n := newNS(t)
+	root := t.TempDir()
+	env := testEnv(ns, n, root)
+	fsys := FS{Root: root}
+	if err := fsys.WriteAtomic(SysctlConf, []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := map[int][]uint32{}
+	st := &State{Sysctls: map[string]string{}}
+	for _, f := range []int{unix.AF_INET, unix.AF_INET6} {
+		rs, _ := n.RuleList(f)
+		st.Rules = append(st.Rules, rs...)
+		_, before[f] = localPrefs(t, n, f)
+	}
+	for _, s := range l3mdevSysctls {
+		st.Sysctls[s], _ = env.Sysctl.Get(s)
+	}
+	cfg := testCfg()
+	old, _ := fsys.Stat(SysctlConf)
+	steps := append(planRules(st), planSysctls(cfg, DNSStatic, st)...)
+	steps = append(steps, stepFile(fileSpec{Path: SysctlConf, Content: "new\n"}, old))
+	steps = append(steps, Step{ID: "boom", Desc: "injected failure", Do: func(*Env) error { return errors.New("injected") }})
+	err := Apply(env, steps)
+	if !errors.Is(err, ErrRolledBack) {
+		t.Fatalf("want rolled back error, got %v", err)
+	}
+	for _, f := range []int{unix.AF_INET, unix.AF_INET6} {
+		l3, local := localPrefs(t, n, f)
+		if len(l3) != 0 || len(local) != 1 || local[0] != before[f][0] {
+			t.Errorf("%s after rollback: l3mdev %v local %v, want none and %v", famName(f), l3, local, before[f])
+		}
+	}
+	for _, s := range l3mdevSysctls {
+		if v, _ := env.Sysctl.Get(s); v != st.Sysctls[s] {
+			t.Errorf("%s = %s after rollback, want %s", s, v, st.Sysctls[s])
+		}
+	}
+	if f, _ := fsys.Stat(SysctlConf); f.Content != "old\n" {
+		t.Errorf("file after rollback: %q", f.Content)
+	}
+}
+
+// TestSysctlPerNetns: writes land in the test netns only.
+func TestSysctlPerNetns(t *testing.T) {
+	ns, _ := newNS(t)
+	host, err := (Sysctl{}).Get(l3mdevSysctls[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "1"
+	if host == "1" {
+		want = "0"
+	}
+	s := Sysctl{NS: ns}
+	if err := s.Set(l3mdevSysctls[0], want); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.Get(l3mdevSysctls[0]); v != want {
+		t.Fatalf("netns value %s, want %s", v, want)
+	}
+	if v, _ := (Sysctl{}).Get(l3mdevSysctls[0]); v != host {
+		t.Fatalf("host value changed to %s", v)
+	}
+}
+
+// TestAddressesAndRoutesOnVeth: the reader captures addresses and the
+// non-connected routes; the route move puts defaults into the VRF table and
+// removes them from main; the address re-add restores flushed addresses;
+// enslave/undo (to a bridge, as the VRF driver is unavailable here) restores
+// addresses and main routes.
+func TestAddressesAndRoutesOnVeth(t *testing.T) {
+	ns, n := newNS(t)
+	vethPair(t, n, "eth0", "peer0", netns.None())
+	addAddr(t, n, "eth0", "192.0.2.10/24")
+	addAddr(t, n, "eth0", "2001:db8::10/64")
+	l, _ := n.H.LinkByName("eth0")
+	for _, r := range []*netlink.Route{
+		{LinkIndex: l.Attrs().Index, Gw: net.ParseIP("192.0.2.1"), Dst: defaultDst(unix.AF_INET), Protocol: unix.RTPROT_STATIC},
+		{LinkIndex: l.Attrs().Index, Gw: net.ParseIP("2001:db8::1"), Dst: defaultDst(unix.AF_INET6), Protocol: unix.RTPROT_STATIC},
+		{LinkIndex: l.Attrs().Index, Gw: net.ParseIP("192.0.2.1"), Dst: &net.IPNet{IP: net.ParseIP("198.51.100.0").To4(), Mask: net.CIDRMask(24, 32)}, Protocol: unix.RTPROT_STATIC},
+	} {
+		if err := n.H.RouteAdd(r); err != nil {
+			t.Fatalf("route %v: %v", r, err)
+		}
+	}
+	cfg := testCfg()
+	rd := testReader(ns, n, t.TempDir())
+	st, err := rd.Read(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mv := movableRoutes(st, "eth0")
+	if len(mv) != 3 {
+		t.Fatalf("movable routes %+v", mv)
+	}
+	env := testEnv(ns, n, t.TempDir())
+
+	// enslave to a bridge and undo: addresses and routes come back in main
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
+	if err := n.H.LinkAdd(br); err != nil {
+		t.Fatal(err)
+	}
+	bcfg := cfg
+	bcfg.VRF = "br0"
+	es := stepEnslave(bcfg, st)
+	if err := es.Do(env); err != nil {
+		t.Fatal(err)
+	}
+	// simulate the flush a VRF enslave does
+	for _, r := range mv {
+		nr, _ := env.nlRoute(r, unix.RT_TABLE_MAIN)
+		_ = n.H.RouteDel(nr)
+	}
+	a6, _ := netlink.ParseAddr("2001:db8::10/64")
+	_ = n.H.AddrDel(l, a6)
+	if err := es.Undo(env); err != nil {
+		t.Fatal(err)
+	}
+	st2, _ := rd.Read(cfg)
+	if st2.Links["eth0"].Master != 0 || !st2.hasAddr("eth0", "2001:db8::10/64") || len(movableRoutes(st2, "eth0")) != 3 {
+		t.Fatalf("undo enslave: master %d addrs %v routes %v", st2.Links["eth0"].Master, st2.Addrs["eth0"], movableRoutes(st2, "eth0"))
+	}
+
+	// re-add + move
+	_ = n.H.AddrDel(l, a6)
+	steps := []Step{stepReaddAddrs("eth0", st.Addrs["eth0"])}
+	for _, r := range mv {
+		steps = append(steps, stepMoveRoute(r, cfg.Table, false))
+	}
+	steps = append(steps, stepUnreachable(cfg.Table, unix.AF_INET), stepUnreachable(cfg.Table, unix.AF_INET6))
+	if err := Apply(env, steps); err != nil {
+		t.Fatal(err)
+	}
+	st3, _ := rd.Read(cfg)
+	if len(movableRoutes(st3, "eth0")) != 0 {
+		t.Errorf("routes left in main: %v", movableRoutes(st3, "eth0"))
+	}
+	for _, r := range mv {
+		if !routeInTable(st3, r, cfg.Table) {
+			t.Errorf("route %s not in table %d", r.Dst, cfg.Table)
+		}
+	}
+	for _, f := range []int{unix.AF_INET, unix.AF_INET6} {
+		if !hasUnreachableDefault(st3, cfg.Table, f) {
+			t.Errorf("%s unreachable default missing", famName(f))
+		}
+	}
+	if !st3.hasAddr("eth0", "2001:db8::10/64") {
+		t.Errorf("v6 address not re-added: %v", st3.Addrs["eth0"])
+	}
+	// rollback of the moves puts the routes back into main
+	if err := rollback(env, os.Stderr, steps); err != nil {
+		t.Fatal(err)
+	}
+	st4, _ := rd.Read(cfg)
+	if len(movableRoutes(st4, "eth0")) != 3 {
+		t.Errorf("after undo, main routes %v", movableRoutes(st4, "eth0"))
+	}
+}
+
+// TestApplyWithoutVRFDriverRollsBack: the full plan on this host fails at
+// vrf-create (EOPNOTSUPP through the Handle) and leaves nothing behind.
+func TestApplyWithoutVRFDriverRollsBack(t *testing.T) {
+	ns, n := newNS(t)
+	if err := n.H.LinkAdd(&netlink.Vrf{LinkAttrs: netlink.LinkAttrs{Name: "probe"}, Table: 7}); err == nil {
+		t.Skip("this kernel has the VRF driver; covered by the VM tests")
+	}
+	vethPair(t, n, "eth0", "peer0", netns.None())
+	addAddr(t, n, "eth0", "192.0.2.10/24")
+	root := t.TempDir()
+	cfg := testCfg()
+	cfg.Nameservers = []string{"192.0.2.53"}
+	rd := testReader(ns, n, root)
+	env := testEnv(ns, n, root)
+	r := &Runner{Reader: rd, Env: env, Out: os.Stderr}
+	err := r.Apply(cfg)
+	if !errors.Is(err, ErrRolledBack) || !errors.Is(err, unix.EOPNOTSUPP) {
+		t.Fatalf("want EOPNOTSUPP + rolled back, got %v", err)
+	}
+	if f, _ := (FS{Root: root}).Stat(BackupPath); f.Exists {
+		t.Errorf("backup left behind after rollback")
+	}
+}
