@@ -253,6 +253,9 @@ func (c *Checker) checkStubTrap(cfg Config, st *State, dns string, hasVRF bool) 
 				"%s points at %s, which systemd-resolved binds to lo: processes in VRF %s cannot reach it", ResolvConf, stubAddr, cfg.VRF)
 		}
 	}
+	if !hasVRF {
+		return ok("dns stub trap", "VRF %s not present (the trap needs a VRF)", cfg.VRF)
+	}
 	return ok("dns stub trap", "%s does not use the lo-bound stub %s", ResolvConf, stubAddr)
 }
 

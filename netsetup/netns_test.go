@@ -47,7 +47,7 @@ func newNS(t *testing.T) (netns.NsHandle, *Net) {
 func vethPair(t *testing.T, na *Net, name, peer string, b netns.NsHandle) {
 	t.Helper()
 	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: peer}
-	if b.IsOpen() {
+	if b > 0 {
 		v.PeerNamespace = netlink.NsFd(int(b))
 	}
 	if err := na.H.LinkAdd(v); err != nil {

@@ -57,9 +57,9 @@ func desiredFiles(cfg Config, dns string, st *State) ([]fileSpec, error) {
 		{Path: UnitWants, Symlink: UnitPath, Kind: "unit"},
 	}
 	if cfg.SSHD == SSHDVRFOnly {
-		fs = append(fs, fileSpec{Path: SSHDropIn, Content: renderSSHDropIn(cfg), Mode: 0o644, Kind: "unit"})
+		fs = append(fs, fileSpec{Path: SSHDropIn, Content: renderSSHDropIn(cfg), Mode: 0o644, Kind: "ssh"})
 	} else {
-		fs = append(fs, fileSpec{Path: SSHDropIn, Remove: true, Kind: "unit"})
+		fs = append(fs, fileSpec{Path: SSHDropIn, Remove: true, Kind: "ssh"})
 	}
 	if st.Manager.Kind == "networkd" {
 		fs = append(fs,

@@ -122,8 +122,20 @@ func planServices(cfg Config, dns string, st *State, files []Step) []Step {
 		changed[f.ID[strings.LastIndex(f.ID, ":")+1:]] = true
 	}
 	var steps []Step
-	if changed["unit"] {
+	if cfg.SSHD == SSHDVRFOnly {
+		vrf, ok := st.link(cfg.VRF)
+		if !ok || !st.SSHPin.Exists || st.SSHPin.Ifindex != vrf.Index {
+			steps = append(steps, stepSSHPin(cfg))
+			changed["ssh"] = true
+		}
+	}
+	if changed["unit"] || changed["ssh"] {
 		steps = append(steps, svcStep("daemon-reload", "systemctl daemon-reload", []string{"daemon-reload"}, nil))
+	}
+	if changed["ssh"] {
+		// Debian's ssh.service has KillMode=process: restarting keeps the
+		// running sessions, the new listener gets the VRF binding.
+		steps = append(steps, svcStep("ssh-restart", "restart ssh.service (listener bound to "+cfg.VRF+"; open sessions stay)", []string{"restart", "ssh.service"}, []string{"restart", "ssh.service"}))
 	}
 	if changed["networkd"] {
 		steps = append(steps, svcStep("networkd-reload", "networkctl reload (networkd takes over VRF, enslavement and DHCP routes)", []string{"networkctl-reload"}, nil))

@@ -33,11 +33,11 @@ func freshState() *State {
 			{Family: unix.AF_INET6, Table: 254, Dst: "default", Gw: "fe80::1", Dev: "eth0", Metric: 1024, Type: unix.RTN_UNICAST, Protocol: unix.RTPROT_RA},
 			{Family: unix.AF_INET6, Table: 254, Dst: "fe80::/64", Dev: "eth0", Metric: 256, Type: unix.RTN_UNICAST, Protocol: unix.RTPROT_KERNEL},
 		},
-		Rules:   baseRules(),
-		Sysctls: map[string]string{l3mdevSysctls[0]: "0", l3mdevSysctls[1]: "0"},
-		Files:   map[string]FileState{ResolvConf: {Exists: true, Symlink: "../run/systemd/resolve/stub-resolv.conf", Content: "nameserver 127.0.0.53\nsearch example.net\n"}},
-		Module:  ModuleState{Loaded: false, Available: true, Release: "6.1.0-test"},
-		Manager: Manager{Kind: "none", Detail: "none"},
+		Rules:    baseRules(),
+		Sysctls:  map[string]string{l3mdevSysctls[0]: "0", l3mdevSysctls[1]: "0"},
+		Files:    map[string]FileState{ResolvConf: {Exists: true, Symlink: "../run/systemd/resolve/stub-resolv.conf", Content: "nameserver 127.0.0.53\nsearch example.net\n"}},
+		Module:   ModuleState{Loaded: false, Available: true, Release: "6.1.0-test"},
+		Manager:  Manager{Kind: "none", Detail: "none"},
 		Upstream: []string{"192.0.2.53"},
 	}
 }
@@ -85,6 +85,7 @@ func converge(t *testing.T, cfg Config, st *State) *State {
 	}
 	st.Files[BackupPath] = FileState{Exists: true, Content: "{}"}
 	st.ResolvedActive = dns == DNSResolved
+	st.SSHPin = SSHPin{Exists: true, Ifindex: 3}
 	return st
 }
 
@@ -299,4 +300,28 @@ func TestValidate(t *testing.T) {
 			t.Errorf("%s: got %v", flag, err)
 		}
 	}
+}
+
+func TestPlanSSHDVRFOnly(t *testing.T) {
+	cfg := testCfg()
+	cfg.SSHD = SSHDVRFOnly
+	got := ids(mustPlan(t, cfg, freshState()))
+	wantOrder(t, got, "sysctl-net.ipv4.udp_l3mdev_accept", "file-write:"+SSHDropIn+":ssh", "ssh-pin", "svc-daemon-reload", "svc-ssh-restart")
+	if d := renderSSHDropIn(cfg); !strings.Contains(d, "BPFProgram=sock_create:/sys/fs/bpf/pam-vrf/mgmt") {
+		t.Errorf("drop-in:\n%s", d)
+	}
+	// a recreated VRF (new ifindex) needs a re-pin
+	st := converge(t, cfg, freshState())
+	st.SSHPin.Ifindex = 9
+	wantOrder(t, ids(mustPlan(t, cfg, st)), "ssh-pin", "svc-ssh-restart")
+}
+
+func TestPlanRevert(t *testing.T) {
+	cfg := testCfg()
+	old := freshState()
+	old.Files[ConfigPath] = FileState{}
+	live := converge(t, cfg, freshState())
+	got := ids(PlanRevert(cfg, old, live))
+	wantOrder(t, got, "revert-release", "revert-local0-v4", "revert-local-del-v4", "revert-local0-v6", "revert-local-del-v6",
+		"revert-vrf-delete", "revert-net.ipv4.tcp_l3mdev_accept", "revert-file:"+ConfigPath, "revert-file:"+ResolvConf, "svc-revert-reload", "revert-backup")
 }

@@ -49,6 +49,7 @@ func (r *Reader) Read(cfg Config) (*State, error) {
 		st.Sysctls[s] = v
 	}
 	st.Module = readModule(r.HostRoot)
+	st.SSHPin = readSSHPin(r.HostRoot, cfg.VRF)
 	st.Manager = DetectManager(r.FS, r.Svc, cfg.Iface)
 	if r.Svc != nil {
 		st.ResolvedActive = r.Svc.IsActive("systemd-resolved.service")

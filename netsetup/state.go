@@ -19,6 +19,8 @@ type State struct {
 	ResolvedActive bool `json:"resolved_active"`
 	// Upstream nameservers harvested from resolved/networkd/resolv.conf.
 	Upstream []string `json:"upstream,omitempty"`
+	// SSHPin: the pinned program for sshd mode vrf-only.
+	SSHPin SSHPin `json:"ssh_pin"`
 }
 
 // Link is one network device.
