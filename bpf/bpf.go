@@ -53,7 +53,8 @@
 // works across processes; it also keeps one program per VRF in kernel memory
 // instead of one per session.
 //
-// Measured on kernel 6.18 (AMD EPYC VM; BenchmarkEnsure, BenchmarkFindLoaded
+// Measured on kernel 6.18 (2-vCPU AMD EPYC VM, otherwise idle; numbers
+// rise 2–10x when the machine is busy; BenchmarkEnsure, BenchmarkFindLoaded
 // and a one-shot process):
 //   - fresh load in a NEW process (what a login really pays): ~350–400 µs,
 //     mostly cilium/ebpf's one-time feature probes, plus the verifier;

@@ -40,6 +40,9 @@ var (
 	ErrNotVRF        = errors.New("device is not a VRF")
 	ErrNoCgroup2     = cgroup.ErrNoCgroup2
 	ErrBPFPermission = bpf.ErrPermission
+	// ErrConflict: the VRF cgroup's sock_create hook (or an ancestor's) is
+	// held by another tool in a mode a flags-0 attach cannot replace.
+	ErrConflict = bpf.ErrConflict
 	// ErrInvalidName: the VRF name cannot be a Linux device name.
 	ErrInvalidName = errors.New("invalid VRF name")
 	// ErrNotPlaced: the move seemed to work but the pid is not in the VRF
