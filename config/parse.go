@@ -143,10 +143,9 @@ func childIndex(keys []toml.Key) map[string][]string {
 	seen := make(map[string]bool)
 	for _, k := range keys {
 		for i := range k {
-			parent := k[:i].String()
-			id := parent + "\x00" + k[i]
-			if !seen[id] {
+			if id := k[:i+1].String(); !seen[id] {
 				seen[id] = true
+				parent := k[:i].String()
 				idx[parent] = append(idx[parent], k[i])
 			}
 		}
