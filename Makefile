@@ -51,6 +51,10 @@ e2e: all
 
 test: test-host e2e
 
+demo: all
+	@scripts/install-deps.sh vm
+	$(GO) run -tags vm ./tests/e2e/demo -build $(abspath $(BUILD))
+
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./config
 

@@ -1,0 +1,102 @@
+//go:build vm
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pam-vrf/pam-vrf/tests/vm"
+)
+
+// testReporter prints one result line per assertion (and the summary at
+// the end), so `make e2e` reads as a checklist.
+type testReporter struct {
+	t              *testing.T
+	passed, failed int
+	lines          []string
+}
+
+func (r *testReporter) Step(title, why string) { fmt.Printf("\n== %s\n   %s\n", title, why) }
+
+func (r *testReporter) Command(cmd, stdout, stderr string, code int) {
+	r.t.Logf("guest$ %s\n[exit %d]\n%s%s", cmd, code, stdout, stderr)
+}
+
+func (r *testReporter) Check(name string, ok bool, detail string) {
+	line := "ok   " + name
+	if ok {
+		r.passed++
+	} else {
+		r.failed++
+		line = "FAIL " + name
+		r.t.Errorf("%s: %s", name, detail)
+	}
+	r.lines = append(r.lines, line)
+	fmt.Println(line)
+}
+
+func buildDir(t *testing.T) string {
+	dir := os.Getenv("PAMVRF_BUILD")
+	if dir == "" {
+		abs, err := filepath.Abs("../../build")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir = abs
+	}
+	for _, f := range []string{"pam_vrf.so", "vrf-netsetup"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Fatalf("missing %s in %s: run make all first", f, dir)
+		}
+	}
+	return dir
+}
+
+// TestE2E is the whole story on one guest: failure, fix, logins, reboot.
+func TestE2E(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	start := time.Now()
+	img, err := vm.EnsureImage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("e2e: image %s (built now: %v) in %v\n", img.Dir, img.Built, time.Since(start).Round(time.Second))
+	m, err := vm.Boot(ctx, img, vm.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	r := &testReporter{t: t}
+	s := &Scenario{VM: m, Build: buildDir(t), R: r}
+	if err := s.Install(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("console tail:\n%s", m.ConsoleTail(40))
+		}
+		fmt.Printf("\ne2e summary (%v):\n  %s\n", time.Since(start).Round(time.Second), strings.Join(r.lines, "\n  "))
+		fmt.Printf("e2e: %d passed, %d failed\n", r.passed, r.failed)
+	}()
+
+	s.Before(ctx)
+	// A clean network for the real provisioning: the hand-made VRF was
+	// runtime state only, so a reboot on the same disk removes it.
+	if !s.Reboot(ctx) {
+		return
+	}
+	s.Provision(ctx)
+	s.Logins(ctx, "after apply")
+	if !s.Reboot(ctx) {
+		return
+	}
+	s.Check(ctx, "after reboot")
+	s.Logins(ctx, "after reboot")
+}

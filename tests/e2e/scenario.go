@@ -1,0 +1,159 @@
+//go:build vm
+
+// Package e2e is the end-to-end scenario of pam-vrf in a VRF-capable guest
+// (tests/vm): the DNS failure of a hand-made management VRF, the fix by
+// vrf-netsetup, ssh logins placed by pam_vrf.so, and a reboot. `make e2e`
+// runs it as a test; `make demo` runs it as a narrated walk-through.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/pam-vrf/pam-vrf/tests/vm"
+)
+
+// Reporter receives the scenario's narration and its assertions.
+type Reporter interface {
+	Step(title, why string)                       // a new stage of the story
+	Command(cmd, stdout, stderr string, code int) // a command run in the guest
+	Check(name string, ok bool, detail string)    // one assertion
+}
+
+// Scenario drives one guest.
+type Scenario struct {
+	VM    *vm.VM
+	Build string // directory holding pam_vrf.so and vrf-netsetup
+	R     Reporter
+}
+
+// sshCmd logs in from the upstream namespace over the guest's eth0, the way
+// an operator reaches a management interface.
+func sshCmd(user, remote string) string {
+	return fmt.Sprintf("ip netns exec %s ssh -i %s -o BatchMode=yes -o StrictHostKeyChecking=no "+
+		"-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=20 %s@%s %s",
+		vm.UpstreamNetns, vm.GuestSSHKey, user, vm.GuestAddr4, shq(remote))
+}
+
+func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+func (s *Scenario) run(ctx context.Context, script string) (string, string, int) {
+	rctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	out, errOut, code, err := s.VM.Run(rctx, script)
+	if err != nil {
+		errOut += "\n(transport error: " + err.Error() + ")"
+		code = -1
+	}
+	s.R.Command(script, out, errOut, code)
+	return out, errOut, code
+}
+
+func (s *Scenario) check(name string, ok bool, format string, a ...any) bool {
+	s.R.Check(name, ok, fmt.Sprintf(format, a...))
+	return ok
+}
+
+// Install copies the built artifacts into the guest where an admin's package
+// would put them.
+func (s *Scenario) Install(ctx context.Context) error {
+	for _, f := range []struct {
+		src, dst string
+		mode     os.FileMode
+	}{
+		{"pam_vrf.so", vm.PAMModuleDir + "/pam_vrf.so", 0o644},
+		{"vrf-netsetup", "/usr/sbin/vrf-netsetup", 0o755},
+	} {
+		if err := s.VM.Push(ctx, filepath.Join(s.Build, f.src), f.dst, f.mode); err != nil {
+			return fmt.Errorf("install %s: %w", f.src, err)
+		}
+	}
+	return nil
+}
+
+// Before reproduces the failure: a management VRF made by hand, the way the
+// blog post does it, breaks name resolution inside the VRF although routing
+// through it works.
+func (s *Scenario) Before(ctx context.Context) {
+	s.R.Step("Before pam-vrf: a management VRF made by hand",
+		"eth0 and its default route go into VRF mgmt; systemd-resolved's stub 127.0.0.53 stays bound to lo in the default VRF")
+	_, _, code := s.run(ctx, `set -e
+modprobe vrf
+gw=$(ip -4 route show default dev eth0 | awk '{print $3; exit}')
+ip link add mgmt type vrf table 1000
+ip link set mgmt up
+ip link set eth0 master mgmt
+ip route add default via "$gw" dev eth0 table 1000
+ip -br link show master mgmt`)
+	s.check("before/hand-made VRF set up", code == 0, "exit %d", code)
+	_, _, code = s.run(ctx, "ip vrf exec mgmt curl -sf --max-time 10 -o /dev/null http://"+vm.UpstreamAddr4+vm.MirrorPath)
+	s.check("before/routing through the VRF works (HTTP by address)", code == 0, "exit %d", code)
+	out, _, code := s.run(ctx, "ip vrf exec mgmt getent hosts "+vm.MirrorName)
+	s.check("before/DNS inside the VRF fails (the problem is reproduced)", code != 0, "exit %d, output %q", code, out)
+}
+
+// Provision writes the policy and the PAM line and runs vrf-netsetup.
+func (s *Scenario) Provision(ctx context.Context) {
+	s.R.Step("Provision with vrf-netsetup and enable pam_vrf.so",
+		"policy: alice -> mgmt, bob has no rule; pam_vrf.so after pam_systemd in /etc/pam.d/sshd")
+	_, _, code := s.run(ctx, `set -e
+cat > /etc/security/pam_vrf.toml <<'EOF'
+# alice's logins land in the management VRF; everyone else is left alone.
+[user.alice]
+vrf = "mgmt"
+EOF
+chmod 0644 /etc/security/pam_vrf.toml
+grep -q pam_vrf.so /etc/pam.d/sshd || echo 'session required pam_vrf.so' >> /etc/pam.d/sshd
+tail -n 3 /etc/pam.d/sshd`)
+	s.check("provision/policy and PAM line installed", code == 0, "exit %d", code)
+
+	out, errOut, code := s.run(ctx, "vrf-netsetup apply --vrf mgmt --table 1000 --iface eth0")
+	s.check("provision/vrf-netsetup apply succeeds", code == 0, "exit %d\n%s%s", code, out, errOut)
+	out, _, code = s.run(ctx, "vrf-netsetup apply --vrf mgmt --table 1000 --iface eth0")
+	s.check("provision/second apply changes nothing", code == 0 && strings.Contains(out, "nothing to do"), "exit %d, output %q", code, out)
+	s.Check(ctx, "provision")
+}
+
+// Check runs vrf-netsetup check.
+func (s *Scenario) Check(ctx context.Context, stage string) {
+	out, errOut, code := s.run(ctx, "vrf-netsetup check --vrf mgmt --iface eth0 --query-name "+vm.MirrorName)
+	s.check(stage+"/vrf-netsetup check passes", code == 0 && !strings.Contains(out, "FAIL"), "exit %d\n%s%s", code, out, errOut)
+}
+
+var ipRe = regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(vm.UpstreamAddr4) + `\s+` + regexp.QuoteMeta(vm.MirrorName))
+
+// Logins checks what ssh users get.
+func (s *Scenario) Logins(ctx context.Context, stage string) {
+	s.R.Step("ssh logins ("+stage+")", "alice is placed in mgmt by pam_vrf.so; bob is not")
+	out, _, code := s.run(ctx, sshCmd("alice", `echo "vrf=[$(ip vrf identify)]"
+getent hosts `+vm.MirrorName+`
+curl -sf --max-time 10 http://`+vm.MirrorName+vm.MirrorPath+` | head -n 1
+ip vrf exec mgmt true && echo exec-ok
+echo "self=$$"; ip vrf pids mgmt
+loginctl show-session "$XDG_SESSION_ID" -p State -p Remote`))
+	s.check(stage+"/alice's shell is in VRF mgmt (ip vrf identify)", code == 0 && strings.Contains(out, "vrf=[mgmt]"), "exit %d, output %q", code, out)
+	s.check(stage+"/name resolution works in alice's shell", ipRe.MatchString(out), "output %q", out)
+	s.check(stage+"/HTTP fetch by name works in alice's shell", strings.Contains(out, "Origin: pam-vrf-test"), "output %q", out)
+	s.check(stage+"/ip vrf exec mgmt still works in the placed shell (no EPERM)", strings.Contains(out, "exec-ok"), "output %q", out)
+	self := regexp.MustCompile(`self=(\d+)`).FindStringSubmatch(out)
+	s.check(stage+"/ip vrf pids mgmt lists the session's shell", self != nil && regexp.MustCompile(`(?m)^\s*`+self[1]+`\s`).MatchString(out), "output %q", out)
+	s.check(stage+"/logind tracks the placed session", strings.Contains(out, "State=active") && strings.Contains(out, "Remote=yes"), "output %q", out)
+
+	out, _, code = s.run(ctx, sshCmd("bob", `echo "vrf=[$(ip vrf identify)]"`))
+	s.check(stage+"/bob (no rule) lands in the default VRF", code == 0 && strings.Contains(out, "vrf=[]"), "exit %d, output %q", code, out)
+
+	out, _, code = s.run(ctx, "getent hosts "+vm.MirrorName)
+	s.check(stage+"/name resolution still works in the default VRF", code == 0 && ipRe.MatchString(out), "exit %d, output %q", code, out)
+}
+
+// Reboot reboots the guest on the same disk.
+func (s *Scenario) Reboot(ctx context.Context) bool {
+	s.R.Step("Reboot", "everything must come back from the persisted configuration")
+	err := s.VM.Reboot(ctx)
+	return s.check("reboot/guest comes back", err == nil, "%v", err)
+}
