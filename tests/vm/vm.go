@@ -62,6 +62,9 @@ type Config struct {
 	KeepRunDir bool
 	// ExtraAppend is appended to the kernel command line.
 	ExtraAppend string
+	// BootTimeout bounds each boot (QEMU start to agent + systemd ready);
+	// default $PAMVRF_VM_BOOT_TIMEOUT (a Go duration) or 120 s.
+	BootTimeout time.Duration
 }
 
 // Image is a built guest image in the cache.
@@ -195,6 +198,12 @@ func Boot(ctx context.Context, img Image, cfg Config) (*VM, error) {
 	if os.Getenv("PAMVRF_VM_KEEP") == "1" {
 		cfg.KeepRunDir = true
 	}
+	if cfg.BootTimeout <= 0 {
+		cfg.BootTimeout = bootTimeout
+		if d, err := time.ParseDuration(os.Getenv("PAMVRF_VM_BOOT_TIMEOUT")); err == nil && d > 0 {
+			cfg.BootTimeout = d
+		}
+	}
 	dir, err := os.MkdirTemp("", "pamvrf-vm-")
 	if err != nil {
 		return nil, err
@@ -277,7 +286,7 @@ func (v *VM) start(ctx context.Context) error {
 		close(done)
 	}(cmd, v.exited)
 
-	bctx, cancel := context.WithTimeout(ctx, bootTimeout)
+	bctx, cancel := context.WithTimeout(ctx, v.cfg.BootTimeout)
 	defer cancel()
 	if err := v.connect(bctx); err != nil {
 		return v.bootErr(err)
