@@ -82,6 +82,7 @@ func (s *Scenario) Install(ctx context.Context) error {
 func (s *Scenario) Before(ctx context.Context) {
 	s.R.Step("Before pam-vrf: a management VRF made by hand",
 		"eth0 and its default route go into VRF mgmt; systemd-resolved's stub 127.0.0.53 stays bound to lo in the default VRF")
+	s.WaitOnline(ctx, "before")
 	_, _, code := s.run(ctx, `set -e
 modprobe vrf
 gw=$(ip -4 route show default dev eth0 | awk '{print $3; exit}')
@@ -100,11 +101,13 @@ ip -br link show master mgmt`)
 // Provision writes the policy and the PAM line and runs vrf-netsetup.
 func (s *Scenario) Provision(ctx context.Context) {
 	s.R.Step("Provision with vrf-netsetup and enable pam_vrf.so",
-		"policy: alice -> mgmt, bob has no rule; pam_vrf.so after pam_systemd in /etc/pam.d/sshd")
+		"policy: alice and root -> mgmt, bob has no rule; pam_vrf.so after pam_systemd in /etc/pam.d/sshd")
 	_, _, code := s.run(ctx, `set -e
 cat > /etc/security/pam_vrf.toml <<'EOF'
-# alice's logins land in the management VRF; everyone else is left alone.
+# alice's and root's logins land in the management VRF; everyone else is left alone.
 [user.alice]
+vrf = "mgmt"
+[user.root]
 vrf = "mgmt"
 EOF
 chmod 0644 /etc/security/pam_vrf.toml
@@ -133,22 +136,35 @@ func (s *Scenario) Logins(ctx context.Context, stage string) {
 	out, _, code := s.run(ctx, sshCmd("alice", `echo "vrf=[$(ip vrf identify)]"
 getent hosts `+vm.MirrorName+`
 curl -sf --max-time 10 http://`+vm.MirrorName+vm.MirrorPath+` | head -n 1
-ip vrf exec mgmt true && echo exec-ok
 echo "self=$$"; ip vrf pids mgmt
 loginctl show-session "$XDG_SESSION_ID" -p State -p Remote`))
 	s.check(stage+"/alice's shell is in VRF mgmt (ip vrf identify)", code == 0 && strings.Contains(out, "vrf=[mgmt]"), "exit %d, output %q", code, out)
 	s.check(stage+"/name resolution works in alice's shell", ipRe.MatchString(out), "output %q", out)
 	s.check(stage+"/HTTP fetch by name works in alice's shell", strings.Contains(out, "Origin: pam-vrf-test"), "output %q", out)
-	s.check(stage+"/ip vrf exec mgmt still works in the placed shell (no EPERM)", strings.Contains(out, "exec-ok"), "output %q", out)
 	self := regexp.MustCompile(`self=(\d+)`).FindStringSubmatch(out)
 	s.check(stage+"/ip vrf pids mgmt lists the session's shell", self != nil && regexp.MustCompile(`(?m)^\s*`+self[1]+`\s`).MatchString(out), "output %q", out)
 	s.check(stage+"/logind tracks the placed session", strings.Contains(out, "State=active") && strings.Contains(out, "Remote=yes"), "output %q", out)
+
+	// ip vrf exec needs root (CAP_BPF, CAP_NET_ADMIN): root's login is
+	// placed too, and iproute2 then attaches into the very cgroup pam_vrf
+	// made, with the same flags, so the kernel must not refuse it.
+	out, errOut, code := s.run(ctx, sshCmd("root", `ip vrf identify; ip vrf exec mgmt sh -c 'echo exec-ok in $(ip vrf identify)'`))
+	s.check(stage+"/ip vrf exec mgmt works in a placed root shell (no EPERM)", code == 0 && strings.Contains(out, "exec-ok in mgmt"), "exit %d, output %q %q", code, out, errOut)
 
 	out, _, code = s.run(ctx, sshCmd("bob", `echo "vrf=[$(ip vrf identify)]"`))
 	s.check(stage+"/bob (no rule) lands in the default VRF", code == 0 && strings.Contains(out, "vrf=[]"), "exit %d, output %q", code, out)
 
 	out, _, code = s.run(ctx, "getent hosts "+vm.MirrorName)
 	s.check(stage+"/name resolution still works in the default VRF", code == 0 && ipRe.MatchString(out), "exit %d, output %q", code, out)
+}
+
+// WaitOnline waits until eth0 has its DHCP lease and default route: the
+// agent answers as soon as systemd has booted, which can be before that.
+func (s *Scenario) WaitOnline(ctx context.Context, stage string) {
+	_, _, code := s.run(ctx, `/lib/systemd/systemd-networkd-wait-online -i eth0 --timeout=60 &&
+for i in $(seq 150); do ip route show vrf mgmt 2>/dev/null | grep -q '^default via' && exit 0
+ip route show default dev eth0 | grep -q via && exit 0; sleep 0.2; done; exit 1`)
+	s.check(stage+"/eth0 is online with a default route", code == 0, "exit %d", code)
 }
 
 // Reboot reboots the guest on the same disk.
