@@ -208,17 +208,27 @@ func (r result) logged(re string) bool {
 // binary as the session's "shell" reporting its sockets, then close.
 func (n *netns) session(t *testing.T, s *stack, service, user string, extra ...string) result {
 	t.Helper()
+	return n.sessionWrapped(t, nil, s, service, user, extra...)
+}
+
+// sessionWrapped is session with the driver started through wrap (a command
+// prefix, run inside the namespace, that changes the driver's environment,
+// e.g. its capabilities or mounts).
+func (n *netns) sessionWrapped(t *testing.T, wrap []string, s *stack, service, user string, extra ...string) result {
+	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	// nsenter, not `ip netns exec`: the latter mounts a fresh /sys, which
 	// hides this host's cgroup2 mount below /sys/fs/cgroup.
-	args := append([]string{"--net=/run/netns/" + n.name, driver, "-d", s.dir, "-s", service, "-u", user}, extra...)
+	args := append([]string{"nsenter", "--net=/run/netns/" + n.name}, wrap...)
+	args = append(args, driver, "-d", s.dir, "-s", service, "-u", user)
+	args = append(args, extra...)
 	if len(extra) == 0 {
 		args = append(args, "--", self)
 	}
-	cmd := exec.Command("nsenter", args...)
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), "PAMVRF_SOCKCHECK=1")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -420,5 +430,95 @@ func TestTenThousandSessionsInOneProcess(t *testing.T) {
 	}
 	if v[12]-v[11] > 1024 {
 		t.Errorf("RSS grew by %d KiB after warm-up", v[12]-v[11])
+	}
+}
+
+// Faults the module must survive: each follows on_error, names the reason in
+// the auth log, and never takes the PAM host down.
+
+func TestNoCgroup2FollowsOnError(t *testing.T) {
+	mnt, err := cgroup.Mount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newNetns(t)
+	// A private mount namespace without the cgroup2 mount, as on a host
+	// booted with cgroup v1 only.
+	hide := []string{"unshare", "--mount", "--propagation", "private", "sh", "-c", "umount -l \"$0\" && exec \"$@\"", mnt}
+	for _, onError := range []string{"deny", "allow"} {
+		s := newStack(t, "sshd", testSO, "", fmt.Sprintf("on_error = %q\n[user.root]\nvrf = %q\n", onError, n.dev))
+		r := n.sessionWrapped(t, hide, s, "sshd", "root")
+		if onError == "deny" {
+			if r.rc == 0 || !r.has(`VRF `+n.dev+` is not available: no cgroup2 file system is mounted`) {
+				t.Errorf("on_error=deny without cgroup2: exit %d, want a denied session with the reason", r.rc)
+			}
+		} else if r.rc != 0 || !r.has(`sock tcp4 dev=""`) {
+			t.Errorf("on_error=allow without cgroup2: exit %d, want an unbound session", r.rc)
+		}
+		if !r.logged(`cgroup2`) {
+			t.Errorf("on_error=%s: auth log does not say cgroup2 is missing", onError)
+		}
+	}
+}
+
+func TestNoBPFPermissionFollowsOnError(t *testing.T) {
+	n := newNetns(t)
+	// Root without CAP_BPF and CAP_SYS_ADMIN: what lockdown or a confined
+	// sshd looks like to the module.
+	drop := []string{"setpriv", "--bounding-set", "-bpf,-sys_admin,-perfmon", "--inh-caps", "-bpf,-sys_admin,-perfmon"}
+	for _, onError := range []string{"deny", "allow"} {
+		s := newStack(t, "sshd", testSO, "", fmt.Sprintf("on_error = %q\n[user.root]\nvrf = %q\n", onError, n.dev))
+		r := n.sessionWrapped(t, drop, s, "sshd", "root")
+		if onError == "deny" {
+			if r.rc == 0 || !r.has(`VRF `+n.dev+` is not available: no permission to attach the BPF program`) {
+				t.Errorf("on_error=deny without CAP_BPF: exit %d, want a denied session with the reason", r.rc)
+			}
+		} else if r.rc != 0 || !r.has(`sock tcp4 dev=""`) || r.has(`/vrf/`) {
+			t.Errorf("on_error=allow without CAP_BPF: exit %d, want an unbound, unmoved session", r.rc)
+		}
+		if !r.logged(`no BPF permission`) {
+			t.Errorf("on_error=%s: auth log does not say BPF was not permitted", onError)
+		}
+	}
+}
+
+func TestUnsafePolicyIsRefused(t *testing.T) {
+	n := newNetns(t)
+	s := newStack(t, "sshd", testSO, "", fmt.Sprintf("[user.root]\nvrf = %q\n", n.dev))
+	if err := os.Chmod(s.policy, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	r := n.session(t, s, "sshd", "root")
+	if r.rc == 0 || r.has(`/vrf/`) {
+		t.Fatalf("a world-writable policy was obeyed (exit %d)", r.rc)
+	}
+	if !r.logged(regexp.QuoteMeta(s.policy) + `.*0666.*chmod`) {
+		t.Errorf("auth log does not name the file, its mode and the fix")
+	}
+}
+
+func TestUnreadablePolicyDeniesOnlyDefaultServices(t *testing.T) {
+	n := newNetns(t)
+	for _, svc := range []string{"sshd", "sudo"} {
+		s := newStack(t, svc, testSO, "", "")
+		// A directory where the file should be: unreadable as a policy.
+		if err := os.Remove(s.policy); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(s.policy, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		r := n.session(t, s, svc, "root")
+		if svc == "sshd" && r.rc == 0 {
+			t.Errorf("sshd session opened although the policy cannot be read")
+		}
+		// sudo is not in the default services: a broken policy must not
+		// take the admin's way to root away.
+		if svc == "sudo" && r.rc != 0 {
+			t.Errorf("sudo session denied because of the policy (exit %d)", r.rc)
+		}
+		if !r.logged(regexp.QuoteMeta(s.policy)) {
+			t.Errorf("%s: auth log does not name the policy file", svc)
+		}
 	}
 }
