@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -97,6 +98,17 @@ func TestE2E(t *testing.T) {
 	if !s.Reboot(ctx) {
 		return
 	}
+	s.WaitOnline(ctx, "after reboot")
 	s.Check(ctx, "after reboot")
 	s.Logins(ctx, "after reboot")
+	s.Soak(ctx, soakLogins())
+	s.VRFRecreated(ctx)
+}
+
+// soakLogins is 500 (the figure) unless PAMVRF_SOAK says otherwise.
+func soakLogins() int {
+	if n, err := strconv.Atoi(os.Getenv("PAMVRF_SOAK")); err == nil && n > 0 {
+		return n
+	}
+	return 500
 }

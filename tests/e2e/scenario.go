@@ -173,3 +173,50 @@ func (s *Scenario) Reboot(ctx context.Context) bool {
 	err := s.VM.Reboot(ctx)
 	return s.check("reboot/guest comes back", err == nil, "%v", err)
 }
+
+// Soak logs in n times in a row (in 4 parallel streams), each login a new
+// sshd connection, so a new monitor process that loads pam_vrf.so and runs
+// its Go code once; sshd must neither hang nor crash.
+func (s *Scenario) Soak(ctx context.Context, n int) {
+	s.R.Step(fmt.Sprintf("%d ssh logins in a row", n), "each login loads the module into a fresh sshd monitor and places the session")
+	per := n / 4
+	out, _, code := s.run(ctx, fmt.Sprintf(`ok=0
+for stream in 1 2 3 4; do
+  ( good=0; for i in $(seq %d); do
+      v=$(%s) && [ "$v" = mgmt ] && good=$((good+1))
+    done; echo "stream $stream: $good" ) &
+done; wait
+systemctl is-active ssh
+journalctl -u ssh --since=-30min | grep -ciE 'segfault|panic|fatal error|core dump' || true`, per, sshCmd("alice", "ip vrf identify")))
+	total := 0
+	for _, m := range regexp.MustCompile(`stream \d: (\d+)`).FindAllStringSubmatch(out, -1) {
+		var k int
+		fmt.Sscan(m[1], &k)
+		total += k
+	}
+	s.check(fmt.Sprintf("soak/%d of %d logins placed in mgmt", total, per*4), code == 0 && total == per*4, "exit %d, output %q", code, out)
+	s.check("soak/sshd still active, no crash in its log", strings.Contains(out, "\nactive\n") && strings.HasSuffix(strings.TrimSpace(out), "\n0"), "output %q", out)
+}
+
+// VRFRecreated deletes the VRF under a live session, checks that logins
+// follow on_error while it is gone, and that after re-creating it (with a
+// new ifindex) new logins bind to the new device.
+func (s *Scenario) VRFRecreated(ctx context.Context) {
+	s.R.Step("The VRF disappears under live sessions, then comes back",
+		"on_error=deny refuses logins while mgmt is missing; a re-created mgmt has a new ifindex that new logins must use")
+	old, _, _ := s.run(ctx, "cat /sys/class/net/mgmt/ifindex")
+	s.run(ctx, sshCmd("alice", "sleep 120")+" >/dev/null 2>&1 & sleep 3; ip link del mgmt")
+	out, errOut, code := s.run(ctx, sshCmd("alice", "echo placed-in-$(ip vrf identify)"))
+	s.check("vrf gone/alice's login is refused (on_error=deny)", code != 0 && !strings.Contains(out, "placed-in"), "exit %d, output %q", code, out)
+	s.check("vrf gone/she is told why", strings.Contains(errOut+out, "VRF mgmt is not available"), "stderr %q", errOut)
+	out, _, code = s.run(ctx, "journalctl -t sshd --since=-2min -o cat | grep 'pam_vrf' | tail -n 3")
+	s.check("vrf gone/auth log names user, VRF and reason", strings.Contains(out, `user "alice": cannot enter VRF "mgmt"`) && strings.Contains(out, "does not exist"), "output %q", out)
+
+	_, _, code = s.run(ctx, "vrf-netsetup apply --vrf mgmt --table 1000 --iface eth0")
+	s.check("vrf back/vrf-netsetup apply re-creates it", code == 0, "exit %d", code)
+	s.WaitOnline(ctx, "vrf back")
+	now, _, _ := s.run(ctx, "cat /sys/class/net/mgmt/ifindex")
+	s.check("vrf back/the new mgmt has a new ifindex", strings.TrimSpace(now) != "" && strings.TrimSpace(now) != strings.TrimSpace(old), "old %q new %q", old, now)
+	out, _, code = s.run(ctx, sshCmd("alice", "ip vrf identify; getent hosts "+vm.MirrorName))
+	s.check("vrf back/new logins are bound to the new mgmt and resolve names", code == 0 && strings.HasPrefix(out, "mgmt\n") && ipRe.MatchString(out), "exit %d, output %q", code, out)
+}
