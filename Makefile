@@ -45,21 +45,26 @@ vet:
 test-host: deps all $(BUILD)/test/pam_vrf.so vet
 	PAMVRF_BUILD=$(abspath $(BUILD)) $(GO) test -count=1 ./...
 
-e2e: all
+# The guest gets pam-vrf from the Debian packages, as an admin would.
+e2e: all deb
 	@scripts/install-deps.sh vm
-	PAMVRF_BUILD=$(abspath $(BUILD)) $(GO) test -count=1 -tags vm -timeout 40m -v -run 'TestE2E' ./tests/e2e/
+	PAMVRF_BUILD=$(abspath $(BUILD)) PAMVRF_DEBS=$(abspath dist) $(GO) test -count=1 -tags vm -timeout 40m -v -run 'TestE2E' ./tests/e2e/
 
 test: test-host e2e
 
-demo: all
+demo: all deb
 	@scripts/install-deps.sh vm
-	$(GO) run -tags vm ./tests/e2e/demo -build $(abspath $(BUILD))
+	$(GO) run -tags vm ./tests/e2e/demo -build $(abspath $(BUILD)) -debs $(abspath dist)
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./config
 
 bench: all $(BUILD)/test/pam_vrf.so
 	PAMVRF_BUILD=$(abspath $(BUILD)) $(GO) test -run '^$$' -bench . -benchtime 2000x ./tests/bench/
+
+# Debian packages into dist/ (lintian's verdict in dist/lintian.txt).
+deb:
+	scripts/build-deb.sh
 
 clean:
 	rm -rf $(BUILD) dist

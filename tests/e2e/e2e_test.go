@@ -75,7 +75,7 @@ func TestE2E(t *testing.T) {
 	}
 	defer m.Close()
 	r := &testReporter{t: t}
-	s := &Scenario{VM: m, Build: buildDir(t), R: r}
+	s := &Scenario{VM: m, Build: buildDir(t), Debs: os.Getenv("PAMVRF_DEBS"), R: r}
 	if err := s.Install(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,7 @@ type Reporter interface {
 type Scenario struct {
 	VM    *vm.VM
 	Build string // directory holding pam_vrf.so and vrf-netsetup
+	Debs  string // directory holding the .debs; when set, Install uses them
 	R     Reporter
 }
 
@@ -59,9 +60,29 @@ func (s *Scenario) check(name string, ok bool, format string, a ...any) bool {
 	return ok
 }
 
-// Install copies the built artifacts into the guest where an admin's package
-// would put them.
+// Install puts pam-vrf into the guest the way an admin would: the Debian
+// packages when Debs is set (dpkg -i; the module is then enabled in
+// Provision with pam-auth-update), else the bare build artifacts.
 func (s *Scenario) Install(ctx context.Context) error {
+	if s.Debs != "" {
+		debs, _ := filepath.Glob(filepath.Join(s.Debs, "*.deb"))
+		if len(debs) == 0 {
+			return fmt.Errorf("install: no .deb in %s (run make deb)", s.Debs)
+		}
+		var names []string
+		for _, d := range debs {
+			dst := "/root/debs/" + filepath.Base(d)
+			if err := s.VM.Push(ctx, d, dst, 0o644); err != nil {
+				return fmt.Errorf("install %s: %w", d, err)
+			}
+			names = append(names, dst)
+		}
+		out, errOut, code := s.run(ctx, "dpkg -i "+strings.Join(names, " "))
+		if code != 0 {
+			return fmt.Errorf("install: dpkg -i exited %d\n%s%s", code, out, errOut)
+		}
+		return nil
+	}
 	for _, f := range []struct {
 		src, dst string
 		mode     os.FileMode
@@ -89,8 +110,10 @@ gw=$(ip -4 route show default dev eth0 | awk '{print $3; exit}')
 ip link add mgmt type vrf table 1000
 ip link set mgmt up
 ip link set eth0 master mgmt
-ip route add default via "$gw" dev eth0 table 1000
-ip -br link show master mgmt`)
+# Enslaving cycles eth0; its connected route reappears in table 1000 when
+# the link is back up, and only then is the gateway reachable.
+for i in $(seq 100); do ip route add default via "$gw" dev eth0 table 1000 2>/dev/null && break; sleep 0.1; done
+ip route show vrf mgmt | grep '^default'`)
 	s.check("before/hand-made VRF set up", code == 0, "exit %d", code)
 	_, _, code = s.run(ctx, "ip vrf exec mgmt curl -sf --max-time 10 -o /dev/null http://"+vm.UpstreamAddr4+vm.MirrorPath)
 	s.check("before/routing through the VRF works (HTTP by address)", code == 0, "exit %d", code)
@@ -101,7 +124,7 @@ ip -br link show master mgmt`)
 // Provision writes the policy and the PAM line and runs vrf-netsetup.
 func (s *Scenario) Provision(ctx context.Context) {
 	s.R.Step("Provision with vrf-netsetup and enable pam_vrf.so",
-		"policy: alice and root -> mgmt, bob has no rule; pam_vrf.so after pam_systemd in /etc/pam.d/sshd")
+		"policy: alice and root -> mgmt, bob has no rule; pam_vrf.so enabled with pam-auth-update (after pam_systemd)")
 	_, _, code := s.run(ctx, `set -e
 cat > /etc/security/pam_vrf.toml <<'EOF'
 # alice's and root's logins land in the management VRF; everyone else is left alone.
@@ -111,8 +134,13 @@ vrf = "mgmt"
 vrf = "mgmt"
 EOF
 chmod 0644 /etc/security/pam_vrf.toml
-grep -q pam_vrf.so /etc/pam.d/sshd || echo 'session required pam_vrf.so' >> /etc/pam.d/sshd
-tail -n 3 /etc/pam.d/sshd`)
+if [ -f /usr/share/pam-configs/vrf ]; then
+  pam-auth-update --enable vrf
+  grep -n 'pam_systemd\|pam_vrf' /etc/pam.d/common-session
+else
+  grep -q pam_vrf.so /etc/pam.d/sshd || echo 'session required pam_vrf.so' >> /etc/pam.d/sshd
+  tail -n 3 /etc/pam.d/sshd
+fi`)
 	s.check("provision/policy and PAM line installed", code == 0, "exit %d", code)
 
 	out, errOut, code := s.run(ctx, "vrf-netsetup apply --vrf mgmt --table 1000 --iface eth0")

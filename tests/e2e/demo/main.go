@@ -46,6 +46,7 @@ func (n *narrator) Check(name string, ok bool, detail string) {
 
 func main() {
 	build := flag.String("build", "build", "directory with pam_vrf.so and vrf-netsetup")
+	debs := flag.String("debs", "", "directory with the .debs to install (default: the bare build artifacts)")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
@@ -62,7 +63,7 @@ func main() {
 	}
 	defer m.Close()
 	n := &narrator{}
-	s := &e2e.Scenario{VM: m, Build: *build, R: n}
+	s := &e2e.Scenario{VM: m, Build: *build, Debs: *debs, R: n}
 	if err := s.Install(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
