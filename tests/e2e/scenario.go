@@ -234,13 +234,18 @@ func (s *Scenario) VRFRecreated(ctx context.Context) {
 		"on_error=deny refuses logins while mgmt is missing; a re-created mgmt has a new ifindex that new logins must use")
 	old, _, _ := s.run(ctx, "cat /sys/class/net/mgmt/ifindex")
 	s.run(ctx, sshCmd("alice", "sleep 120")+" >/dev/null 2>&1 & sleep 3; ip link del mgmt")
-	out, errOut, code := s.run(ctx, sshCmd("alice", "echo placed-in-$(ip vrf identify)"))
-	s.check("vrf gone/alice's login is refused (on_error=deny)", code != 0 && !strings.Contains(out, "placed-in"), "exit %d, output %q", code, out)
-	s.check("vrf gone/she is told why", strings.Contains(errOut+out, "VRF mgmt is not available"), "stderr %q", errOut)
-	out, _, code = s.run(ctx, "journalctl -t sshd --since=-2min -o cat | grep 'pam_vrf' | tail -n 3")
+	// Deleting the VRF also cycles eth0, the path ssh comes in on, so the
+	// login attempt while mgmt is gone runs the sshd PAM stack in place,
+	// with pamtester: same module, same policy, same on_error.
+	out, errOut, code := s.run(ctx, "pamtester -v sshd alice open_session close_session")
+	s.check("vrf gone/alice's session is refused (on_error=deny)", code != 0 && !strings.Contains(out, "successfully opened"), "exit %d, output %q", code, out)
+	s.check("vrf gone/she is told why", strings.Contains(errOut+out, "pam_vrf: VRF mgmt is not available: the VRF device does not exist"), "output %q %q", out, errOut)
+	out, _, _ = s.run(ctx, "journalctl --since=-2min -o cat | grep 'pam_vrf' | tail -n 3")
 	s.check("vrf gone/auth log names user, VRF and reason", strings.Contains(out, `user "alice": cannot enter VRF "mgmt"`) && strings.Contains(out, "does not exist"), "output %q", out)
 
-	_, _, code = s.run(ctx, "vrf-netsetup apply --vrf mgmt --table 1000 --iface eth0")
+	// --force: alice's sleeping session is an established ssh connection
+	// through eth0, and apply's lockout guard rightly refuses otherwise.
+	_, _, code = s.run(ctx, "vrf-netsetup apply --vrf mgmt --table 1000 --iface eth0 --force")
 	s.check("vrf back/vrf-netsetup apply re-creates it", code == 0, "exit %d", code)
 	s.WaitOnline(ctx, "vrf back")
 	now, _, _ := s.run(ctx, "cat /sys/class/net/mgmt/ifindex")
