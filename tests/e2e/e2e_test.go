@@ -112,3 +112,52 @@ func soakLogins() int {
 	}
 	return 500
 }
+
+// TestE2EPackage installs, enables, uses, refuses a dangerous removal of,
+// and purges the Debian packages in a fresh guest (debian/tests/
+// vm-install-purge.sh prints one ok/FAIL line per assertion).
+func TestE2EPackage(t *testing.T) {
+	debs := os.Getenv("PAMVRF_DEBS")
+	if debs == "" {
+		t.Fatal("PAMVRF_DEBS is not set: run through make e2e, which builds the packages")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	img, err := vm.EnsureImage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := vm.Boot(ctx, img, vm.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	files, _ := filepath.Glob(filepath.Join(debs, "*.deb"))
+	for _, f := range files {
+		if err := m.Push(ctx, f, "/root/debs/"+filepath.Base(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Push(ctx, "../../debian/tests/vm-install-purge.sh", "/root/vm-install-purge.sh", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code, err := m.Run(ctx, "WITH_APPLY=1 /root/vm-install-purge.sh /root/debs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Print(out)
+	passed, failed := 0, 0
+	for _, l := range strings.Split(out, "\n") {
+		switch {
+		case strings.HasPrefix(l, "ok "):
+			passed++
+		case strings.HasPrefix(l, "FAIL "):
+			failed++
+			t.Error(l)
+		}
+	}
+	fmt.Printf("e2e package: %d passed, %d failed\n", passed, failed)
+	if code != 0 || passed == 0 {
+		t.Errorf("vm-install-purge.sh exited %d with %d assertions passed\n%s", code, passed, errOut)
+	}
+}
