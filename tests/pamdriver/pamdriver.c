@@ -13,6 +13,20 @@
  *                           pam_setcred, pam_close_session, pam_end and must
  *                           exit within 1 s (a Go runtime entered after fork
  *                           hangs); the parent closes the session.
+ *   pamdriver ... -t N [-b DIR] N timed cycles (benchmarks): per cycle, with
+ *                           CLOCK_MONOTONIC, the time of pam_open_session +
+ *                           pam_close_session ("oc") and of the whole
+ *                           pam_start..pam_end cycle ("cycle"); prints
+ *                           "time: ..." with median/p99 of each and the raw
+ *                           samples ("samples_oc_us:", "samples_cycle_us:").
+ *                           With -b, before every cycle (untimed) the driver
+ *                           writes its pid to DIR/cgroup.procs, i.e. starts
+ *                           each session from a session cgroup as a fresh
+ *                           login would.
+ *   pamdriver ... -w        hold: open_session, print "held: rc=... fds=...
+ *                           threads=... rss_kb=... cgroup=...", wait for EOF
+ *                           on stdin (a barrier), then close_session and
+ *                           pam_end and print "released: rc=...".
  *
  * libpam's pam_syslog() calls __syslog_chk(); this program defines it (and
  * the other syslog entry points), so the module's auth-log lines are printed
@@ -191,6 +205,101 @@ static int loop(long n)
 	return fail == 0 ? 0 : 1;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile of sorted v[0..n-1]. */
+static double pct(const double *v, long n, double p)
+{
+	long k = (long)(p / 100.0 * (double)n + 0.999999) - 1;
+
+	if (n == 0)
+		return 0;
+	return v[k < 0 ? 0 : k >= n ? n - 1 : k];
+}
+
+static void print_samples(const char *label, const double *v, long n)
+{
+	printf("%s:", label);
+	for (long i = 0; i < n; i++)
+		printf(" %.1f", v[i]);
+	printf("\n");
+}
+
+static int move_self(const char *dir)
+{
+	char path[4096];
+	FILE *f;
+	int ok;
+
+	snprintf(path, sizeof path, "%s/cgroup.procs", dir);
+	f = fopen(path, "a");
+	if (f == NULL)
+		return -1;
+	ok = fprintf(f, "%d", (int)getpid()) > 0;
+	return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+static int timed(long n, const char *before)
+{
+	double *oc = calloc((size_t)n, sizeof *oc), *cy = calloc((size_t)n, sizeof *cy);
+	long fail = 0;
+
+	if (oc == NULL || cy == NULL)
+		return 2;
+	for (long i = 0; i < n; i++) {
+		if (before != NULL && move_self(before) != 0) {
+			fprintf(stderr, "pamdriver: move to %s: %s\n", before, strerror(errno));
+			return 2;
+		}
+		double t0 = now_ms();
+		pam_handle_t *h = start();
+		double t1 = now_ms();
+		int rc = pam_open_session(h, 0);
+		int rc2 = pam_close_session(h, 0);
+		double t2 = now_ms();
+		pam_end(h, rc);
+		double t3 = now_ms();
+
+		if (rc != PAM_SUCCESS || rc2 != PAM_SUCCESS)
+			fail++;
+		oc[i] = (t2 - t1) * 1e3;
+		cy[i] = (t3 - t0) * 1e3;
+	}
+	print_samples("samples_oc_us", oc, n);
+	print_samples("samples_cycle_us", cy, n);
+	qsort(oc, (size_t)n, sizeof *oc, cmp_double);
+	qsort(cy, (size_t)n, sizeof *cy, cmp_double);
+	printf("time: cycles=%ld failed=%ld oc_median_us=%.1f oc_p99_us=%.1f cycle_median_us=%.1f cycle_p99_us=%.1f\n",
+	       n, fail, pct(oc, n, 50), pct(oc, n, 99), pct(cy, n, 50), pct(cy, n, 99));
+	free(oc);
+	free(cy);
+	return fail == 0 ? 0 : 1;
+}
+
+static int hold(void)
+{
+	char buf[256];
+	pam_handle_t *h = start();
+	int rc = pam_open_session(h, 0);
+
+	printf("held: rc=%d fds=%ld threads=%ld rss_kb=%ld ", rc, count_fds(), status_field("Threads"),
+	       status_field("VmRSS"));
+	print_cgroup("cgroup");
+	fflush(stdout);
+	while (read(0, buf, sizeof buf) > 0)
+		;
+	int rc2 = pam_close_session(h, 0);
+	pam_end(h, rc);
+	printf("released: rc=%d\n", rc2);
+	fflush(stdout);
+	return rc == PAM_SUCCESS && rc2 == PAM_SUCCESS ? 0 : 1;
+}
+
 static int fork_test(long n)
 {
 	long done = 0;
@@ -249,18 +358,22 @@ static int fork_test(long n)
 
 int main(int argc, char **argv)
 {
-	long loops = 0, forks = 0;
-	int c;
+	long loops = 0, forks = 0, timings = 0;
+	const char *before = NULL;
+	int c, holding = 0;
 
-	while ((c = getopt(argc, argv, "d:s:u:n:f:")) != -1) {
+	while ((c = getopt(argc, argv, "d:s:u:n:f:t:b:w")) != -1) {
 		switch (c) {
 		case 'd': confdir = optarg; break;
 		case 's': service = optarg; break;
 		case 'u': user = optarg; break;
 		case 'n': loops = atol(optarg); break;
 		case 'f': forks = atol(optarg); break;
+		case 't': timings = atol(optarg); break;
+		case 'b': before = optarg; break;
+		case 'w': holding = 1; break;
 		default:
-			fprintf(stderr, "usage: pamdriver -d CONFDIR -s SERVICE -u USER [-n N | -f N] [-- CMD...]\n");
+			fprintf(stderr, "usage: pamdriver -d CONFDIR -s SERVICE -u USER [-n N | -f N | -t N [-b DIR] | -w] [-- CMD...]\n");
 			return 2;
 		}
 	}
@@ -272,6 +385,10 @@ int main(int argc, char **argv)
 		return loop(loops);
 	if (forks > 0)
 		return fork_test(forks);
+	if (timings > 0)
+		return timed(timings, before);
+	if (holding)
+		return hold();
 
 	pam_handle_t *h = start();
 	int rc = pam_open_session(h, 0);
