@@ -100,7 +100,8 @@ func (c *Checker) Run(cfg Config) ([]CheckResult, error) {
 	}
 
 	var missing []string
-	for _, a := range vrfLoopbacks {
+	want := vrfAddrs(cfg, dns)
+	for _, a := range want {
 		if !st.hasAddr(cfg.VRF, a) {
 			missing = append(missing, a)
 		}
@@ -108,7 +109,7 @@ func (c *Checker) Run(cfg Config) ([]CheckResult, error) {
 	if len(missing) > 0 {
 		add(fail("loopback", apply, "%s lacks %s", cfg.VRF, strings.Join(missing, " ")))
 	} else {
-		add(ok("loopback", "%s has %s", cfg.VRF, strings.Join(vrfLoopbacks, " ")))
+		add(ok("loopback", "%s has %s", cfg.VRF, strings.Join(want, " ")))
 	}
 
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {

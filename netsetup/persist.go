@@ -64,7 +64,7 @@ func desiredFiles(cfg Config, dns string, st *State) ([]fileSpec, error) {
 	if st.Manager.Kind == "networkd" {
 		fs = append(fs,
 			fileSpec{Path: netdevPath(cfg), Content: renderNetdev(cfg), Mode: 0o644, Kind: "networkd"},
-			fileSpec{Path: vrfNetworkPath(cfg), Content: renderVRFNetwork(cfg, dnsRuleServers(cfg, dns, st)), Mode: 0o644, Kind: "networkd"},
+			fileSpec{Path: vrfNetworkPath(cfg), Content: renderVRFNetwork(cfg, vrfAddrs(cfg, dns), dnsRuleServers(cfg, dns, st)), Mode: 0o644, Kind: "networkd"},
 			fileSpec{Path: ifaceDropInPath(st.Manager), Content: renderIfaceDropIn(cfg), Mode: 0o644, Kind: "networkd"})
 	} else {
 		fs = append(fs, fileSpec{Path: netdevPath(cfg), Remove: true}, fileSpec{Path: vrfNetworkPath(cfg), Remove: true})
@@ -204,9 +204,12 @@ func renderNetdev(cfg Config) string {
 // "foreign" and remove (ManageForeignRoutes=/ManageForeignRoutingPolicyRules=
 // default to yes): the unreachable defaults, the moved local rule and the
 // DNS steering rules.
-func renderVRFNetwork(cfg Config, dnsServers []string) string {
+func renderVRFNetwork(cfg Config, addrs, dnsServers []string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Written by vrf-netsetup (pam-vrf).\n[Match]\nName=%s\n\n[Network]\nAddress=127.0.0.1/8\nAddress=::1/128\n", cfg.VRF)
+	fmt.Fprintf(&b, "# Written by vrf-netsetup (pam-vrf).\n[Match]\nName=%s\n\n[Network]\n", cfg.VRF)
+	for _, a := range addrs {
+		fmt.Fprintf(&b, "Address=%s\n", a)
+	}
 	for _, d := range []string{"0.0.0.0/0", "::/0"} {
 		fmt.Fprintf(&b, "\n[Route]\nType=unreachable\nDestination=%s\nTable=%d\nMetric=%d\n", d, cfg.Table, uint32(UnreachableMetric))
 	}

@@ -2,6 +2,7 @@ package netsetup
 
 import (
 	"fmt"
+	"strings"
 )
 
 // Plan computes the steps that turn live into desired. It is pure: it reads
@@ -24,12 +25,30 @@ func Plan(cfg Config, live *State) ([]Step, error) {
 	svc := planServices(cfg, dns, live, files)
 	dnsRules := planDNSRules(cfg, dns, live)
 
+	// networkd hosts: networkd enslaves the iface once it has the files.
+	var arm, takeover []Step
+	if live.Manager.Kind == "networkd" {
+		dropIn := "file-write:" + ifaceDropInPath(live.Manager) + ":"
+		changed := false
+		for _, f := range files {
+			changed = changed || strings.HasPrefix(f.ID, dropIn) || strings.HasSuffix(f.ID, ":networkd")
+		}
+		if changed || needsNetworkdTakeover(cfg, live) {
+			iface, _ := live.link(cfg.Iface)
+			vrf, ok := live.link(cfg.VRF)
+			arm = []Step{stepNetworkdArm(cfg)}
+			takeover = []Step{stepNetworkdTakeover(cfg, live, !ok || iface.Master != vrf.Index)}
+		}
+	}
+
 	var steps []Step
+	steps = append(steps, arm...)
 	steps = append(steps, net...)
 	steps = append(steps, dnsRules...)
 	steps = append(steps, sys...)
 	steps = append(steps, files...)
 	steps = append(steps, svc...)
+	steps = append(steps, takeover...)
 	if len(steps) > 0 {
 		if b := planBackup(live); b != nil {
 			steps = append([]Step{*b}, steps...)

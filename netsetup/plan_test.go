@@ -49,7 +49,9 @@ func converge(t *testing.T, cfg Config, st *State) *State {
 	e := st.Links["eth0"]
 	e.Master = 3
 	st.Links["eth0"] = e
-	st.Addrs["mgmt"] = []Addr{{CIDR: "127.0.0.1/8"}, {CIDR: "::1/128"}}
+	for _, a := range vrfAddrs(cfg, EffectiveDNS(cfg, st)) {
+		st.Addrs["mgmt"] = append(st.Addrs["mgmt"], Addr{CIDR: a})
+	}
 	var routes []Route
 	for _, r := range st.Routes {
 		if r.Table == 254 && r.Protocol != unix.RTPROT_KERNEL {
@@ -203,8 +205,34 @@ func TestPlanNetworkdHost(t *testing.T) {
 	st.Manager = Manager{Kind: "networkd", NetworkFile: "/run/systemd/network/10-netplan-eth0.network", Netplan: true}
 	steps := mustPlan(t, cfg, st)
 	got := ids(steps)
-	wantOrder(t, got, "file-write:/etc/systemd/network/mgmt.netdev:networkd", "file-write:/etc/systemd/network/mgmt.network:networkd",
-		"file-write:/etc/systemd/network/10-netplan-eth0.network.d/pam-vrf.conf:networkd", "svc-daemon-reload", "svc-networkd-reload")
+	wantOrder(t, got, "networkd-arm", "vrf-create", "addr-mgmt-127.0.0.1/8",
+		"file-write:/etc/systemd/network/mgmt.netdev:networkd", "file-write:/etc/systemd/network/mgmt.network:networkd",
+		"file-write:/etc/systemd/network/10-netplan-eth0.network.d/pam-vrf.conf:networkd", "svc-daemon-reload", "svc-networkd-reload",
+		"networkd-reconfigure")
+	if got[len(got)-1] != "networkd-reconfigure" || !steps[len(steps)-1].Disruptive {
+		t.Errorf("networkd reconfigure must be the last, disruptive step: %v", got)
+	}
+	for _, id := range got {
+		// networkd enslaves eth0 and installs its DHCP/RA routes in the
+		// VRF table; doing it behind its back fails the link.
+		if id == "enslave" || id == "readd-addrs" || strings.HasPrefix(id, "route-move-") {
+			t.Errorf("manual %s on a networkd host", id)
+		}
+	}
+	if fams := defaultFamilies(st, "eth0", 1000); len(fams) != 2 {
+		t.Errorf("reconfigure waits for default routes of %v, want v4+v6", fams)
+	}
+	// converged: nothing to do; eth0 released by someone: reconfigure only
+	conv := converge(t, cfg, st)
+	if steps := mustPlan(t, cfg, conv); len(steps) != 0 {
+		t.Errorf("converged networkd host got plan %v", ids(steps))
+	}
+	e := conv.Links["eth0"]
+	e.Master = 0
+	conv.Links["eth0"] = e
+	if got := ids(mustPlan(t, cfg, conv)); strings.Join(got, ",") != "networkd-arm,networkd-reconfigure" {
+		t.Errorf("released eth0 on a networkd host: plan %v", got)
+	}
 	files, _ := desiredFiles(cfg, DNSStatic, st)
 	for _, f := range files {
 		switch f.Path {
@@ -272,6 +300,15 @@ func TestResolvedDropIn(t *testing.T) {
 			t.Errorf("drop-in lacks %q:\n%s", w, d)
 		}
 	}
+	if a := vrfAddrs(cfg, DNSResolved); a[len(a)-1] != "127.0.0.153/32" {
+		t.Errorf("resolved mode: the listener must be local in the VRF table: %v", a)
+	}
+	if n := renderVRFNetwork(cfg, vrfAddrs(cfg, DNSResolved), nil); !strings.Contains(n, "Address=127.0.0.153/32\n") {
+		t.Errorf("mgmt.network lacks the listener address:\n%s", n)
+	}
+	if a := vrfAddrs(cfg, DNSStatic); len(a) != 2 {
+		t.Errorf("static mode addrs %v", a)
+	}
 	rc := renderResolvedResolvConf(cfg, []string{"example.net"})
 	if !strings.Contains(rc, "nameserver 127.0.0.153\n") || strings.Contains(rc, "127.0.0.53\n") {
 		t.Errorf("resolv.conf:\n%s", rc)
@@ -324,4 +361,23 @@ func TestPlanRevert(t *testing.T) {
 	got := ids(PlanRevert(cfg, old, live))
 	wantOrder(t, got, "revert-release", "revert-local0-v4", "revert-local-del-v4", "revert-local0-v6", "revert-local-del-v6",
 		"revert-vrf-delete", "revert-net.ipv4.tcp_l3mdev_accept", "revert-file:"+ConfigPath, "revert-file:"+ResolvConf, "svc-revert-reload", "revert-backup")
+}
+
+func TestPlanRevertNetworkd(t *testing.T) {
+	cfg := testCfg()
+	cfg.DNS = DNSResolved
+	old := freshState()
+	old.Manager = Manager{Kind: "networkd", NetworkFile: "/etc/systemd/network/20-eth0.network"}
+	old.ResolvedActive = true
+	old.Files[ConfigPath] = FileState{}
+	live := converge(t, cfg, freshState())
+	live.Manager = old.Manager
+	got := ids(PlanRevert(cfg, old, live))
+	wantOrder(t, got, "revert-file:"+ResolvConf, "svc-revert-networkd-reload", "revert-vrf-delete", "revert-networkd-reconfigure",
+		"svc-revert-resolved-restart", "svc-revert-reload", "revert-backup")
+	for _, id := range got {
+		if id == "revert-release" {
+			t.Errorf("manual release on a networkd host: %v", got)
+		}
+	}
 }

@@ -52,7 +52,12 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 	var steps []Step
 	vrf, hasVRF := live.link(cfg.VRF)
 	_, hadVRF := old.link(cfg.VRF)
-	if iface, ok := live.link(cfg.Iface); ok && hasVRF && iface.Master == vrf.Index {
+	// On a networkd host, networkd owns the iface: the VRF goes after the
+	// .network files are restored and reloaded, then networkd reconfigures
+	// the iface (DHCP/RA routes back into main). Releasing it by hand first
+	// would make networkd re-run DHCP with the VRF= drop-in still loaded.
+	nd := live.Manager.Kind == "networkd"
+	if iface, ok := live.link(cfg.Iface); ok && hasVRF && iface.Master == vrf.Index && !nd {
 		if o, ok := old.link(cfg.Iface); ok && o.Master == 0 {
 			steps = append(steps, stepRelease(cfg, old))
 		}
@@ -75,7 +80,9 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 			return false
 		}
 		if oldHas(PrefLocalOrig) && !liveHas(PrefLocalOrig) {
-			steps = append(steps, stepRuleAdd("revert-local0-"+famTag(fam), localRule(fam, PrefLocalOrig)))
+			r := localRule(fam, PrefLocalOrig)
+			r.Proto = unix.RTPROT_KERNEL // as the kernel's own; see Rule.Proto
+			steps = append(steps, stepRuleAdd("revert-local0-"+famTag(fam), r))
 		}
 		if !oldHas(PrefLocalNew) && liveHas(PrefLocalNew) {
 			steps = append(steps, stepRuleDel("revert-local-del-"+famTag(fam), localRule(fam, PrefLocalNew)))
@@ -86,15 +93,16 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 			steps = append(steps, stepRuleDel("revert-dns-"+x.Dst, x))
 		}
 	}
-	if hasVRF && !hadVRF {
-		steps = append(steps, Step{ID: "revert-vrf-delete", Desc: "delete VRF " + cfg.VRF,
-			Do: func(e *Env) error {
-				l, err := e.linkByName(cfg.VRF)
-				if err != nil {
-					return nil
-				}
-				return wrap(e.Net.H.LinkDel(l), "delete %s", cfg.VRF)
-			}})
+	vrfDelete := Step{ID: "revert-vrf-delete", Desc: "delete VRF " + cfg.VRF,
+		Do: func(e *Env) error {
+			l, err := e.linkByName(cfg.VRF)
+			if err != nil {
+				return nil
+			}
+			return wrap(e.Net.H.LinkDel(l), "delete %s", cfg.VRF)
+		}}
+	if hasVRF && !hadVRF && !nd {
+		steps = append(steps, vrfDelete)
 	}
 	for _, name := range l3mdevSysctls {
 		if o := old.Sysctls[name]; o != "" && o != live.Sysctls[name] {
@@ -114,8 +122,37 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 		steps = append(steps, Step{ID: "revert-file:" + p, Desc: "restore " + p,
 			Do: func(e *Env) error { return e.FS.Restore(p, o) }, Undo: func(e *Env) error { return e.FS.Restore(p, l) }})
 	}
-	if old.ResolvedActive && !live.ResolvedActive {
+	if nd {
+		steps = append(steps, svcStep("revert-networkd-reload", "networkctl reload (restored .network files)", []string{"networkctl-reload"}, nil))
+		if hasVRF && !hadVRF {
+			steps = append(steps, vrfDelete)
+		}
+		if o, ok := old.link(cfg.Iface); ok {
+			w := settleWant{Iface: cfg.Iface, Table: unix.RT_TABLE_MAIN}
+			desc := "networkctl reconfigure " + cfg.Iface + " (out of the VRF, routes back into main), wait until settled"
+			if o.Master != 0 {
+				// enslaved by hand before apply: networkd's restored config
+				// has no VRF=, so it releases the iface; accept any master
+				w.Master = anyMaster
+				desc = "networkctl reconfigure " + cfg.Iface + " with the restored files, wait until settled"
+			} else {
+				w.Families = defaultFamilies(old, cfg.Iface, w.Table)
+			}
+			steps = append(steps, Step{ID: "revert-networkd-reconfigure", Disruptive: true,
+				Desc: desc,
+				Do: func(e *Env) error {
+					if err := e.Svc.Run("networkctl-reconfigure", cfg.Iface); err != nil {
+						return err
+					}
+					return waitNetworkd(e, w)
+				}})
+		}
+	}
+	switch {
+	case old.ResolvedActive && !live.ResolvedActive:
 		steps = append(steps, svcStep("revert-resolved", "enable and start systemd-resolved", []string{"enable", "--now", "systemd-resolved.service"}, nil))
+	case old.ResolvedActive && fileDiffers(old.file(ResolvedDropIn), live.file(ResolvedDropIn)):
+		steps = append(steps, svcStep("revert-resolved-restart", "restart systemd-resolved (drops the extra listener)", []string{"restart", "systemd-resolved.service"}, nil))
 	}
 	steps = append(steps, svcStep("revert-reload", "systemctl daemon-reload", []string{"daemon-reload"}, nil))
 	steps = append(steps, Step{ID: "revert-backup", Desc: "remove " + BackupPath,
@@ -150,4 +187,8 @@ func stepRelease(cfg Config, old *State) Step {
 			}
 			return nil
 		}}
+}
+
+func fileDiffers(a, b FileState) bool {
+	return a.Exists != b.Exists || a.Symlink != b.Symlink || a.Content != b.Content
 }

@@ -22,6 +22,14 @@ type Rule struct {
 	Action uint8  `json:"action"`        // FR_ACT_TO_TBL = 1
 	Dst    string `json:"dst,omitempty"` // prefix, e.g. "192.0.2.53/32"
 	Iif    string `json:"iif,omitempty"`
+	// Proto is the FRA_PROTOCOL sent when adding (not parsed from dumps).
+	// Rules that stand in for the kernel's own (local at pref 0, l3mdev)
+	// are added as RTPROT_KERNEL: systemd-networkd (ManageForeignRouting-
+	// PolicyRules=yes) deletes every other rule it did not configure when it
+	// (re)configures a link - seen in the test guest after revert: the
+	// restored "0: from all lookup local" vanished at `networkctl reload`,
+	// leaving no local rule, and 127.0.0.53 unreachable.
+	Proto uint8 `json:"-"`
 	// Other is true when the rule has selectors we don't model (src, oif,
 	// fwmark, uid range, ports, ...): such a rule is never "the" local rule.
 	Other bool `json:"other,omitempty"`
@@ -169,6 +177,9 @@ func (n *Net) ruleMsg(typ, flags int, r Rule) (*nl.NetlinkRequest, error) {
 	}
 	if r.L3mdev {
 		attrs = append(attrs, nl.NewRtAttr(nl.FRA_L3MDEV, []byte{1}))
+	}
+	if r.Proto != 0 && typ == unix.RTM_NEWRULE {
+		attrs = append(attrs, nl.NewRtAttr(nl.FRA_PROTOCOL, []byte{r.Proto}))
 	}
 	req.AddData(msg)
 	for _, a := range attrs {

@@ -18,6 +18,11 @@ type Runner struct {
 
 // Apply is plan -> print -> apply -> verify.
 func (r *Runner) Apply(cfg Config) error {
+	if _, off := r.Env.Svc.(Offline); !off && r.Env.Svc != nil {
+		// At boot the unit can run while networkd is still enslaving the
+		// iface / running DHCP: read the state once networkd is done.
+		WaitNetworkdIdle(r.Reader.FS, r.Reader.Net, cfg.Iface, settleTimeout(r.Env))
+	}
 	st, err := r.Reader.Read(cfg)
 	if err != nil {
 		return fmt.Errorf("read live state: %w", err)

@@ -2,6 +2,7 @@ package netsetup
 
 import (
 	"io"
+	"time"
 
 	"github.com/vishvananda/netlink"
 )
@@ -27,6 +28,8 @@ type Env struct {
 	Svc    ServiceManager
 	Mod    ModuleLoader
 	Out    io.Writer
+	// SettleTimeout bounds waits for systemd-networkd (0 = DefaultSettleTimeout).
+	SettleTimeout time.Duration
 }
 
 // linkByName is a small helper for steps that need the live ifindex (it can

@@ -12,7 +12,8 @@ type ServiceManager interface {
 	IsActive(unit string) bool
 	IsEnabled(unit string) bool
 	// Run executes a systemctl verb ("stop", "disable", "restart",
-	// "daemon-reload", ...) or, with verb "networkctl-reload", networkctl reload.
+	// "daemon-reload", ...) or, with verb "networkctl-reload", networkctl
+	// reload, with "networkctl-reconfigure", networkctl reconfigure LINKS.
 	Run(verb string, units ...string) error
 }
 
@@ -29,8 +30,11 @@ func (Systemctl) IsEnabled(unit string) bool {
 
 func (Systemctl) Run(verb string, units ...string) error {
 	cmd := exec.Command("systemctl", append([]string{verb}, units...)...)
-	if verb == "networkctl-reload" {
+	switch verb {
+	case "networkctl-reload":
 		cmd = exec.Command("networkctl", "reload")
+	case "networkctl-reconfigure":
+		cmd = exec.Command("networkctl", append([]string{"reconfigure"}, units...)...)
 	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {

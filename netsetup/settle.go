@@ -1,0 +1,206 @@
+package netsetup
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// networkd publishes each link's state in /run/systemd/netif/links/<ifindex>
+// (the files sd-network reads; ADMIN_STATE is networkctl's SETUP column).
+const networkdLinksDir = "/run/systemd/netif/links/"
+
+// DefaultSettleTimeout bounds every wait for systemd-networkd.
+const DefaultSettleTimeout = 60 * time.Second
+
+const settlePoll = 200 * time.Millisecond
+
+const anyMaster = "*"
+
+// networkdAdminState returns ADMIN_STATE of the link ("" if networkd has not
+// written the file: not running, or the link is unknown to it).
+func networkdAdminState(fs FS, ifindex int) string {
+	st, _ := fs.Stat(fmt.Sprintf("%s%d", networkdLinksDir, ifindex))
+	for _, line := range strings.Split(st.Content, "\n") {
+		if v, ok := strings.CutPrefix(line, "ADMIN_STATE="); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// networkdBusy: networkd is still working on the link.
+func networkdBusy(state string) bool {
+	switch state {
+	case "pending", "initialized", "configuring":
+		return true
+	}
+	return false
+}
+
+// settleWant is what "networkd is done with the iface" means for a step.
+type settleWant struct {
+	Iface string
+	// Master is the device the iface must be enslaved to ("" = no master,
+	// anyMaster = don't care).
+	Master string
+	// Table and Families: a unicast default route through Iface must exist
+	// in Table for each family (the DHCP/RA routes networkd installs).
+	Table    uint32
+	Families []int
+}
+
+func (w settleWant) String() string {
+	m := "no master"
+	if w.Master == anyMaster {
+		m = "(any master)"
+	} else if w.Master != "" {
+		m = "enslaved to " + w.Master
+	}
+	var fams []string
+	for _, f := range w.Families {
+		fams = append(fams, famName(f))
+	}
+	s := fmt.Sprintf("%s %s, networkd setup state configured", w.Iface, m)
+	if len(fams) > 0 {
+		s += fmt.Sprintf(", %s default route(s) in table %s", strings.Join(fams, "+"), tableName(w.Table))
+	}
+	return s
+}
+
+func tableName(t uint32) string {
+	if t == unix.RT_TABLE_MAIN {
+		return "main"
+	}
+	return fmt.Sprint(t)
+}
+
+// settleStatus reports which parts of w are missing right now.
+func settleStatus(e *Env, w settleWant) (missing []string, state string, critical bool) {
+	l, err := e.linkByName(w.Iface)
+	if err != nil {
+		return []string{w.Iface + " is gone"}, "", true
+	}
+	state = networkdAdminState(e.FS, l.Attrs().Index)
+	master := l.Attrs().MasterIndex
+	switch {
+	case w.Master == "" && master != 0:
+		missing, critical = append(missing, w.Iface+" still has a master"), true
+	case w.Master == anyMaster:
+	case w.Master != "":
+		m, err := e.linkByName(w.Master)
+		if err != nil || m.Attrs().Index != master {
+			missing, critical = append(missing, w.Iface+" is not enslaved to "+w.Master), true
+		}
+	}
+	if state != "configured" {
+		missing = append(missing, "networkd setup state of "+w.Iface+" is "+orNone(state))
+		critical = critical || state == "failed" || state == "unmanaged"
+	}
+	for _, fam := range w.Families {
+		rs, err := e.Net.H.RouteListFiltered(fam, &netlink.Route{Table: int(w.Table)}, netlink.RT_FILTER_TABLE)
+		found := false
+		for _, r := range rs {
+			if err == nil && r.Type == unix.RTN_UNICAST && r.LinkIndex == l.Attrs().Index && (r.Dst == nil || isDefaultDst(r)) {
+				found = true
+			}
+		}
+		if !found {
+			missing = append(missing, fmt.Sprintf("no %s default route via %s in table %s", famName(fam), w.Iface, tableName(w.Table)))
+		}
+	}
+	return missing, state, critical
+}
+
+func isDefaultDst(r netlink.Route) bool {
+	ones, _ := r.Dst.Mask.Size()
+	return ones == 0
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "unknown (no " + networkdLinksDir + " file)"
+	}
+	return s
+}
+
+// waitNetworkd polls until w holds or the timeout passes. Missing default
+// routes at the timeout are a warning (the lease may come later; `check`
+// reports it); a wrong master or a failed link is an error.
+func waitNetworkd(e *Env, w settleWant) error {
+	if _, off := e.Svc.(Offline); off {
+		return nil
+	}
+	timeout := settleTimeout(e)
+	start := time.Now()
+	deadline := start.Add(timeout)
+	for {
+		missing, state, critical := settleStatus(e, w)
+		if len(missing) == 0 {
+			if e.Out != nil {
+				fmt.Fprintf(e.Out, "       networkd settled in %.1fs: %s\n", time.Since(start).Seconds(), w)
+			}
+			return nil
+		}
+		if time.Now().After(deadline) {
+			msg := fmt.Sprintf("networkd did not settle within %s: %s", timeout, strings.Join(missing, "; "))
+			if critical {
+				return fmt.Errorf("%s (networkd state %s; see journalctl -u systemd-networkd)", msg, orNone(state))
+			}
+			if e.Out != nil {
+				fmt.Fprintf(e.Out, "WARN   %s (continuing; see `vrf-netsetup check`)\n", msg)
+			}
+			return nil
+		}
+		time.Sleep(settlePoll)
+	}
+}
+
+// WaitNetworkdIdle waits (bounded) while networkd is still configuring the
+// iface, so a read of the live state does not race it (at boot the unit runs
+// while networkd enslaves the iface and runs DHCP). It returns at once when
+// networkd does not know the iface.
+func WaitNetworkdIdle(fs FS, n *Net, iface string, timeout time.Duration) {
+	l, err := n.H.LinkByName(iface)
+	if err != nil {
+		return
+	}
+	deadline := time.Now().Add(timeout)
+	for networkdBusy(networkdAdminState(fs, l.Attrs().Index)) && time.Now().Before(deadline) {
+		time.Sleep(settlePoll)
+	}
+}
+
+// defaultFamilies: the families in which st has a unicast default route
+// through iface (in main or in table), plus IPv4 when the iface holds a
+// dynamic (DHCP) IPv4 address: the routes networkd must re-create.
+func defaultFamilies(st *State, iface string, table uint32) []int {
+	has := map[int]bool{}
+	for _, r := range st.Routes {
+		if r.Dev == iface && r.Dst == "default" && r.Type == unix.RTN_UNICAST && (r.Table == unix.RT_TABLE_MAIN || r.Table == table) {
+			has[r.Family] = true
+		}
+	}
+	for _, a := range st.Addrs[iface] {
+		if a.Dynamic && !strings.Contains(a.CIDR, ":") {
+			has[unix.AF_INET] = true
+		}
+	}
+	var out []int
+	for _, f := range []int{unix.AF_INET, unix.AF_INET6} {
+		if has[f] {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func settleTimeout(e *Env) time.Duration {
+	if e == nil || e.SettleTimeout == 0 {
+		return DefaultSettleTimeout
+	}
+	return e.SettleTimeout
+}

@@ -1,0 +1,48 @@
+package netsetup
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestNetworkdAdminState(t *testing.T) {
+	root := t.TempDir()
+	fs := FS{Root: root}
+	if s := networkdAdminState(fs, 2); s != "" {
+		t.Errorf("no file: %q", s)
+	}
+	p := filepath.Join(root, networkdLinksDir)
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(p, "2"), []byte("# This is private data. Do not parse.\nADMIN_STATE=configuring\nOPER_STATE=routable\n"), 0o644)
+	if s := networkdAdminState(fs, 2); s != "configuring" || !networkdBusy(s) {
+		t.Errorf("state %q", s)
+	}
+	for _, s := range []string{"configured", "failed", "unmanaged", ""} {
+		if networkdBusy(s) {
+			t.Errorf("%q counted as busy", s)
+		}
+	}
+}
+
+func TestDefaultFamilies(t *testing.T) {
+	st := freshState()
+	if f := defaultFamilies(st, "eth0", 1000); len(f) != 2 || f[0] != unix.AF_INET || f[1] != unix.AF_INET6 {
+		t.Errorf("fresh host: %v", f)
+	}
+	// hand-made VRF before apply: v6 RA route flushed, v4 default in the
+	// VRF table, DHCP address still there
+	st.Routes = []Route{{Family: unix.AF_INET, Table: 1000, Dst: "default", Gw: "192.0.2.1", Dev: "eth0", Type: unix.RTN_UNICAST}}
+	if f := defaultFamilies(st, "eth0", 1000); len(f) != 1 || f[0] != unix.AF_INET {
+		t.Errorf("hand-made VRF: %v", f)
+	}
+	st.Routes = nil
+	st.Addrs["eth0"] = []Addr{{CIDR: "192.0.2.10/24", Dynamic: true}}
+	if f := defaultFamilies(st, "eth0", 1000); len(f) != 1 || f[0] != unix.AF_INET {
+		t.Errorf("DHCP address only: %v", f)
+	}
+}
