@@ -10,7 +10,7 @@ SO_LDFLAGS = -s -w -extldflags=-Wl,-soname,pam_vrf.so
 
 GO_SOURCES := $(shell find . -name '*.go' -not -path './tests/vm/cache/*') go.mod go.sum
 
-.PHONY: all deps test test-host e2e demo bench vet fuzz deb clean
+.PHONY: all deps test test-host e2e demo bench bench-vm vet fuzz deb clean
 
 all: $(BUILD)/pam_vrf.so $(BUILD)/vrf-netsetup $(BUILD)/pamdriver
 
@@ -59,8 +59,15 @@ demo: all deb
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./config
 
+# Prints one table (figures next to their same-run baselines); fails only on
+# functional errors. -benchtime Nx = latency samples per warm scenario.
 bench: all $(BUILD)/test/pam_vrf.so
-	PAMVRF_BUILD=$(abspath $(BUILD)) $(GO) test -run '^$$' -bench . -benchtime 2000x ./tests/bench/
+	PAMVRF_BUILD=$(abspath $(BUILD)) $(GO) test -count=1 -timeout 30m -run '^$$' -bench . -benchtime 2000x ./tests/bench/
+
+# vrf-netsetup apply (converged, read-only no-op) and check, in the VM guest.
+bench-vm: all $(BUILD)/test/pam_vrf.so
+	@scripts/install-deps.sh vm
+	PAMVRF_BUILD=$(abspath $(BUILD)) $(GO) test -count=1 -tags vm -timeout 30m -run '^$$' -bench VMNetsetup -benchtime 1x ./tests/bench/
 
 # Debian packages into dist/ (lintian's verdict in dist/lintian.txt).
 deb:

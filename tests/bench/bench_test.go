@@ -361,6 +361,7 @@ func printTable() {
 	if len(table) == 0 {
 		return
 	}
+	slices.SortStableFunc(table, func(x, y row) int { return strings.Compare(x.section, y.section) })
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n%s\n\n", machine())
 	b.WriteString("| # | measurement | median | p99 | baseline (same run) | baseline median | ratio | target | result |\n")

@@ -154,4 +154,3 @@ func ratioStr(base, v float64) string {
 	}
 	return fmt.Sprintf("%.1fx dearer", v/base)
 }
-
