@@ -72,27 +72,18 @@ PAM_EXTERN int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, con
 	return PAM_SUCCESS;
 }
 
-/* A module listed on auth/account/password lines by mistake stays inert. */
-PAM_EXTERN int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv)
-{
-	(void)pamh; (void)flags; (void)argc; (void)argv;
-	return PAM_IGNORE;
-}
+/*
+ * A module listed on auth/account/password lines by mistake stays inert,
+ * and never enters Go (these run in forked children too).
+ */
+#define PAMVRF_INERT(name)                                                              \
+	PAM_EXTERN int name(pam_handle_t *pamh, int flags, int argc, const char **argv) \
+	{                                                                               \
+		(void)pamh; (void)flags; (void)argc; (void)argv;                        \
+		return PAM_IGNORE;                                                      \
+	}
 
-PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
-{
-	(void)pamh; (void)flags; (void)argc; (void)argv;
-	return PAM_IGNORE;
-}
-
-PAM_EXTERN int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char **argv)
-{
-	(void)pamh; (void)flags; (void)argc; (void)argv;
-	return PAM_IGNORE;
-}
-
-PAM_EXTERN int pam_sm_chauthtok(pam_handle_t *pamh, int flags, int argc, const char **argv)
-{
-	(void)pamh; (void)flags; (void)argc; (void)argv;
-	return PAM_IGNORE;
-}
+PAMVRF_INERT(pam_sm_setcred)
+PAMVRF_INERT(pam_sm_authenticate)
+PAMVRF_INERT(pam_sm_acct_mgmt)
+PAMVRF_INERT(pam_sm_chauthtok)

@@ -171,10 +171,15 @@ func newStack(t *testing.T, service, so, moduleArgs, policy string) *stack {
 	if moduleArgs == "" {
 		moduleArgs = "config=" + pol
 	}
+	// pam_vrf.so also on the auth and account lines, as a careless admin
+	// might put it: those entry points must stay inert C (pam_setcred runs
+	// in the forked child of TestForkedChildNeverHangs).
 	svc := fmt.Sprintf(`auth     required pam_permit.so
+auth     optional %[1]s
 account  required pam_permit.so
+account  optional %[1]s
 session  required pam_permit.so
-session  required %s %s
+session  required %[1]s %[2]s
 `, so, moduleArgs)
 	for _, name := range []string{service, "other"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(svc), 0o644); err != nil {
