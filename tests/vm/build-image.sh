@@ -1,7 +1,7 @@
 #!/bin/bash
 # build-image.sh: build (or reuse from the cache) the pam-vrf test VM image.
 #
-# Output (stdout, last line):  IMAGE_DIR=<dir> BUILT=<0|1>
+# Output (stdout, last line):  IMAGE_DIR=<dir> BUILT=<0|1> [DEBOOTSTRAP=<0|1>]
 # <dir> holds: disk.img (raw ext4, no partition table), vmlinuz, initrd.img,
 #              id_ed25519{,.pub} (key for root/alice/bob), info (guest facts).
 # Logs go to stderr. Needs root, debootstrap, e2fsprogs (mke2fs -d).
@@ -42,6 +42,7 @@ if [ -f "$OUT/ready" ]; then
 fi
 
 t0=$(date +%s)
+DEBOOTSTRAPPED=0
 
 # ---- stage 1: debootstrap (cached by package list) ----
 if [ ! -f "$ROOTFS/.complete" ]; then
@@ -55,6 +56,7 @@ if [ ! -f "$ROOTFS/.complete" ]; then
 		die "debootstrap failed (full log: $CACHE/debootstrap.log)"
 	fi
 	touch "$ROOTFS.tmp/.complete"
+	DEBOOTSTRAPPED=1
 	mv "$ROOTFS.tmp" "$ROOTFS"
 	log "debootstrap done in $(( $(date +%s) - t0 ))s"
 else
@@ -204,4 +206,4 @@ find "$CACHE" -maxdepth 1 -name 'image-*' ! -path "$OUT" -mtime +1 -exec rm -rf 
 
 log "image ready in $(( $(date +%s) - t0 ))s: $OUT"
 sed 's/^/[build-image]   /' "$OUT/info" >&2
-echo "IMAGE_DIR=$OUT BUILT=1"
+echo "IMAGE_DIR=$OUT BUILT=1 DEBOOTSTRAP=$DEBOOTSTRAPPED"

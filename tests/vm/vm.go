@@ -69,12 +69,14 @@ type Config struct {
 
 // Image is a built guest image in the cache.
 type Image struct {
-	Dir    string // cache directory of this image
-	Built  bool   // true if EnsureImage had to build it
-	Kernel string
-	Initrd string
-	Disk   string // raw ext4 base image; never written (runs use a qcow2 overlay)
-	Facts  map[string]string
+	Dir   string // cache directory of this image
+	Built bool   // true if EnsureImage had to build it
+	// Debootstrapped is true if the build also had to debootstrap (fully cold).
+	Debootstrapped bool
+	Kernel         string
+	Initrd         string
+	Disk           string // raw ext4 base image; never written (runs use a qcow2 overlay)
+	Facts          map[string]string
 }
 
 // SSHKey is the host path of the private key authorized for root, alice and bob.
@@ -128,6 +130,8 @@ func EnsureImageAt(ctx context.Context, cache string, log io.Writer) (Image, err
 				img.Dir = v
 			} else if v, ok := strings.CutPrefix(f, "BUILT="); ok {
 				img.Built = v == "1"
+			} else if v, ok := strings.CutPrefix(f, "DEBOOTSTRAP="); ok {
+				img.Debootstrapped = v == "1"
 			}
 		}
 	}
@@ -171,7 +175,7 @@ type VM struct {
 	qemu   *exec.Cmd
 	exited chan struct{} // closed when qemu exits
 	conLog *os.File
-	conn   net.Conn
+	conn   io.ReadWriteCloser
 	frames chan frame
 	rdErr  error // set before frames is closed
 	nextID uint64
@@ -344,7 +348,7 @@ func (v *VM) connect(ctx context.Context) error {
 	}
 }
 
-func (v *VM) readLoop(c net.Conn, frames chan<- frame) {
+func (v *VM) readLoop(c io.Reader, frames chan<- frame) {
 	defer close(frames)
 	r := bufio.NewReaderSize(c, 1<<16)
 	for {

@@ -26,8 +26,10 @@ func TestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	buildDur := time.Since(t0)
-	if img.Built {
-		t.Logf("TIMING image: cold build %v (%s)", buildDur.Round(time.Millisecond), img.Dir)
+	if img.Debootstrapped {
+		t.Logf("TIMING image: cold build (debootstrap + image) %v (%s)", buildDur.Round(time.Millisecond), img.Dir)
+	} else if img.Built {
+		t.Logf("TIMING image: rebuild from cached debootstrap root %v (%s)", buildDur.Round(time.Millisecond), img.Dir)
 	} else {
 		t.Logf("TIMING image: cached, check took %v (%s)", buildDur.Round(time.Millisecond), img.Dir)
 	}
