@@ -75,7 +75,7 @@ func TestE2E(t *testing.T) {
 	}
 	defer m.Close()
 	r := &testReporter{t: t}
-	s := &Scenario{VM: m, Build: buildDir(t), Debs: os.Getenv("PAMVRF_DEBS"), R: r}
+	s := &Scenario{VM: m, Build: buildDir(t), Debs: os.Getenv("PAMVRF_DEBS"), R: r, Break: os.Getenv("PAMVRF_E2E_BREAK")}
 	if err := s.Install(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -87,6 +87,9 @@ func TestE2E(t *testing.T) {
 		fmt.Printf("e2e: %d passed, %d failed\n", r.passed, r.failed)
 	}()
 
+	if s.Break != "" {
+		fmt.Printf("e2e: product deliberately broken: %s (assertions are expected to fail)\n", s.Break)
+	}
 	s.Before(ctx)
 	// A clean network for the real provisioning: the hand-made VRF was
 	// runtime state only, so a reboot on the same disk removes it.

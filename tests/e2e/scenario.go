@@ -31,6 +31,10 @@ type Scenario struct {
 	Build string // directory holding pam_vrf.so and vrf-netsetup
 	Debs  string // directory holding the .debs; when set, Install uses them
 	R     Reporter
+	// Break deliberately breaks one part of the product, to show which
+	// assertions catch it: "no-pam" (module never enabled), "no-dns"
+	// (apply with --dns none), "no-l3mdev-accept" (sshd sysctls off).
+	Break string
 }
 
 // sshCmd logs in from the upstream namespace over the guest's eth0, the way
@@ -126,6 +130,7 @@ func (s *Scenario) Provision(ctx context.Context) {
 	s.R.Step("Provision with vrf-netsetup and enable pam_vrf.so",
 		"policy: alice and root -> mgmt, bob has no rule; pam_vrf.so enabled with pam-auth-update (after pam_systemd)")
 	_, _, code := s.run(ctx, `set -e
+BREAK=`+shq(s.Break)+`
 cat > /etc/security/pam_vrf.toml <<'EOF'
 # alice's and root's logins land in the management VRF; everyone else is left alone.
 [user.alice]
@@ -134,7 +139,9 @@ vrf = "mgmt"
 vrf = "mgmt"
 EOF
 chmod 0644 /etc/security/pam_vrf.toml
-if [ -f /usr/share/pam-configs/vrf ]; then
+if [ "$BREAK" = no-pam ]; then
+  echo "deliberately not enabling pam_vrf.so"
+elif [ -f /usr/share/pam-configs/vrf ]; then
   pam-auth-update --enable vrf
   grep -n 'pam_systemd\|pam_vrf' /etc/pam.d/common-session
 else
@@ -143,9 +150,16 @@ else
 fi`)
 	s.check("provision/policy and PAM line installed", code == 0, "exit %d", code)
 
-	out, errOut, code := s.run(ctx, "vrf-netsetup apply --vrf mgmt --table 1000 --iface eth0")
+	apply := "vrf-netsetup apply --vrf mgmt --table 1000 --iface eth0"
+	switch s.Break {
+	case "no-dns":
+		apply += " --dns none"
+	case "no-l3mdev-accept":
+		apply += " && sysctl -w net.ipv4.tcp_l3mdev_accept=0 && sed -i s/=1/=0/ /etc/sysctl.d/60-pam-vrf.conf"
+	}
+	out, errOut, code := s.run(ctx, apply)
 	s.check("provision/vrf-netsetup apply succeeds", code == 0, "exit %d\n%s%s", code, out, errOut)
-	out, _, code = s.run(ctx, "vrf-netsetup apply --vrf mgmt --table 1000 --iface eth0")
+	out, _, code = s.run(ctx, strings.SplitN(apply, " &&", 2)[0])
 	s.check("provision/second apply changes nothing", code == 0 && strings.Contains(out, "nothing to do"), "exit %d, output %q", code, out)
 	s.Check(ctx, "provision")
 }
