@@ -196,6 +196,13 @@ loginctl show-session "$XDG_SESSION_ID" -p State -p Remote`))
 	out, _, code = s.run(ctx, sshCmd("bob", `echo "vrf=[$(ip vrf identify)]"`))
 	s.check(stage+"/bob (no rule) lands in the default VRF", code == 0 && strings.Contains(out, "vrf=[]"), "exit %d, output %q", code, out)
 
+	// systemd removes a session's scope, and the VRF cgroup below it (and
+	// with it the attached program), when the session ends.
+	out, _, _ = s.run(ctx, `for i in $(seq 50); do
+  n=$(find /sys/fs/cgroup/user.slice -type d -path '*/vrf/mgmt' | wc -l); [ "$n" = 0 ] && break; sleep 0.2
+done; echo "left=$n"`)
+	s.check(stage+"/ended sessions leave no VRF cgroup behind", strings.Contains(out, "left=0"), "output %q", out)
+
 	out, _, code = s.run(ctx, "getent hosts "+vm.MirrorName)
 	s.check(stage+"/name resolution still works in the default VRF", code == 0 && ipRe.MatchString(out), "exit %d, output %q", code, out)
 }
