@@ -203,6 +203,7 @@ mv "$WORK/out" "$OUT"
 
 # keep the cache bounded: drop other images older than a day
 find "$CACHE" -maxdepth 1 -name 'image-*' ! -path "$OUT" -mtime +1 -exec rm -rf {} + 2>/dev/null || true
+find "$CACHE" -maxdepth 1 -name 'rootfs-*' ! -path "$ROOTFS" -mtime +1 -exec rm -rf {} + 2>/dev/null || true
 
 log "image ready in $(( $(date +%s) - t0 ))s: $OUT"
 sed 's/^/[build-image]   /' "$OUT/info" >&2

@@ -62,6 +62,9 @@ type Config struct {
 	KeepRunDir bool
 	// ExtraAppend is appended to the kernel command line.
 	ExtraAppend string
+	// Accel is QEMU's -accel; default $PAMVRF_VM_ACCEL or "tcg" (KVM hangs on
+	// the project's machines). With "kvm" the guest gets -cpu host.
+	Accel string
 	// BootTimeout bounds each boot (QEMU start to agent + systemd ready);
 	// default $PAMVRF_VM_BOOT_TIMEOUT (a Go duration) or 120 s.
 	BootTimeout time.Duration
@@ -202,6 +205,12 @@ func Boot(ctx context.Context, img Image, cfg Config) (*VM, error) {
 	if os.Getenv("PAMVRF_VM_KEEP") == "1" {
 		cfg.KeepRunDir = true
 	}
+	if cfg.Accel == "" {
+		cfg.Accel = os.Getenv("PAMVRF_VM_ACCEL")
+		if cfg.Accel == "" {
+			cfg.Accel = "tcg"
+		}
+	}
 	if cfg.BootTimeout <= 0 {
 		cfg.BootTimeout = bootTimeout
 		if d, err := time.ParseDuration(os.Getenv("PAMVRF_VM_BOOT_TIMEOUT")); err == nil && d > 0 {
@@ -257,8 +266,12 @@ func (v *VM) start(ctx context.Context) error {
 	if v.cfg.ExtraAppend != "" {
 		appendLine += " " + v.cfg.ExtraAppend
 	}
+	cpu := "max"
+	if v.cfg.Accel == "kvm" {
+		cpu = "host"
+	}
 	args := []string{
-		"-accel", "tcg", "-cpu", "max",
+		"-accel", v.cfg.Accel, "-cpu", cpu,
 		"-m", v.cfg.Memory, "-smp", strconv.Itoa(v.cfg.CPUs),
 		"-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
 		"-no-reboot", // a guest reboot exits qemu; Reboot relaunches on the same overlay
@@ -518,6 +531,54 @@ func (v *VM) WriteFile(ctx context.Context, guestPath string, data []byte, mode 
 		return fmt.Errorf("vm: push %s: exit %d: %s", guestPath, f.code, f.stderr)
 	}
 	return nil
+}
+
+// Guest paths where an admin installs the project's artifacts by hand.
+const (
+	GuestPAMModule = PAMModuleDir + "/pam_vrf.so"
+	GuestNetsetup  = "/usr/sbin/vrf-netsetup"
+)
+
+// InstallBuild installs build/pam_vrf.so and build/vrf-netsetup from
+// buildDir the way an admin would (copy to the PAM module dir and /usr/sbin).
+// Missing files are skipped; it returns the guest paths installed.
+func (v *VM) InstallBuild(ctx context.Context, buildDir string) ([]string, error) {
+	var done []string
+	for _, a := range []struct {
+		name, dst string
+		mode      os.FileMode
+	}{
+		{"pam_vrf.so", GuestPAMModule, 0o644},
+		{"vrf-netsetup", GuestNetsetup, 0o755},
+	} {
+		src := filepath.Join(buildDir, a.name)
+		if _, err := os.Stat(src); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err := v.Push(ctx, src, a.dst, a.mode); err != nil {
+			return done, err
+		}
+		done = append(done, a.dst)
+	}
+	return done, nil
+}
+
+// InstallDeb pushes a .deb into the guest and installs it with dpkg -i (the
+// guest has no package mirror: the package's dependencies must already be
+// installed). It returns dpkg's output.
+func (v *VM) InstallDeb(ctx context.Context, debPath string) (string, error) {
+	dst := "/var/cache/pamvrf-test/" + filepath.Base(debPath)
+	if err := v.Push(ctx, debPath, dst, 0o644); err != nil {
+		return "", err
+	}
+	out, errOut, code, err := v.Run(ctx, "DEBIAN_FRONTEND=noninteractive dpkg -i "+shellQuote(dst)+" 2>&1")
+	if err != nil {
+		return out, err
+	}
+	if code != 0 {
+		return out, fmt.Errorf("vm: dpkg -i %s: exit %d: %s%s", filepath.Base(debPath), code, out, errOut)
+	}
+	return out, nil
 }
 
 // ReadFile returns the content of a guest file.

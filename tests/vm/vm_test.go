@@ -95,6 +95,20 @@ func TestSmoke(t *testing.T) {
 		}
 	})
 
+	t.Run("install-build", func(t *testing.T) {
+		dir := t.TempDir()
+		os.WriteFile(dir+"/pam_vrf.so", []byte("fake module\n"), 0o600)
+		os.WriteFile(dir+"/vrf-netsetup", []byte("#!/bin/sh\necho netsetup-ok\n"), 0o600)
+		got, err := m.InstallBuild(ctx, dir)
+		if err != nil || len(got) != 2 {
+			t.Fatalf("InstallBuild: %v %v", got, err)
+		}
+		out := run(t, "stat -c '%a %U %n' "+GuestPAMModule+" "+GuestNetsetup+"; vrf-netsetup; rm "+GuestPAMModule+" "+GuestNetsetup)
+		if out != "644 root "+GuestPAMModule+"\n755 root "+GuestNetsetup+"\nnetsetup-ok\n" {
+			t.Fatalf("installed: %q", out)
+		}
+	})
+
 	t.Run("facts", func(t *testing.T) {
 		t.Log("\n" + run(t, `uname -r; systemctl --version | head -n1; ssh -V 2>&1; ip -V;
 			systemctl is-system-running; cat /proc/cmdline`))
