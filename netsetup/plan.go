@@ -33,22 +33,41 @@ func Plan(cfg Config, live *State) ([]Step, error) {
 		for _, f := range files {
 			changed = changed || strings.HasPrefix(f.ID, dropIn) || strings.HasSuffix(f.ID, ":networkd")
 		}
+		netdevWritten := false
+		for _, f := range files {
+			netdevWritten = netdevWritten || strings.HasPrefix(f.ID, "file-write:"+netdevPath(cfg)+":")
+		}
 		if changed || needsNetworkdTakeover(cfg, live) {
 			iface, _ := live.link(cfg.Iface)
 			vrf, ok := live.link(cfg.VRF)
 			arm = []Step{stepNetworkdArm(cfg)}
-			takeover = []Step{stepNetworkdTakeover(cfg, live, !ok || iface.Master != vrf.Index)}
+			takeover = []Step{stepNetworkdTakeover(cfg, live, !ok || iface.Master != vrf.Index, !ok && !netdevWritten)}
 		}
 	}
 
 	var steps []Step
 	steps = append(steps, arm...)
-	steps = append(steps, net...)
-	steps = append(steps, dnsRules...)
-	steps = append(steps, sys...)
-	steps = append(steps, files...)
-	steps = append(steps, svc...)
-	steps = append(steps, takeover...)
+	if len(takeover) > 0 {
+		// networkd creates the VRF: the steps on the device come after it
+		// (module load first; every other net step is idempotent).
+		var mod []Step
+		for len(net) > 0 && net[0].ID == "module-vrf" {
+			mod, net = append(mod, net[0]), net[1:]
+		}
+		steps = append(steps, mod...)
+		steps = append(steps, sys...)
+		steps = append(steps, files...)
+		steps = append(steps, svc...)
+		steps = append(steps, takeover...)
+		steps = append(steps, net...)
+		steps = append(steps, dnsRules...)
+	} else {
+		steps = append(steps, net...)
+		steps = append(steps, dnsRules...)
+		steps = append(steps, sys...)
+		steps = append(steps, files...)
+		steps = append(steps, svc...)
+	}
 	if len(steps) > 0 {
 		if b := planBackup(live); b != nil {
 			steps = append([]Step{*b}, steps...)

@@ -45,9 +45,11 @@ func planNet(cfg Config, st *State) ([]Step, error) {
 		if !st.Module.Loaded {
 			steps = append(steps, stepModule(st.Module))
 		}
-		steps = append(steps, stepVRFCreate(cfg))
+		if st.Manager.Kind != "networkd" { // networkd creates it from the .netdev
+			steps = append(steps, stepVRFCreate(cfg))
+		}
 	}
-	if !vrfExists || !vrf.Up {
+	if (!vrfExists || !vrf.Up) && st.Manager.Kind != "networkd" {
 		steps = append(steps, stepLinkUp(cfg.VRF, vrfExists))
 	}
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
@@ -112,11 +114,26 @@ func stepNetworkdArm(cfg Config) Step {
 // stepNetworkdTakeover: `networkctl reconfigure IFACE` applies the VRF=
 // drop-in (enslave, DHCP/RA routes into the VRF table), then waits for
 // networkd to be done (bounded) so verify and check see the final state.
-func stepNetworkdTakeover(cfg Config, st *State, disruptive bool) Step {
+//
+// restart: the VRF device is gone but networkd already has its .netdev
+// (someone ran `ip link del`). networkd 252 keeps a stale netdev object
+// then: neither `networkctl reload` nor a hand-made device un-sticks the
+// iface, which stays "configuring" (seen in the test guest); a restart
+// re-creates the VRF and enslaves the iface.
+func stepNetworkdTakeover(cfg Config, st *State, disruptive, restart bool) Step {
 	w := settleWant{Iface: cfg.Iface, Master: cfg.VRF, Table: cfg.Table, Families: defaultFamilies(st, cfg.Iface, cfg.Table)}
-	return Step{ID: "networkd-reconfigure", Disruptive: disruptive,
-		Desc: fmt.Sprintf("networkctl reconfigure %s (networkd enslaves it to %s and puts its DHCP/RA routes into table %d), wait until settled", cfg.Iface, cfg.VRF, cfg.Table),
+	desc := fmt.Sprintf("networkctl reconfigure %s (networkd enslaves it to %s and puts its DHCP/RA routes into table %d), wait until settled", cfg.Iface, cfg.VRF, cfg.Table)
+	if restart {
+		desc = fmt.Sprintf("restart systemd-networkd (re-creates VRF %s from its .netdev, enslaves %s, DHCP/RA routes into table %d), wait until settled", cfg.VRF, cfg.Iface, cfg.Table)
+	}
+	return Step{ID: "networkd-reconfigure", Disruptive: disruptive, Desc: desc,
 		Do: func(e *Env) error {
+			if restart {
+				if err := e.Svc.Run("restart", "systemd-networkd.service"); err != nil {
+					return err
+				}
+				return waitNetworkd(e, w)
+			}
 			if err := e.Svc.Run("networkctl-reconfigure", cfg.Iface); err != nil {
 				return err
 			}

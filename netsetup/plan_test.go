@@ -205,12 +205,17 @@ func TestPlanNetworkdHost(t *testing.T) {
 	st.Manager = Manager{Kind: "networkd", NetworkFile: "/run/systemd/network/10-netplan-eth0.network", Netplan: true}
 	steps := mustPlan(t, cfg, st)
 	got := ids(steps)
-	wantOrder(t, got, "networkd-arm", "vrf-create", "addr-mgmt-127.0.0.1/8",
+	wantOrder(t, got, "networkd-arm", "module-vrf",
 		"file-write:/etc/systemd/network/mgmt.netdev:networkd", "file-write:/etc/systemd/network/mgmt.network:networkd",
 		"file-write:/etc/systemd/network/10-netplan-eth0.network.d/pam-vrf.conf:networkd", "svc-daemon-reload", "svc-networkd-reload",
-		"networkd-reconfigure")
-	if got[len(got)-1] != "networkd-reconfigure" || !steps[len(steps)-1].Disruptive {
-		t.Errorf("networkd reconfigure must be the last, disruptive step: %v", got)
+		"networkd-reconfigure", "route-unreachable-v4", "addr-mgmt-127.0.0.1/8")
+	for _, s := range steps {
+		if s.ID == "networkd-reconfigure" && (!s.Disruptive || strings.Contains(s.Desc, "restart")) {
+			t.Errorf("first apply: reconfigure must be disruptive, no restart: %q", s.Desc)
+		}
+		if s.ID == "vrf-create" || s.ID == "link-up-mgmt" {
+			t.Errorf("networkd creates the VRF from the .netdev: %s", s.ID)
+		}
 	}
 	for _, id := range got {
 		// networkd enslaves eth0 and installs its DHCP/RA routes in the
@@ -232,6 +237,16 @@ func TestPlanNetworkdHost(t *testing.T) {
 	conv.Links["eth0"] = e
 	if got := ids(mustPlan(t, cfg, conv)); strings.Join(got, ",") != "networkd-arm,networkd-reconfigure" {
 		t.Errorf("released eth0 on a networkd host: plan %v", got)
+	}
+	// `ip link del mgmt` with the .netdev in place: networkd must restart
+	delete(conv.Links, "mgmt")
+	steps = mustPlan(t, cfg, conv)
+	found := false
+	for _, s := range steps {
+		found = found || (s.ID == "networkd-reconfigure" && strings.Contains(s.Desc, "restart systemd-networkd"))
+	}
+	if !found {
+		t.Errorf("deleted VRF on a networkd host: no networkd restart in %v", ids(steps))
 	}
 	files, _ := desiredFiles(cfg, DNSStatic, st)
 	for _, f := range files {
@@ -359,7 +374,7 @@ func TestPlanRevert(t *testing.T) {
 	old.Files[ConfigPath] = FileState{}
 	live := converge(t, cfg, freshState())
 	got := ids(PlanRevert(cfg, old, live))
-	wantOrder(t, got, "revert-release", "revert-local0-v4", "revert-local-del-v4", "revert-local0-v6", "revert-local-del-v6",
+	wantOrder(t, got, "revert-release", "revert-local0-v4", "revert-l3mdev-del-v4", "revert-local-del-v4", "revert-local0-v6", "revert-l3mdev-del-v6", "revert-local-del-v6",
 		"revert-vrf-delete", "revert-net.ipv4.tcp_l3mdev_accept", "revert-file:"+ConfigPath, "revert-file:"+ResolvConf, "svc-revert-reload", "revert-backup")
 }
 

@@ -84,6 +84,18 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 			r.Proto = unix.RTPROT_KERNEL // as the kernel's own; see Rule.Proto
 			steps = append(steps, stepRuleAdd("revert-local0-"+famTag(fam), r))
 		}
+		hasL3 := func(st *State) bool {
+			for _, x := range st.Rules {
+				if x.Family == fam && x.IsL3mdev() && x.Pref == PrefL3mdev {
+					return true
+				}
+			}
+			return false
+		}
+		if !hasL3(old) && hasL3(live) {
+			// the kernel adds it with the first VRF but never removes it
+			steps = append(steps, stepRuleDel("revert-l3mdev-del-"+famTag(fam), Rule{Family: fam, Pref: PrefL3mdev, L3mdev: true, Action: frActToTbl}))
+		}
 		if !oldHas(PrefLocalNew) && liveHas(PrefLocalNew) {
 			steps = append(steps, stepRuleDel("revert-local-del-"+famTag(fam), localRule(fam, PrefLocalNew)))
 		}

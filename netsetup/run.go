@@ -21,7 +21,7 @@ func (r *Runner) Apply(cfg Config) error {
 	if _, off := r.Env.Svc.(Offline); !off && r.Env.Svc != nil {
 		// At boot the unit can run while networkd is still enslaving the
 		// iface / running DHCP: read the state once networkd is done.
-		WaitNetworkdIdle(r.Reader.FS, r.Reader.Net, cfg.Iface, settleTimeout(r.Env))
+		WaitNetworkdIdle(r.Reader.FS, r.Reader.Net, cfg.Iface, idleWait)
 	}
 	st, err := r.Reader.Read(cfg)
 	if err != nil {

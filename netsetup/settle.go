@@ -204,3 +204,8 @@ func settleTimeout(e *Env) time.Duration {
 	}
 	return e.SettleTimeout
 }
+
+// idleWait bounds the wait before reading the state: long enough for the
+// boot race (networkd enslaving and running DHCP, a few seconds under TCG),
+// short for an iface networkd will never finish (VRF deleted under it).
+const idleWait = 20 * time.Second
