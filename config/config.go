@@ -21,6 +21,8 @@ import (
 	"slices"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/pam-vrf/pam-vrf/ifname"
 )
 
 // DefaultPath is where the PAM module and the admin tool look for the policy.
@@ -141,39 +143,10 @@ func (p *Policy) ActsFor(service string) bool {
 }
 
 // MaxVRFNameLen is IFNAMSIZ-1: a VRF is a network device.
-const MaxVRFNameLen = 15
+const MaxVRFNameLen = ifname.MaxLen
 
-// ValidVRFName reports why name cannot be a VRF device name, or nil if it
-// can. The rules are the kernel's dev_valid_name() (which also forbids ':')
-// plus no control characters and valid UTF-8, because names end up in logs
-// and in cgroup paths (hence no '/', ".", "..").
-func ValidVRFName(name string) error {
-	switch {
-	case name == "":
-		return fmt.Errorf("empty")
-	case len(name) > MaxVRFNameLen:
-		return fmt.Errorf("longer than %d bytes", MaxVRFNameLen)
-	case name == "." || name == "..":
-		return fmt.Errorf("%q is not a device name", name)
-	case !utf8.ValidString(name):
-		return fmt.Errorf("not valid UTF-8")
-	}
-	for _, r := range name {
-		switch {
-		case r == '/':
-			return fmt.Errorf("contains '/'")
-		case r == ':':
-			return fmt.Errorf("contains ':'")
-		case r == 0:
-			return fmt.Errorf("contains NUL")
-		case unicode.IsSpace(r):
-			return fmt.Errorf("contains whitespace")
-		case unicode.IsControl(r):
-			return fmt.Errorf("contains control character %U", r)
-		}
-	}
-	return nil
-}
+// ValidVRFName reports why name cannot be a VRF device name (ifname.Valid).
+func ValidVRFName(name string) error { return ifname.Valid(name) }
 
 // MaxNameLen bounds user, group and service names in the policy. Linux
 // itself allows 32 bytes for local users; directory services allow more.

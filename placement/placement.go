@@ -26,14 +26,14 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/pam-vrf/pam-vrf/bpf"
 	"github.com/pam-vrf/pam-vrf/cgroup"
+
+	"github.com/pam-vrf/pam-vrf/ifname"
 )
 
 // Sentinels; errors returned by Enter wrap them (errors.Is).
@@ -214,24 +214,8 @@ func resolve(name string, allowNonVRF bool) (int, error) {
 // Same rule as config.ValidVRFName; kept local so placement does not
 // depend on the policy package.
 func ValidName(name string) error {
-	bad := func(why string) error {
-		return &kindError{msg: fmt.Sprintf("invalid VRF name %q: %s", name, why), kind: ErrInvalidName}
-	}
-	switch {
-	case name == "":
-		return bad("empty")
-	case len(name) > 15:
-		return bad("longer than 15 bytes")
-	case name == "." || name == "..":
-		return bad("not a device name")
-	case !utf8.ValidString(name):
-		return bad("not valid UTF-8")
-	}
-	for _, r := range name {
-		// The kernel's dev_valid_name() also rejects ':'.
-		if r == '/' || r == ':' || r == 0 || unicode.IsSpace(r) {
-			return bad("contains '/', ':', whitespace or NUL")
-		}
+	if err := ifname.Valid(name); err != nil {
+		return &kindError{msg: fmt.Sprintf("invalid VRF name %q", name), kind: ErrInvalidName, cause: err}
 	}
 	return nil
 }
