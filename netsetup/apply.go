@@ -27,6 +27,9 @@ func Apply(env *Env, steps []Step) error {
 			}
 			return fmt.Errorf("step %q failed: %w; %d earlier step(s) %w", s.ID, err, i, ErrRolledBack)
 		}
+		if env.Fault.fire(out, i+1, len(steps), s) {
+			return ErrFaultKilled
+		}
 	}
 	return nil
 }

@@ -138,7 +138,34 @@ func (c *Checker) Run(cfg Config) ([]CheckResult, error) {
 	add(c.checkResolver(cfg, st, hasVRF))
 	add(c.checkPAM())
 	add(c.checkPolicy())
+	add(checkConverged(cfg, st, apply))
 	return rs, nil
+}
+
+// checkConverged: what apply would still do. After an interrupted apply
+// (SIGKILL, crash, power loss) this names the missing pieces, including the
+// service actions the marker records. The config file itself is left out:
+// check's own flags (--query-name) may differ from the persisted ones.
+func checkConverged(cfg Config, st *State, apply string) CheckResult {
+	steps, err := Plan(cfg, st)
+	if err != nil {
+		return fail("converged", "see the error", "apply cannot plan: %v", err)
+	}
+	var left []string
+	for _, s := range steps {
+		if s.ID == "backup" || strings.HasPrefix(s.ID, "file-write:"+ConfigPath+":") {
+			continue
+		}
+		left = append(left, s.Desc)
+	}
+	if len(left) == 0 {
+		return ok("converged", "apply has nothing to do")
+	}
+	why := ""
+	if len(st.Interrupted) > 0 {
+		why = " (an apply was interrupted: " + ApplyMarker + ")"
+	}
+	return fail("converged", apply, "apply would still run %d step(s)%s: %s", len(left), why, strings.Join(left, "; "))
 }
 
 func (c *Checker) checkDefault(cfg Config, st *State, fam int, apply string) CheckResult {

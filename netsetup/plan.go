@@ -33,6 +33,9 @@ func Plan(cfg Config, live *State) ([]Step, error) {
 		for _, f := range files {
 			changed = changed || strings.HasPrefix(f.ID, dropIn) || strings.HasSuffix(f.ID, ":networkd")
 		}
+		for _, k := range live.Interrupted {
+			changed = changed || k == "networkd"
+		}
 		netdevWritten := false
 		for _, f := range files {
 			netdevWritten = netdevWritten || strings.HasPrefix(f.ID, "file-write:"+netdevPath(cfg)+":")

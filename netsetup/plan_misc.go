@@ -121,6 +121,9 @@ func planServices(cfg Config, dns string, st *State, files []Step) []Step {
 	for _, f := range files {
 		changed[f.ID[strings.LastIndex(f.ID, ":")+1:]] = true
 	}
+	for _, k := range st.Interrupted {
+		changed[k] = true // an interrupted apply may have written them already
+	}
 	var steps []Step
 	if cfg.SSHD == SSHDVRFOnly {
 		vrf, ok := st.link(cfg.VRF)

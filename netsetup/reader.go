@@ -63,6 +63,9 @@ func (r *Reader) Read(cfg Config) (*State, error) {
 		st.Files[p] = fs
 	}
 	st.Upstream = HarvestNameservers(r.FS, st.Files[ResolvConf])
+	if m, err := r.FS.Stat(ApplyMarker); err == nil && m.Exists {
+		st.Interrupted = strings.Fields(m.Content)
+	}
 	return st, nil
 }
 

@@ -12,19 +12,29 @@ import (
 // the iface, deletes the VRF if apply created it, restores rules, sysctls,
 // files and systemd-resolved, then removes the backup.
 func Revert(r *Reader, env *Env, out io.Writer, dryRun bool) error {
-	bf, err := r.FS.Stat(BackupPath)
+	return RevertFrom(r, env, out, dryRun, BackupPath, nil)
+}
+
+// RevertFrom restores the state saved at backup (a JSON State). applied is
+// the configuration that is live now (nil: read it from ConfigPath). The
+// main backup (BackupPath) ends as it was in the saved state: removed after
+// a plain revert, kept when a try rolls back on a host applied before.
+func RevertFrom(r *Reader, env *Env, out io.Writer, dryRun bool, backup string, applied *Config) error {
+	bf, err := r.FS.Stat(backup)
 	if err != nil {
 		return err
 	}
 	if !bf.Exists {
-		return fmt.Errorf("no backup at %s: nothing to revert (apply never ran, or revert already did)", r.FS.P(BackupPath))
+		return fmt.Errorf("no backup at %s: nothing to revert (apply never ran, or revert already did)", r.FS.P(backup))
 	}
 	var old State
 	if err := json.Unmarshal([]byte(bf.Content), &old); err != nil {
-		return fmt.Errorf("parse %s: %w (restore by hand from the JSON)", r.FS.P(BackupPath), err)
+		return fmt.Errorf("parse %s: %w (restore by hand from the JSON)", r.FS.P(backup), err)
 	}
-	cfg, err := LoadConfigFile(r.FS.P(ConfigPath), Defaults(), false)
-	if err != nil {
+	var cfg Config
+	if applied != nil {
+		cfg = *applied
+	} else if cfg, err = LoadConfigFile(r.FS.P(ConfigPath), Defaults(), false); err != nil {
 		return fmt.Errorf("revert needs the applied settings: %w", err)
 	}
 	live, err := r.Read(cfg)
@@ -100,9 +110,29 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 			steps = append(steps, stepRuleDel("revert-local-del-"+famTag(fam), localRule(fam, PrefLocalNew)))
 		}
 	}
+	// DNS steering rules: back to the saved set (none before a first apply;
+	// a try rolled back on an applied host restores the earlier servers).
+	isDNS := func(x Rule) bool { return x.Pref == PrefDNSRule && x.Iif == "lo" && !x.Other }
+	dnsKey := func(x Rule) string { return fmt.Sprintf("%d %s %d", x.Family, x.Dst, x.Table) }
+	oldDNS := map[string]bool{}
+	for _, x := range old.Rules {
+		if isDNS(x) {
+			oldDNS[dnsKey(x)] = true
+		}
+	}
+	liveDNS := map[string]bool{}
 	for _, x := range live.Rules {
-		if x.Pref == PrefDNSRule && x.Iif == "lo" && x.Table == cfg.Table {
+		if !isDNS(x) {
+			continue
+		}
+		liveDNS[dnsKey(x)] = true
+		if x.Table == cfg.Table && !oldDNS[dnsKey(x)] {
 			steps = append(steps, stepRuleDel("revert-dns-"+x.Dst, x))
+		}
+	}
+	for _, x := range old.Rules {
+		if isDNS(x) && !liveDNS[dnsKey(x)] {
+			steps = append(steps, stepRuleAdd("revert-dns-add-"+x.Dst, x))
 		}
 	}
 	vrfDelete := Step{ID: "revert-vrf-delete", Desc: "delete VRF " + cfg.VRF,
@@ -167,8 +197,13 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 		steps = append(steps, svcStep("revert-resolved-restart", "restart systemd-resolved (drops the extra listener)", []string{"restart", "systemd-resolved.service"}, nil))
 	}
 	steps = append(steps, svcStep("revert-reload", "systemctl daemon-reload", []string{"daemon-reload"}, nil))
-	steps = append(steps, Step{ID: "revert-backup", Desc: "remove " + BackupPath,
-		Do: func(e *Env) error { return e.FS.Remove(BackupPath) }})
+	if ob := old.file(BackupPath); !ob.Exists {
+		steps = append(steps, Step{ID: "revert-backup", Desc: "remove " + BackupPath,
+			Do: func(e *Env) error { return e.FS.Remove(BackupPath) }})
+	} else if fileDiffers(ob, live.file(BackupPath)) {
+		steps = append(steps, Step{ID: "revert-backup", Desc: "restore " + BackupPath + " (the state before the first apply)",
+			Do: func(e *Env) error { return e.FS.Restore(BackupPath, ob) }})
+	}
 	return steps
 }
 

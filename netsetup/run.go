@@ -1,9 +1,19 @@
 package netsetup
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"sort"
+	"strings"
 )
+
+// ApplyMarker exists while apply runs its steps. It lists the service kinds
+// the plan reloads/restarts; an apply that dies (SIGKILL, crash) leaves it
+// behind, and the next apply re-runs those service actions even though the
+// files are already in place (state.go: Interrupted). It lives in /run: after
+// a power loss every daemon starts fresh from the files anyway.
+const ApplyMarker = "/run/pam-vrf/apply-interrupted"
 
 // Runner ties reader, plan, guard, apply and verify together for the CLI.
 type Runner struct {
@@ -14,11 +24,39 @@ type Runner struct {
 	Force  bool // skip the lockout guard
 	Quiet  bool // print nothing when there is nothing to do
 	Guard  *Guard
+	// GuardWarnOnly: print the guard's refusal as a note and go ahead
+	// (try: the rollback timer is the safety net).
+	GuardWarnOnly bool
+	// Prepare runs after the guard, right before the first step, with the
+	// state the plan was made from (try arms its rollback there).
+	Prepare func(st *State, steps []Step) error
+
+	plan func(Config, *State) ([]Step, error) // nil: Plan (tests narrow it)
 }
+
+// ErrNothingToDo is returned by Runner.Apply when the host has converged
+// and Prepare was not called.
+var ErrNothingToDo = errors.New("nothing to do")
 
 // Apply is plan -> print -> apply -> verify.
 func (r *Runner) Apply(cfg Config) error {
-	if _, off := r.Env.Svc.(Offline); !off && r.Env.Svc != nil {
+	err := r.apply(cfg)
+	if errors.Is(err, ErrNothingToDo) {
+		return nil
+	}
+	return err
+}
+
+// ApplyChanged is Apply, but says ErrNothingToDo when the host had converged.
+func (r *Runner) ApplyChanged(cfg Config) error { return r.apply(cfg) }
+
+func (r *Runner) apply(cfg Config) error {
+	plan := r.plan
+	if plan == nil {
+		plan = Plan
+	}
+	_, offline := r.Env.Svc.(Offline)
+	if !offline && r.Env.Svc != nil {
 		// At boot the unit can run while networkd is still enslaving the
 		// iface / running DHCP: read the state once networkd is done.
 		WaitNetworkdIdle(r.Reader.FS, r.Reader.Net, cfg.Iface, idleWait)
@@ -27,7 +65,7 @@ func (r *Runner) Apply(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("read live state: %w", err)
 	}
-	steps, err := Plan(cfg, st)
+	steps, err := plan(cfg, st)
 	if err != nil {
 		return err
 	}
@@ -35,7 +73,13 @@ func (r *Runner) Apply(cfg Config) error {
 		if !r.Quiet {
 			fmt.Fprintf(r.Out, "nothing to do: VRF %s with %s is configured\n", cfg.VRF, cfg.Iface)
 		}
-		return nil
+		if len(st.Interrupted) > 0 && !r.DryRun {
+			_ = r.Env.FS.Remove(ApplyMarker)
+		}
+		return ErrNothingToDo
+	}
+	if len(st.Interrupted) > 0 {
+		fmt.Fprintf(r.Out, "note   an earlier apply was interrupted (%s exists): its service actions run again (%s)\n", ApplyMarker, strings.Join(st.Interrupted, " "))
 	}
 	for _, n := range Notes(cfg, st) {
 		fmt.Fprintf(r.Out, "note   %s\n", n)
@@ -50,10 +94,32 @@ func (r *Runner) Apply(cfg Config) error {
 	}
 	if !r.Force && r.Guard != nil {
 		if err := r.Guard.Check(cfg, st, steps); err != nil {
+			if !r.GuardWarnOnly {
+				return err
+			}
+			fmt.Fprintf(r.Out, "note   lockout guard: %v; going ahead because the rollback is armed\n", err)
+		}
+	}
+	if r.Prepare != nil {
+		if err := r.Prepare(st, steps); err != nil {
 			return err
 		}
 	}
-	if err := Apply(r.Env, steps); err != nil {
+	marked := len(st.Interrupted) > 0
+	if kinds := serviceKinds(steps, st.Interrupted); len(kinds) > 0 && !offline {
+		if err := r.Env.FS.WriteAtomic(ApplyMarker, []byte(strings.Join(kinds, "\n")+"\n"), 0o644); err != nil {
+			return err
+		}
+		marked = true
+	}
+	err = Apply(r.Env, steps)
+	if errors.Is(err, ErrFaultKilled) {
+		return err // a fake kill: leave everything as a real one would
+	}
+	if marked {
+		_ = r.Env.FS.Remove(ApplyMarker)
+	}
+	if err != nil {
 		return err
 	}
 	// Verify: re-read and re-plan; a converged host has an empty plan.
@@ -61,7 +127,7 @@ func (r *Runner) Apply(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("verify: read live state: %w", err)
 	}
-	left, err := Plan(cfg, st2)
+	left, err := plan(cfg, st2)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
@@ -74,4 +140,32 @@ func (r *Runner) Apply(cfg Config) error {
 	}
 	fmt.Fprintf(r.Out, "done: applied %d steps, verified\n", len(steps))
 	return nil
+}
+
+// serviceKinds: the file kinds (persist.go fileSpec.Kind) whose daemons the
+// plan reloads or restarts, plus "ssh" for the sshd listener pin.
+// Kinds an interrupted earlier apply left (old) are kept.
+func serviceKinds(steps []Step, old []string) []string {
+	set := map[string]bool{}
+	for _, k := range old {
+		set[k] = true
+	}
+	for _, s := range steps {
+		switch {
+		case strings.HasPrefix(s.ID, "file-"):
+			if k := s.ID[strings.LastIndex(s.ID, ":")+1:]; k != "" {
+				set[k] = true
+			}
+		case s.ID == "svc-ssh-restart":
+			set["ssh"] = true
+		case s.ID == "networkd-reconfigure":
+			set["networkd"] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

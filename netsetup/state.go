@@ -21,6 +21,11 @@ type State struct {
 	Upstream []string `json:"upstream,omitempty"`
 	// SSHPin: the pinned program for sshd mode vrf-only.
 	SSHPin SSHPin `json:"ssh_pin"`
+	// Interrupted: an apply died after writing ApplyMarker (SIGKILL, crash):
+	// the service kinds it meant to reload/restart ("unit", "ssh",
+	// "networkd", "resolved"). The files may already be in place, so only
+	// the marker tells the next apply that the daemons have not seen them.
+	Interrupted []string `json:"interrupted,omitempty"`
 }
 
 // Link is one network device.

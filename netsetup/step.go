@@ -30,6 +30,8 @@ type Env struct {
 	Out    io.Writer
 	// SettleTimeout bounds waits for systemd-networkd (0 = DefaultSettleTimeout).
 	SettleTimeout time.Duration
+	// Fault is test-only fault injection (fault.go); nil in production.
+	Fault *Fault
 }
 
 // linkByName is a small helper for steps that need the live ifindex (it can

@@ -5,9 +5,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
 
 	"github.com/pam-vrf/pam-vrf/netsetup"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // setup opens the live handles. With --root other than "/" the files belong
@@ -41,9 +46,76 @@ func cmdApply(args []string, out io.Writer) error {
 		return err
 	}
 	defer done()
+	if env.Fault, err = faultFromEnv(); err != nil {
+		return &usageError{err.Error()}
+	}
 	run := &netsetup.Runner{Reader: r, Env: env, Out: out, DryRun: o.dryRun, Force: o.force, Quiet: o.quiet,
 		Guard: &netsetup.Guard{SSHConnection: os.Getenv("SSH_CONNECTION")}}
 	return run.Apply(o.cfg)
+}
+
+// cmdTry: apply with a rollback armed outside this session; see netsetup/try.go.
+func cmdTry(args []string, out io.Writer) error {
+	o, err := parseFlags("try", args)
+	if err != nil {
+		return err
+	}
+	if err := o.cfg.Validate(); err != nil {
+		return err
+	}
+	if o.root != "/" && o.root != "" {
+		return &netsetup.FlagError{Flag: "root", Msg: "try works on the running system only (leave --root at /)"}
+	}
+	if o.dryRun {
+		return &netsetup.FlagError{Flag: "dry-run", Msg: "not with try (use apply --dry-run to see the plan)"}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	r, env, done, err := setup(o, out)
+	if err != nil {
+		return err
+	}
+	defer done()
+	// The session that runs try may die while the network changes under
+	// it: finish the apply (and print into the void) rather than stop
+	// half-way; the rollback timer is armed before the first step.
+	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
+	run := &netsetup.Runner{Reader: r, Env: env, Out: out, Quiet: o.quiet,
+		Guard: &netsetup.Guard{SSHConnection: os.Getenv("SSH_CONNECTION")}}
+	sid, _ := unix.Getsid(0)
+	t := &netsetup.Tryer{Runner: run, Sched: netsetup.HostScheduler(self), Timeout: o.timeout, SID: sid,
+		Rollback: []string{self, "revert", "--if-unconfirmed"}}
+	return t.Try(o.cfg)
+}
+
+func cmdConfirm(args []string, out io.Writer) error {
+	o, err := parseFlags("confirm", args)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	sid, _ := unix.Getsid(0)
+	return netsetup.Confirm(netsetup.FS{Root: o.root}, netsetup.HostScheduler(self), out, sid, o.force)
+}
+
+// cmdDelay is the hidden "__delay SECONDS CMD..." of the rollback without
+// systemd (netsetup.Detached): sleep in our own session, then exec CMD.
+func cmdDelay(args []string) error {
+	if len(args) < 2 {
+		return &usageError{"__delay SECONDS CMD..."}
+	}
+	secs, err := strconv.ParseFloat(args[0], 64)
+	if err != nil || secs < 0 {
+		return &usageError{fmt.Sprintf("__delay: bad seconds %q", args[0])}
+	}
+	signal.Ignore(syscall.SIGHUP)
+	time.Sleep(time.Duration(secs * float64(time.Second)))
+	return syscall.Exec(args[1], args[1:], os.Environ())
 }
 
 func cmdCheck(args []string, out io.Writer) error {
@@ -92,5 +164,12 @@ func cmdRevert(args []string, out io.Writer) error {
 		return err
 	}
 	defer done()
+	if o.ifUnconfirmed {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		return netsetup.RevertIfUnconfirmed(r, env, netsetup.HostScheduler(self), out, o.dryRun)
+	}
 	return netsetup.Revert(r, env, out, o.dryRun)
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pam-vrf/pam-vrf/netsetup"
 )
@@ -19,7 +20,12 @@ type options struct {
 	root                     string
 	dryRun, force, quiet, js bool
 	nameservers              []string
+	timeout                  time.Duration // try
+	ifUnconfirmed            bool          // revert
 }
+
+// DefaultTryTimeout is how long try waits for confirm.
+const DefaultTryTimeout = 120 * time.Second
 
 func parseFlags(cmd string, args []string) (*options, error) {
 	o := &options{set: map[string]bool{}}
@@ -47,6 +53,9 @@ func parseFlags(cmd string, args []string) (*options, error) {
 	fs.BoolVar(&o.force, "force", false, "")
 	fs.BoolVar(&o.quiet, "quiet", false, "")
 	fs.BoolVar(&o.js, "json", false, "")
+	var timeout string
+	fs.StringVar(&timeout, "timeout", "", "")
+	fs.BoolVar(&o.ifUnconfirmed, "if-unconfirmed", false, "")
 	if err := fs.Parse(args); err != nil {
 		return nil, &usageError{strings.TrimSpace(err.Error()) + " (see vrf-netsetup help)"}
 	}
@@ -54,6 +63,19 @@ func parseFlags(cmd string, args []string) (*options, error) {
 		return nil, &usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
 	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
+	for name, only := range map[string]string{"timeout": "try", "if-unconfirmed": "revert"} {
+		if o.set[name] && cmd != only {
+			return nil, &netsetup.FlagError{Flag: name, Msg: "only valid with " + only}
+		}
+	}
+	o.timeout = DefaultTryTimeout
+	if o.set["timeout"] {
+		d, err := parseTimeout(timeout)
+		if err != nil {
+			return nil, &netsetup.FlagError{Flag: "timeout", Msg: err.Error()}
+		}
+		o.timeout = d
+	}
 
 	// defaults < config file < flags
 	c := netsetup.Defaults()
@@ -95,6 +117,22 @@ func parseFlags(cmd string, args []string) (*options, error) {
 	}
 	o.cfg = c
 	return o, nil
+}
+
+// parseTimeout takes a Go duration ("90s", "2m") or plain seconds ("120").
+func parseTimeout(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		n, aerr := strconv.ParseUint(s, 10, 32)
+		if aerr != nil {
+			return 0, fmt.Errorf("%q is not a duration (e.g. 120s, 5m)", s)
+		}
+		d = time.Duration(n) * time.Second
+	}
+	if d < 5*time.Second || d > 24*time.Hour {
+		return 0, fmt.Errorf("%s: want between 5s and 24h (time to log in again and confirm)", d)
+	}
+	return d, nil
 }
 
 func (o *options) rootPath(p string) string {

@@ -16,7 +16,12 @@ const usage = `usage:
                      [--nameserver IP ...] [--sshd any-vrf|vrf-only] [--resolved-listener IP]
                      [--dry-run] [--force] [--quiet] [--root DIR] [--config FILE]
   vrf-netsetup check [--vrf NAME] [--table N] [--iface DEV] [--query-name NAME] [--json] [--root DIR] [--config FILE]
-  vrf-netsetup revert [--dry-run] [--root DIR]
+  vrf-netsetup try [apply flags] [--timeout 120s]
+      apply, then roll everything back after the timeout unless confirmed
+  vrf-netsetup confirm [--force]
+      keep what try applied (from a NEW login; --force: from the same session)
+  vrf-netsetup revert [--dry-run] [--root DIR] [--if-unconfirmed]
+      restore the state before the first apply (--if-unconfirmed: before a pending try)
 Settings come from ` + netsetup.DefaultConfigPath + ` (or --config) when present; flags override.
 Exit status: 0 ok, 1 failure (or a failed check), 2 usage error.
 `
@@ -38,11 +43,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdCheck(args[1:], stdout)
 	case "revert":
 		err = cmdRevert(args[1:], stdout)
+	case "try":
+		err = cmdTry(args[1:], stdout)
+	case "confirm":
+		err = cmdConfirm(args[1:], stdout)
+	case "__delay":
+		err = cmdDelay(args[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
-		fmt.Fprintf(stderr, "vrf-netsetup: unknown command %q (want apply, check or revert)\n", args[0])
+		fmt.Fprintf(stderr, "vrf-netsetup: unknown command %q (want apply, check, try, confirm or revert)\n", args[0])
 		return 2
 	}
 	if err == nil {

@@ -23,6 +23,17 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"apply", "--root", root}, "--iface"},
 		{[]string{"check", "--root", root, "--iface", "eth0", "--bogus"}, "bogus"},
 		{[]string{"frobnicate"}, "frobnicate"},
+		{[]string{"try", "--iface", "eth0", "--timeout", "soon"}, "--timeout"},
+		{[]string{"try", "--iface", "eth0", "--timeout", "1s"}, "--timeout"},
+		{[]string{"try", "--iface", "eth0", "--timeout", "48h"}, "--timeout"},
+		{[]string{"try", "--iface", "eth0", "--root", root}, "--root"},
+		{[]string{"try", "--iface", "eth0", "--dry-run"}, "--dry-run"},
+		{[]string{"try", "--iface", "eth0", "--table", "x"}, "--table"},
+		{[]string{"apply", "--root", root, "--iface", "eth0", "--timeout", "30s"}, "--timeout"},
+		{[]string{"apply", "--root", root, "--iface", "eth0", "--if-unconfirmed"}, "--if-unconfirmed"},
+		{[]string{"confirm", "--root", root, "--bogus"}, "bogus"},
+		{[]string{"confirm", "--root", root, "--timeout", "30s"}, "--timeout"},
+		{[]string{"revert", "--root", root, "--if-unconfirmed=maybe"}, "if-unconfirmed"},
 	} {
 		var out, errb bytes.Buffer
 		code := run(c.args, &out, &errb)
@@ -50,5 +61,29 @@ func TestConfigFileAndFlagOverride(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run([]string{"apply", "--config", cfgPath}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "tabel") {
 		t.Fatalf("unknown key: exit %d %q", code, errb.String())
+	}
+}
+
+func TestTimeoutForms(t *testing.T) {
+	for in, want := range map[string]string{"120": "2m0s", "90s": "1m30s", "5m": "5m0s"} {
+		d, err := parseTimeout(in)
+		if err != nil || d.String() != want {
+			t.Errorf("%s: %v %v", in, d, err)
+		}
+	}
+}
+
+// confirm without a try: exit 1, one line.
+func TestConfirmWithoutTry(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run([]string{"confirm", "--root", t.TempDir()}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "no try to confirm") {
+		t.Fatalf("exit %d %q", code, errb.String())
+	}
+	out.Reset()
+	errb.Reset()
+	code = run([]string{"revert", "--root", t.TempDir(), "--if-unconfirmed"}, &out, &errb)
+	if code != 0 || !strings.Contains(out.String(), "nothing to do") {
+		t.Fatalf("revert --if-unconfirmed without try: exit %d %q %q", code, out.String(), errb.String())
 	}
 }

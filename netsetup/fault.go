@@ -1,0 +1,57 @@
+package netsetup
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Fault is test-only fault injection for Apply. Only a binary built with
+// `-tags netsetupfault` ever sets it (cmd/vrf-netsetup/fault_on.go reads
+// VRF_NETSETUP_FAULT there; release builds compile fault_off.go, which
+// ignores the variable), so it cannot fire in production by accident.
+type Fault struct {
+	// KillAfter N (1-based): once step N has succeeded, Apply calls Exit
+	// without rolling anything back, as if the process had been SIGKILLed or
+	// the power had failed right after that step.
+	KillAfter int
+	Exit      func(code int) // nil: os.Exit
+}
+
+// FaultExitCode is the exit status of an injected kill (128+SIGKILL).
+const FaultExitCode = 137
+
+// FaultEnv is the variable a netsetupfault build reads: "kill-after-step:N".
+const FaultEnv = "VRF_NETSETUP_FAULT"
+
+// ParseFault parses a FaultEnv value ("" = no fault).
+func ParseFault(v string) (*Fault, error) {
+	if v == "" {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(strings.TrimPrefix(v, "kill-after-step:"))
+	if !strings.HasPrefix(v, "kill-after-step:") || err != nil || n < 1 {
+		return nil, fmt.Errorf("invalid %s=%q: want kill-after-step:N (N >= 1)", FaultEnv, v)
+	}
+	return &Fault{KillAfter: n}, nil
+}
+
+// ErrFaultKilled is returned by Apply when a fake Exit returned.
+var ErrFaultKilled = errors.New("fault injection: killed (no rollback)")
+
+// fire reports whether the fault went off after step i of total.
+func (f *Fault) fire(out io.Writer, i, total int, s Step) bool {
+	if f == nil || f.KillAfter != i {
+		return false
+	}
+	fmt.Fprintf(out, "FAULT  killed after step %d/%d (%s): no rollback\n", i, total, s.ID)
+	if f.Exit != nil {
+		f.Exit(FaultExitCode)
+		return true
+	}
+	os.Exit(FaultExitCode)
+	return true
+}

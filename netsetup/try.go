@@ -1,0 +1,413 @@
+package netsetup
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// try/confirm (like `netplan try`): try saves the current state, arms a
+// rollback that does not depend on the caller's session, and applies; only
+// `vrf-netsetup confirm` from a fresh login keeps the result. Without it the
+// rollback (RevertIfUnconfirmed, which reuses RevertFrom) restores network,
+// DNS and files after the timeout.
+const (
+	TryDir        = "/run/pam-vrf"
+	TryStatePath  = TryDir + "/try.json"
+	TryBackupPath = TryDir + "/try-backup.json"
+	TryLockPath   = TryDir + "/try.lock"
+	// RollbackUnit names the transient systemd timer/service of the rollback.
+	RollbackUnit = "pam-vrf-rollback"
+)
+
+// Try statuses.
+const (
+	TryPending        = "pending"
+	TryConfirmed      = "confirmed"
+	TryRolledBack     = "rolled-back"
+	TryRollbackFailed = "rollback-failed"
+)
+
+// TryState is TryStatePath.
+type TryState struct {
+	Status   string    `json:"status"`
+	Started  time.Time `json:"started"`
+	Deadline time.Time `json:"deadline"`
+	Config   Config    `json:"config"`
+	// SID is the session of the try process: confirm from the same session
+	// proves nothing about new logins.
+	SID    int       `json:"sid"`
+	Timer  Timer     `json:"timer"`
+	Done   time.Time `json:"done,omitempty"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// Timer identifies an armed rollback for Cancel.
+type Timer struct {
+	Kind string `json:"kind"`           // "systemd", "process", "fake"
+	Unit string `json:"unit,omitempty"` // systemd: the timer unit
+	PID  int    `json:"pid,omitempty"`  // process: setsid'd sleeper
+	// Start is the process start time (/proc/PID/stat field 22), so a
+	// recycled PID is never killed.
+	Start string `json:"start,omitempty"`
+}
+
+func (t Timer) String() string {
+	switch t.Kind {
+	case "systemd":
+		return "systemd timer " + t.Unit
+	case "process":
+		return fmt.Sprintf("detached process %d", t.PID)
+	}
+	return t.Kind
+}
+
+// Scheduler runs argv once after a delay, outside the caller's session, so
+// the rollback survives the ssh session that ran try.
+type Scheduler interface {
+	Schedule(after time.Duration, argv []string) (Timer, error)
+	Cancel(Timer) error
+}
+
+// SystemdRun arms a transient timer with systemd-run (exec'ing systemd-run
+// and systemctl is acceptable here, as for the other service actions).
+type SystemdRun struct{ Unit string }
+
+func (s SystemdRun) unit() string {
+	if s.Unit == "" {
+		return RollbackUnit
+	}
+	return s.Unit
+}
+
+func (s SystemdRun) Schedule(after time.Duration, argv []string) (Timer, error) {
+	u := s.unit()
+	// a failed earlier run would block the unit name
+	_ = exec.Command("systemctl", "reset-failed", u+".timer", u+".service").Run()
+	args := []string{"--unit=" + u, "--description=pam-vrf: roll back an unconfirmed vrf-netsetup try",
+		"--collect", fmt.Sprintf("--on-active=%dms", after.Milliseconds()), "--timer-property=AccuracySec=100ms", "--"}
+	cmd := exec.Command("systemd-run", append(args, argv...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return Timer{}, fmt.Errorf("systemd-run: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return Timer{Kind: "systemd", Unit: u + ".timer"}, nil
+}
+
+func (s SystemdRun) Cancel(t Timer) error {
+	out, err := exec.Command("systemctl", "stop", t.Unit).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("systemctl stop %s: %w: %s", t.Unit, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Detached is the fallback without systemd: a child in its own session
+// (setsid, not waited for, stdio on Log) that sleeps and then execs argv.
+// Self is the argv prefix that does that: Self + [seconds] + argv
+// (vrf-netsetup's hidden "__delay" command).
+type Detached struct {
+	Self []string
+	Log  string // file for the child's output ("" = /dev/null)
+}
+
+func (d Detached) Schedule(after time.Duration, argv []string) (Timer, error) {
+	args := append(append(append([]string{}, d.Self...), strconv.FormatFloat(after.Seconds(), 'f', 3, 64)), argv...)
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	out := "/dev/null"
+	if d.Log != "" {
+		out = d.Log
+	}
+	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return Timer{}, err
+	}
+	defer f.Close()
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Dir = "/"
+	if err := cmd.Start(); err != nil {
+		return Timer{}, fmt.Errorf("start rollback process: %w", err)
+	}
+	t := Timer{Kind: "process", PID: cmd.Process.Pid, Start: procStart(cmd.Process.Pid)}
+	// the child outlives us (re-parented to init); reap it if we are still
+	// around when it ends so no zombie stays behind meanwhile
+	go func() { _ = cmd.Wait() }()
+	return t, nil
+}
+
+func (d Detached) Cancel(t Timer) error {
+	if t.PID <= 0 || procStart(t.PID) != t.Start {
+		return nil // gone already (or the PID is someone else's now)
+	}
+	if t.PID == os.Getpid() || t.PID == unix.Getpgrp() {
+		return nil // the rollback itself (the sleeper exec'd it)
+	}
+	if err := unix.Kill(-t.PID, unix.SIGTERM); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("kill rollback process %d: %w", t.PID, err)
+	}
+	return nil
+}
+
+// procStart is field 22 of /proc/PID/stat ("" when the process is gone).
+func procStart(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		s = s[i+1:]
+	}
+	f := strings.Fields(s)
+	if len(f) < 20 {
+		return ""
+	}
+	return f[19] // fields after "(comm)" start at 3
+}
+
+// lockTry takes the try lock (flock; released when the process dies).
+func lockTry(fs FS) (func(), error) {
+	p := fs.P(TryLockPath)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// ReadTryState returns the try state (nil when no try ever ran since boot).
+func ReadTryState(fs FS) (*TryState, error) {
+	b, err := os.ReadFile(fs.P(TryStatePath))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var ts TryState
+	if err := json.Unmarshal(b, &ts); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", fs.P(TryStatePath), err)
+	}
+	return &ts, nil
+}
+
+func writeTryState(fs FS, ts *TryState) error {
+	b, _ := json.MarshalIndent(ts, "", "  ")
+	return fs.WriteAtomic(TryStatePath, append(b, '\n'), 0o600)
+}
+
+// Tryer is `vrf-netsetup try`.
+type Tryer struct {
+	Runner  *Runner
+	Sched   Scheduler
+	Timeout time.Duration
+	// Rollback is the command the timer runs (vrf-netsetup revert --if-unconfirmed).
+	Rollback []string
+	SID      int
+	Now      func() time.Time
+}
+
+func (t *Tryer) now() time.Time {
+	if t.Now != nil {
+		return t.Now()
+	}
+	return time.Now()
+}
+
+// Try applies cfg with the rollback armed.
+func (t *Tryer) Try(cfg Config) error {
+	r := t.Runner
+	fs := r.Env.FS
+	unlock, err := lockTry(fs)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if ts, err := ReadTryState(fs); err != nil {
+		return err
+	} else if ts != nil && ts.Status == TryPending {
+		return fmt.Errorf("a try is already pending (rollback at %s): confirm it (vrf-netsetup confirm) or roll it back (vrf-netsetup revert --if-unconfirmed) first", ts.Deadline.Format(time.TimeOnly))
+	}
+	var ts *TryState
+	r.GuardWarnOnly = true
+	r.Prepare = func(st *State, _ []Step) error {
+		data, err := json.MarshalIndent(st, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := fs.WriteAtomic(TryBackupPath, append(data, '\n'), 0o600); err != nil {
+			return fmt.Errorf("save the pre-try state: %w", err)
+		}
+		tm, err := t.Sched.Schedule(t.Timeout, t.Rollback)
+		if err != nil {
+			_ = fs.Remove(TryBackupPath)
+			return fmt.Errorf("arm the rollback: %w (nothing changed)", err)
+		}
+		start := t.now()
+		ts = &TryState{Status: TryPending, Started: start, Deadline: start.Add(t.Timeout), Config: cfg, SID: t.SID, Timer: tm}
+		if err := writeTryState(fs, ts); err != nil {
+			_ = t.Sched.Cancel(tm)
+			_ = fs.Remove(TryBackupPath)
+			return err
+		}
+		fmt.Fprintf(r.Out, "armed  rollback at %s (in %s) via %s: saved the current state to %s\n",
+			ts.Deadline.Format(time.TimeOnly), t.Timeout, tm, TryBackupPath)
+		return nil
+	}
+	err = r.ApplyChanged(cfg)
+	switch {
+	case errors.Is(err, ErrNothingToDo):
+		fmt.Fprintln(r.Out, "try: nothing changed, so there is nothing to confirm")
+		return nil
+	case ts == nil:
+		return err // failed before anything changed
+	case err == nil:
+		fmt.Fprintf(r.Out, `try: applied, NOT confirmed yet.
+  To keep it, log in again (a NEW ssh session proves that logins still work) and run:
+      vrf-netsetup confirm
+  Otherwise everything (network, DNS, files) is rolled back at %s (in %s).
+  Roll back now: vrf-netsetup revert --if-unconfirmed
+`, ts.Deadline.Format(time.TimeOnly), t.Timeout)
+		return nil
+	case errors.Is(err, ErrRolledBack):
+		// apply undid its own steps: nothing to confirm or roll back
+		cerr := t.Sched.Cancel(ts.Timer)
+		ts.Status, ts.Done, ts.Detail = TryRolledBack, t.now(), "apply failed and rolled back: "+err.Error()
+		_ = writeTryState(fs, ts)
+		_ = fs.Remove(TryBackupPath)
+		if cerr != nil {
+			fmt.Fprintf(r.Out, "note   could not cancel the rollback (%v): it will find nothing to do\n", cerr)
+		}
+		return fmt.Errorf("%w (try cancelled: nothing to confirm)", err)
+	default:
+		return fmt.Errorf("%w\ntry: the rollback stays armed: it restores the previous state at %s unless you run vrf-netsetup confirm", err, ts.Deadline.Format(time.TimeOnly))
+	}
+}
+
+// ErrConfirmSameSession: confirm from the session that ran try.
+var ErrConfirmSameSession = errors.New("confirm from a new login: this session ran try, and it staying alive proves nothing about new ssh logins (log in again, or pass --force)")
+
+// Confirm keeps a pending try: cancels the rollback and drops the pre-try
+// backup. sid is the caller's session; force skips the fresh-login check.
+func Confirm(fs FS, sched Scheduler, out io.Writer, sid int, force bool) error {
+	unlock, err := lockTry(fs)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	ts, err := ReadTryState(fs)
+	if err != nil {
+		return err
+	}
+	switch {
+	case ts == nil:
+		return errors.New("no try to confirm (run vrf-netsetup try first)")
+	case ts.Status == TryConfirmed:
+		fmt.Fprintf(out, "already confirmed at %s\n", ts.Done.Format(time.TimeOnly))
+		return nil
+	case ts.Status != TryPending:
+		return fmt.Errorf("too late: the try of %s ended at %s (%s): %s", ts.Started.Format(time.TimeOnly), ts.Done.Format(time.TimeOnly), ts.Status, ts.Detail)
+	case ts.SID == sid && !force:
+		return ErrConfirmSameSession
+	}
+	if err := sched.Cancel(ts.Timer); err != nil {
+		// the rollback still fires but finds the try confirmed
+		fmt.Fprintf(out, "note   could not cancel the rollback (%v): it will find the try confirmed and do nothing\n", err)
+	}
+	ts.Status, ts.Done, ts.Detail = TryConfirmed, time.Now(), "confirmed"
+	if err := writeTryState(fs, ts); err != nil {
+		return err
+	}
+	_ = fs.Remove(TryBackupPath)
+	fmt.Fprintf(out, "confirmed: keeping the configuration applied at %s (VRF %s, %s); rollback cancelled\n", ts.Started.Format(time.TimeOnly), ts.Config.VRF, ts.Config.Iface)
+	return nil
+}
+
+// RevertIfUnconfirmed is what the rollback timer runs: when a try is still
+// pending it restores the pre-try state (network, DNS, files) with
+// RevertFrom; otherwise it does nothing.
+func RevertIfUnconfirmed(r *Reader, env *Env, sched Scheduler, out io.Writer, dryRun bool) error {
+	unlock, err := lockTry(env.FS)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	ts, err := ReadTryState(env.FS)
+	if err != nil {
+		return err
+	}
+	if ts == nil || ts.Status != TryPending {
+		st := "none"
+		if ts != nil {
+			st = ts.Status
+		}
+		fmt.Fprintf(out, "nothing to do: no unconfirmed try (last try: %s)\n", st)
+		return nil
+	}
+	fmt.Fprintf(out, "rollback: the try of %s was not confirmed (deadline %s): restoring the previous state\n", ts.Started.Format(time.TimeOnly), ts.Deadline.Format(time.TimeOnly))
+	err = RevertFrom(r, env, out, dryRun, TryBackupPath, &ts.Config)
+	if dryRun {
+		return err
+	}
+	if sched != nil {
+		_ = sched.Cancel(ts.Timer) // run by hand before the deadline
+	}
+	ts.Done = time.Now()
+	if err != nil {
+		ts.Status, ts.Detail = TryRollbackFailed, err.Error()
+		_ = writeTryState(env.FS, ts)
+		return fmt.Errorf("rollback: %w (the pre-try state stays in %s)", err, TryBackupPath)
+	}
+	ts.Status, ts.Detail = TryRolledBack, "not confirmed before the deadline: rolled back"
+	if err := writeTryState(env.FS, ts); err != nil {
+		return err
+	}
+	_ = env.FS.Remove(TryBackupPath)
+	fmt.Fprintln(out, "rollback: done, the previous network and DNS configuration is back")
+	return nil
+}
+
+// HostScheduler arms the rollback with systemd-run when systemd runs the
+// host (/run/systemd/system, as sd_booted(3)), else with a Detached child
+// of self (vrf-netsetup's path); Cancel follows the kind the timer has.
+func HostScheduler(self string) Scheduler {
+	return hostSched{det: Detached{Self: []string{self, "__delay"}, Log: TryDir + "/rollback.log"}}
+}
+
+type hostSched struct{ det Detached }
+
+func (h hostSched) Schedule(after time.Duration, argv []string) (Timer, error) {
+	if fi, err := os.Stat("/run/systemd/system"); err == nil && fi.IsDir() {
+		if _, err := exec.LookPath("systemd-run"); err == nil {
+			return SystemdRun{}.Schedule(after, argv)
+		}
+	}
+	return h.det.Schedule(after, argv)
+}
+
+func (h hostSched) Cancel(t Timer) error {
+	switch t.Kind {
+	case "systemd":
+		return SystemdRun{}.Cancel(t)
+	case "process":
+		return h.det.Cancel(t)
+	}
+	return nil
+}

@@ -1,0 +1,185 @@
+package netsetup
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+type fakeSched struct {
+	scheduled []string
+	cancelled int
+}
+
+func (f *fakeSched) Schedule(after time.Duration, argv []string) (Timer, error) {
+	f.scheduled = append(f.scheduled, after.String()+" "+strings.Join(argv, " "))
+	return Timer{Kind: "fake"}, nil
+}
+
+func (f *fakeSched) Cancel(Timer) error { f.cancelled++; return nil }
+
+func (h *faultHost) tryer(s Scheduler) *Tryer {
+	return &Tryer{Runner: h.runner(), Sched: s, Timeout: 30 * time.Second, SID: 100,
+		Rollback: []string{"vrf-netsetup", "revert", "--if-unconfirmed"}}
+}
+
+func tryStatus(t *testing.T, h *faultHost) string {
+	ts, err := ReadTryState(FS{Root: h.root})
+	if err != nil || ts == nil {
+		t.Fatalf("try state %v %v", ts, err)
+	}
+	return ts.Status
+}
+
+// TestTryConfirm: try arms the rollback before the first step, confirm from
+// the same session is refused, from another one cancels it and keeps the
+// state; the rollback then has nothing to do.
+func TestTryConfirm(t *testing.T) {
+	h := newHost(t, false)
+	cfg := faultCfg()
+	before := h.snap(t, false)
+	s := &fakeSched{}
+	if err := h.tryer(s).Try(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.scheduled) != 1 || s.scheduled[0] != "30s vrf-netsetup revert --if-unconfirmed" || tryStatus(t, h) != TryPending {
+		t.Fatalf("scheduled %v, status %s", s.scheduled, tryStatus(t, h))
+	}
+	applied := h.snap(t, false)
+	if applied == before {
+		t.Fatal("try changed nothing")
+	}
+	if err := h.tryer(s).Try(cfg); err == nil || !strings.Contains(err.Error(), "already pending") {
+		t.Fatalf("second try: %v", err)
+	}
+	fs := FS{Root: h.root}
+	if err := Confirm(fs, s, os.Stderr, 100, false); !errors.Is(err, ErrConfirmSameSession) {
+		t.Fatalf("confirm from the try session: %v", err)
+	}
+	if err := Confirm(fs, s, os.Stderr, 200, false); err != nil {
+		t.Fatal(err)
+	}
+	if s.cancelled != 1 || tryStatus(t, h) != TryConfirmed {
+		t.Fatalf("cancelled %d status %s", s.cancelled, tryStatus(t, h))
+	}
+	if f, _ := fs.Stat(TryBackupPath); f.Exists {
+		t.Error("pre-try backup left after confirm")
+	}
+	r := h.runner()
+	var out strings.Builder
+	if err := RevertIfUnconfirmed(r.Reader, r.Env, s, &out, false); err != nil || !strings.Contains(out.String(), "nothing to do") {
+		t.Fatalf("rollback after confirm: %v %q", err, out.String())
+	}
+	if got := h.snap(t, false); got != applied {
+		t.Errorf("confirmed state changed:\n%s", lineDiff(applied, got))
+	}
+	if err := Confirm(fs, s, os.Stderr, 200, false); err != nil {
+		t.Fatalf("second confirm: %v", err)
+	}
+}
+
+// TestTryRollback: an unconfirmed try rolls back rules, sysctls and files
+// to the state before the try, on a fresh host (main backup removed) and on
+// one applied before with other settings (main backup kept); a late confirm
+// says so.
+func TestTryRollback(t *testing.T) {
+	for _, appliedBefore := range []bool{false, true} {
+		h := newHost(t, false)
+		cfg := faultCfg()
+		if appliedBefore {
+			c := cfg
+			c.Nameservers = []string{"192.0.2.54"}
+			if err := h.runner().Apply(c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := h.snap(t, false)
+		s := &fakeSched{}
+		if err := h.tryer(s).Try(cfg); err != nil {
+			t.Fatal(err)
+		}
+		if h.snap(t, false) == before {
+			t.Fatal("try changed nothing")
+		}
+		r := h.runner()
+		if err := RevertIfUnconfirmed(r.Reader, r.Env, s, os.Stderr, false); err != nil {
+			t.Fatalf("rollback (applied before: %v): %v", appliedBefore, err)
+		}
+		if got := h.snap(t, false); got != before {
+			t.Errorf("applied before %v: state after rollback differs:\n%s", appliedBefore, lineDiff(before, got))
+		}
+		if tryStatus(t, h) != TryRolledBack {
+			t.Errorf("status %s", tryStatus(t, h))
+		}
+		err := Confirm(FS{Root: h.root}, s, os.Stderr, 200, false)
+		if err == nil || !strings.Contains(err.Error(), "too late") {
+			t.Errorf("late confirm: %v", err)
+		}
+	}
+}
+
+// TestTryFailedApplyDisarms: a try whose apply fails and rolls back itself
+// cancels the timer; nothing is left to confirm.
+func TestTryFailedApplyDisarms(t *testing.T) {
+	h := newHost(t, false)
+	s := &fakeSched{}
+	tr := h.tryer(s)
+	tr.Runner.plan = func(c Config, st *State) ([]Step, error) {
+		steps, err := hostPlan(c, st)
+		return append(steps, Step{ID: "boom", Desc: "injected failure", Do: func(*Env) error { return errors.New("injected") }}), err
+	}
+	before := h.snap(t, false)
+	err := tr.Try(faultCfg())
+	if !errors.Is(err, ErrRolledBack) || s.cancelled != 1 || tryStatus(t, h) != TryRolledBack {
+		t.Fatalf("err %v cancelled %d status %s", err, s.cancelled, tryStatus(t, h))
+	}
+	if got := h.snap(t, false); got != before {
+		t.Errorf("state differs:\n%s", lineDiff(before, got))
+	}
+}
+
+// TestDetachedScheduler: the no-systemd fallback runs the command in its own
+// session after the delay, and Cancel stops it before.
+func TestDetachedScheduler(t *testing.T) {
+	dir := t.TempDir()
+	d := Detached{Self: []string{"/bin/sh", "-c", `sleep "$1"; shift; exec "$@"`, "sh"}, Log: filepath.Join(dir, "log")}
+	fired := filepath.Join(dir, "fired")
+	tm, err := d.Schedule(300*time.Millisecond, []string{"/bin/touch", fired})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sid, _ := unix.Getsid(tm.PID); sid != tm.PID {
+		t.Errorf("rollback process %d in session %d, not its own", tm.PID, sid)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(fired); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("detached command never ran")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancelled := filepath.Join(dir, "cancelled")
+	tm, err = d.Schedule(700*time.Millisecond, []string{"/bin/touch", cancelled})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := d.Cancel(tm); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1200 * time.Millisecond)
+	if _, err := os.Stat(cancelled); err == nil {
+		t.Fatal("cancelled command ran")
+	}
+	if err := d.Cancel(tm); err != nil { // gone: no error, nothing killed
+		t.Fatal(err)
+	}
+}
