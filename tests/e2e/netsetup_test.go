@@ -1,0 +1,197 @@
+//go:build vm
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pam-vrf/pam-vrf/tests/vm"
+)
+
+// netsetupShell is sourced by every script of TestE2ENetsetup: snap prints
+// the network/DNS state a revert must restore (ifindexes, peer indexes and
+// RA lifetimes normalised away), vsnap what a converged apply produces.
+const netsetupShell = `
+set -u
+A="vrf-netsetup apply --vrf mgmt --table 1000 --iface eth0"
+res() { if [ "$1" = 0 ]; then echo "ok   $2"; else echo "FAIL $2"; fi; }
+online() {
+	/lib/systemd/systemd-networkd-wait-online -i eth0 --timeout=60 >/dev/null
+	for i in $(seq 300); do
+		ip -4 route show default dev eth0 | grep -q via && ip -6 route show default dev eth0 | grep -q via && return 0
+		sleep 0.2
+	done
+	return 1
+}
+snap() {
+	ip -d link | sed -E 's/^[0-9]+: /N: /; s/@if[0-9]+//'
+	ip rule; ip -6 rule; ip route
+	ip -6 route | sed -E 's/ expires [0-9]+sec//'
+	readlink /etc/resolv.conf
+	ls /etc/systemd/network /etc/systemd/resolved.conf.d /etc/sysctl.d 2>&1
+	sysctl net.ipv4.tcp_l3mdev_accept
+}
+vsnap() {
+	ip -d link | sed -E 's/^[0-9]+: /N: /; s/@if[0-9]+//'
+	ip rule; ip route show vrf mgmt
+	ip addr show mgmt | sed -E 's/^[0-9]+: /N: /'
+}
+# same STAGE FILE: snap equals FILE within 30 s (networkd re-runs DHCP/RA)
+same() {
+	for i in $(seq 60); do snap > /tmp/now; cmp -s "$2" /tmp/now && break; sleep 0.5; done
+	diff "$2" /tmp/now; res $? "$1"
+}
+`
+
+// TestE2ENetsetup proves, in one fresh guest (networkd + resolved):
+// apply+revert restores the network and DNS exactly; a try never confirmed
+// rolls back by itself after its timeout; a try confirmed from a fresh ssh
+// login stays; an apply killed after step N (fault build, see
+// netsetup/fault.go) is reported by check and converges on the next apply.
+func TestE2ENetsetup(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	start := time.Now()
+	bin := t.TempDir()
+	goBuild(t, filepath.Join(bin, "vrf-netsetup"))
+	goBuild(t, filepath.Join(bin, "vrf-netsetup-fault"), "-tags", "netsetupfault")
+	img, err := vm.EnsureImage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := vm.Boot(ctx, img, vm.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for _, f := range []struct{ src, dst string }{
+		{"vrf-netsetup", "/usr/sbin/vrf-netsetup"},
+		{"vrf-netsetup-fault", "/usr/local/sbin/vrf-netsetup-fault"},
+	} {
+		if err := m.Push(ctx, filepath.Join(bin, f.src), f.dst, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &testReporter{t: t}
+	defer func() {
+		if t.Failed() {
+			t.Logf("console tail:\n%s", m.ConsoleTail(40))
+		}
+		fmt.Printf("e2e netsetup: %d passed, %d failed (%v)\n", r.passed, r.failed, time.Since(start).Round(time.Second))
+	}()
+	run := func(title, script string, limit time.Duration) string {
+		fmt.Printf("\n== %s\n", title)
+		rctx, c := context.WithTimeout(ctx, limit)
+		defer c()
+		t0 := time.Now()
+		out, errOut, code, err := m.Run(rctx, netsetupShell+script)
+		t.Logf("guest script %q: exit %d in %v\n%s\n%s", title, code, time.Since(t0).Round(time.Second), out, errOut)
+		n := 0
+		for _, l := range strings.Split(out, "\n") {
+			switch {
+			case strings.HasPrefix(l, "ok   "):
+				r.Check(strings.TrimPrefix(l, "ok   "), true, "")
+				n++
+			case strings.HasPrefix(l, "FAIL "):
+				r.Check(strings.TrimPrefix(l, "FAIL "), false, out)
+				n++
+			case strings.HasPrefix(l, "| "):
+				fmt.Println("   " + l)
+			}
+		}
+		r.Check(title+": script completed", err == nil && code == 0 && n > 0, fmt.Sprintf("exit %d, err %v, %d assertions\n%s", code, err, n, errOut))
+		return out
+	}
+
+	run("revert restores the pre-apply state", `
+online; res $? "revert/eth0 online (DHCP + RA default routes)"
+snap > /root/s0
+$A > /tmp/apply.out 2>&1; res $? "revert/apply succeeds"
+ip vrf exec mgmt getent hosts mirror.test >/dev/null; res $? "revert/DNS works inside the VRF after apply"
+vrf-netsetup revert > /tmp/revert.out 2>&1; rc=$?; res $rc "revert/revert succeeds"
+[ $rc = 0 ] || cat /tmp/revert.out
+same "revert/network, rules, resolv.conf, networkd/resolved/sysctl dirs and l3mdev sysctl as before apply" /root/s0
+getent hosts mirror.test >/dev/null; res $? "revert/DNS works in the default VRF after revert"
+[ ! -e /var/lib/pam-vrf/netsetup-backup.json ]; res $? "revert/backup removed"
+`, 3*time.Minute)
+
+	run("try never confirmed rolls back after its timeout", `
+snap > /root/s1
+T0=$(date +%s)
+vrf-netsetup try --vrf mgmt --table 1000 --iface eth0 --timeout 20s > /tmp/try.out 2>&1; res $? "try/try succeeds"
+sed 's/^/| /' /tmp/try.out | grep -E 'armed|NOT confirmed|vrf-netsetup confirm|rolled back at'
+grep -q 'vrf-netsetup confirm' /tmp/try.out; res $? "try/prints how to confirm"
+systemctl is-active --quiet pam-vrf-rollback.timer; res $? "try/rollback timer pam-vrf-rollback.timer armed"
+ip vrf exec mgmt getent hosts mirror.test >/dev/null; res $? "try/applied: DNS works inside the VRF"
+for i in $(seq 120); do grep -q '"status": "rolled-back"' /run/pam-vrf/try.json && break; sleep 0.5; done
+grep -q '"status": "rolled-back"' /run/pam-vrf/try.json; res $? "try/rolled back by itself (status rolled-back)"
+echo "| rolled back $(( $(date +%s) - T0 ))s after try started (timeout 20s)"
+journalctl -u pam-vrf-rollback.service --no-pager -o cat | grep -E '^rollback' | sed 's/^/| journal: /'
+same "try/network, rules, resolv.conf, files and sysctl as before the try" /root/s1
+getent hosts mirror.test >/dev/null; res $? "try/DNS works in the default VRF after the rollback"
+[ ! -e /var/lib/pam-vrf/netsetup-backup.json ] && [ ! -e /etc/pam-vrf/netsetup.toml ]; res $? "try/no backup or config left (first apply undone)"
+vrf-netsetup confirm > /tmp/c.out 2>&1; [ $? = 1 ] && grep -q 'too late' /tmp/c.out; res $? "try/late confirm says too late (exit 1)"
+`, 3*time.Minute)
+
+	run("try confirmed from a fresh ssh login stays", `
+vrf-netsetup try --vrf mgmt --table 1000 --iface eth0 --timeout 60s > /tmp/try.out 2>&1; res $? "confirm/try succeeds"
+vrf-netsetup confirm > /tmp/c0.out 2>&1; [ $? = 1 ] && grep -q 'new login' /tmp/c0.out; res $? "confirm/refused from the session that ran try"
+`+sshCmd("root", "vrf-netsetup confirm")+` > /tmp/c.out 2>&1; res $? "confirm/confirm over a new ssh login succeeds"
+sed 's/^/| /' /tmp/c.out
+grep -q '"status": "confirmed"' /run/pam-vrf/try.json; res $? "confirm/status confirmed"
+! systemctl is-active --quiet pam-vrf-rollback.timer; res $? "confirm/rollback timer cancelled"
+vrf-netsetup check --vrf mgmt --iface eth0 --query-name mirror.test > /tmp/check.out 2>&1; res $? "confirm/check passes (converged)"
+grep converged /tmp/check.out | sed 's/^/| /'
+vrf-netsetup revert --if-unconfirmed | grep -q 'nothing to do'; res $? "confirm/revert --if-unconfirmed has nothing to do"
+vrf-netsetup revert >/dev/null 2>&1; res $? "confirm/revert back to the original state"
+same "confirm/state as before after revert" /root/s1
+`, 3*time.Minute)
+
+	run("apply killed after step N: check reports it, apply converges", `
+$A > /dev/null 2>&1; res $? "fault/reference apply"
+vsnap > /root/ref
+vrf-netsetup revert >/dev/null 2>&1; res $? "fault/reference revert"
+online >/dev/null
+$A --dry-run > /tmp/plan
+pick() { grep -E "^ +[0-9]+\. $1" /tmp/plan | head -1 | awk '{print $1}' | tr -d .; }
+for what in 'save the pre-apply' 'write /etc/systemd/network/mgmt.netdev' 'networkctl reload' 'networkctl reconfigure'; do
+	n=$(pick "$what")
+	[ -n "$n" ] || { echo "FAIL fault/plan has a step '$what'"; continue; }
+	tag="fault/kill after step $n ($what)"
+	VRF_NETSETUP_FAULT=kill-after-step:$n vrf-netsetup-fault apply --vrf mgmt --table 1000 --iface eth0 > /tmp/k.out 2>&1
+	rc=$?; [ $rc = 137 ] && grep -q "FAULT  killed after step $n/" /tmp/k.out; res $? "$tag: apply died (exit $rc)"
+	vrf-netsetup check --vrf mgmt --iface eth0 --query-name mirror.test > /tmp/check.out 2>&1
+	rc=$?; [ $rc = 1 ] && grep -q '^FAIL converged' /tmp/check.out; res $? "$tag: check exits 1 and names what is missing"
+	grep -E '^FAIL' /tmp/check.out | cut -c1-200 | sed 's/^/| /'
+	$A > /tmp/a.out 2>&1; rc=$?; res $rc "$tag: apply again converges"
+	[ $rc = 0 ] || cat /tmp/a.out
+	vsnap > /tmp/v; diff /root/ref /tmp/v; res $? "$tag: same links, rules, VRF routes and addresses as an uninterrupted apply"
+	vrf-netsetup revert > /dev/null 2>&1; res $? "$tag: revert"
+	online >/dev/null
+done
+same "fault/state as before after the last revert" /root/s1
+`, 6*time.Minute)
+}
+
+// goBuild builds cmd/vrf-netsetup (static, as make all) into out.
+func goBuild(t *testing.T, out string, extra ...string) {
+	t.Helper()
+	gobin := "go"
+	if _, err := exec.LookPath(gobin); err != nil {
+		gobin = "/usr/local/go/bin/go"
+	}
+	args := append([]string{"build"}, extra...)
+	args = append(args, "-o", out, "../../cmd/vrf-netsetup")
+	cmd := exec.Command(gobin, args...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go %v: %v\n%s", args, err, b)
+	}
+}
