@@ -48,11 +48,7 @@ func sshCmd(user, remote string) string {
 func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func (s *Scenario) run(ctx context.Context, script string) (string, string, int) {
-	return s.runFor(ctx, script, 3*time.Minute)
-}
-
-func (s *Scenario) runFor(ctx context.Context, script string, limit time.Duration) (string, string, int) {
-	rctx, cancel := context.WithTimeout(ctx, limit)
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	out, errOut, code, err := s.VM.Run(rctx, script)
 	if err != nil {
