@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // FS resolves absolute host paths under Root so that tests (and image
@@ -121,7 +122,11 @@ func (f FS) Remove(path string) error {
 func (f FS) Restore(path string, st FileState) error {
 	switch {
 	case !st.Exists:
-		return f.Remove(path)
+		if err := f.Remove(path); err != nil {
+			return err
+		}
+		f.pruneDropInDir(filepath.Dir(path))
+		return nil
 	case st.Symlink != "":
 		return f.SymlinkAtomic(path, st.Symlink)
 	default:
@@ -147,4 +152,14 @@ func (f FS) Glob(pattern string) []string {
 		}
 	}
 	return out
+}
+
+// pruneDropInDir removes a systemd drop-in directory (*.network.d,
+// *.service.d under /etc/systemd) left empty once our drop-in is gone:
+// apply created it, and revert restores the tree as it was.
+func (f FS) pruneDropInDir(dir string) {
+	if !strings.HasPrefix(dir, "/etc/systemd/") || !(strings.HasSuffix(dir, ".network.d") || strings.HasSuffix(dir, ".service.d")) {
+		return
+	}
+	_ = os.Remove(f.P(dir)) // fails (and keeps it) unless empty
 }

@@ -183,3 +183,28 @@ func TestDetachedScheduler(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRestorePrunesDropInDir: undoing a drop-in removes the directory apply
+// created for it, never one that holds other files.
+func TestRestorePrunesDropInDir(t *testing.T) {
+	fs := FS{Root: t.TempDir()}
+	p := "/etc/systemd/network/20-eth0.network.d/pam-vrf.conf"
+	other := "/etc/systemd/system/ssh.service.d/local.conf"
+	for _, f := range []string{p, other, "/etc/systemd/system/ssh.service.d/pam-vrf.conf"} {
+		if err := fs.WriteAtomic(f, []byte("x\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fs.Restore(p, FileState{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(fs.P(filepath.Dir(p))); !os.IsNotExist(err) {
+		t.Errorf("empty drop-in dir kept: %v", err)
+	}
+	if err := fs.Restore("/etc/systemd/system/ssh.service.d/pam-vrf.conf", FileState{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(fs.P(other)); err != nil {
+		t.Errorf("other drop-in gone: %v", err)
+	}
+}
