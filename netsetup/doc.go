@@ -25,7 +25,11 @@
 // what no network manager expresses (rule order, sysctls). The pre-apply
 // state is saved once, and Revert restores it; Try applies and schedules a
 // revert that only Confirm cancels, for changes made over the very link
-// being moved.
+// being moved (try.go: a systemd-run timer, or a setsid'd child without
+// systemd, runs RevertIfUnconfirmed). An apply killed half-way leaves
+// ApplyMarker behind: the next apply re-runs the service actions, and
+// Check's "converged" line names the steps still missing (fault.go has the
+// test-only kill-after-step hook that proves it for every step).
 //
 // DNS: systemd-resolved's 127.0.0.53 stub is bound to lo, so a VRF-bound
 // client can never reach it. Mode "resolved" keeps resolved (cache, DHCP
