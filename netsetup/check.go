@@ -345,7 +345,7 @@ func (c *Checker) checkPAM() CheckResult {
 	}
 	switch {
 	case vrfAt < 0:
-		return fail("pam", "add `session optional pam_vrf.so` to /etc/pam.d/common-session (after pam_systemd.so)", "pam_vrf.so not in the sshd session stack")
+		return fail("pam", "pam-auth-update --enable vrf (or add `session required pam_vrf.so` after pam_systemd.so in /etc/pam.d/common-session)", "pam_vrf.so not in the sshd session stack")
 	case sysdAt > vrfAt:
 		return fail("pam", "move pam_vrf.so after pam_systemd.so", "pam_vrf.so runs before pam_systemd.so, which then moves the session out of the VRF cgroup")
 	}

@@ -14,6 +14,10 @@ const (
 	UnitName     = "pam-vrf-netsetup.service"
 	UnitPath     = "/etc/systemd/system/" + UnitName
 	UnitWants    = "/etc/systemd/system/multi-user.target.wants/" + UnitName
+	// PackagedUnit is the unit the vrf-netsetup package ships; when it is
+	// there, apply enables it instead of writing its own copy in /etc,
+	// which would shadow the package's (and survive its purge).
+	PackagedUnit = "/lib/systemd/system/" + UnitName
 	SSHDropIn    = "/etc/systemd/system/ssh.service.d/pam-vrf.conf"
 	DhclientHook = "/etc/dhcp/dhclient-exit-hooks.d/pam-vrf"
 	BackupPath   = "/var/lib/pam-vrf/netsetup-backup.json"
@@ -28,7 +32,7 @@ func ifaceDropInPath(m Manager) string {
 
 // candidatePaths: every file the plan may write, remove or parse.
 func candidatePaths(cfg Config, m Manager) []string {
-	ps := []string{ConfigPath, SysctlConf, UnitPath, UnitWants, SSHDropIn, DhclientHook, BackupPath,
+	ps := []string{ConfigPath, SysctlConf, UnitPath, UnitWants, PackagedUnit, SSHDropIn, DhclientHook, BackupPath,
 		ResolvConf, ResolvedUplink, ResolvedStub, ResolvedDropIn, ResolvedConf,
 		netdevPath(cfg), vrfNetworkPath(cfg)}
 	if m.Kind == "networkd" {
@@ -55,6 +59,10 @@ func desiredFiles(cfg Config, dns string, st *State) ([]fileSpec, error) {
 		{Path: SysctlConf, Content: renderSysctlConf(cfg, dns), Mode: 0o644},
 		{Path: UnitPath, Content: renderUnit(cfg, st.Manager), Mode: 0o644, Kind: "unit"},
 		{Path: UnitWants, Symlink: UnitPath, Kind: "unit"},
+	}
+	if st.file(PackagedUnit).Exists {
+		fs[2] = fileSpec{Path: UnitPath, Remove: true, Kind: "unit"}
+		fs[3] = fileSpec{Path: UnitWants, Symlink: PackagedUnit, Kind: "unit"}
 	}
 	if cfg.SSHD == SSHDVRFOnly {
 		fs = append(fs, fileSpec{Path: SSHDropIn, Content: renderSSHDropIn(cfg), Mode: 0o644, Kind: "ssh"})

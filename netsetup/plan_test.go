@@ -143,6 +143,26 @@ func TestPlanFreshHost(t *testing.T) {
 	}
 }
 
+// With the vrf-netsetup package installed, apply enables the packaged unit
+// rather than shadowing it with its own copy in /etc.
+func TestPlanUsesPackagedUnit(t *testing.T) {
+	st := freshState()
+	st.Files[PackagedUnit] = FileState{Exists: true, Content: "[Unit]\n"}
+	got := ids(mustPlan(t, testCfg(), st))
+	wantOrder(t, got, "file-link:"+UnitWants+":unit")
+	for _, id := range got {
+		if strings.HasPrefix(id, "file-write:"+UnitPath) {
+			t.Errorf("apply writes %s although the package ships %s", UnitPath, PackagedUnit)
+		}
+	}
+	steps := mustPlan(t, testCfg(), st)
+	for _, s := range steps {
+		if s.ID == "file-link:"+UnitWants+":unit" && !strings.Contains(s.Desc, PackagedUnit) {
+			t.Errorf("wants link does not point at the packaged unit: %s", s.Desc)
+		}
+	}
+}
+
 func TestPlanConvergedIsEmpty(t *testing.T) {
 	for _, mode := range []string{DNSStatic, DNSResolved, DNSNone} {
 		cfg := testCfg()
