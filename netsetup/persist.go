@@ -9,11 +9,11 @@ import (
 
 // Files apply owns (all written atomically under --root).
 const (
-	ConfigPath   = DefaultConfigPath
-	SysctlConf   = "/etc/sysctl.d/60-pam-vrf.conf"
-	UnitName     = "pam-vrf-netsetup.service"
-	UnitPath     = "/etc/systemd/system/" + UnitName
-	UnitWants    = "/etc/systemd/system/multi-user.target.wants/" + UnitName
+	ConfigPath = DefaultConfigPath
+	SysctlConf = "/etc/sysctl.d/60-pam-vrf.conf"
+	UnitName   = "pam-vrf-netsetup.service"
+	UnitPath   = "/etc/systemd/system/" + UnitName
+	UnitWants  = "/etc/systemd/system/multi-user.target.wants/" + UnitName
 	// PackagedUnit is the unit the vrf-netsetup package ships; when it is
 	// there, apply enables it instead of writing its own copy in /etc,
 	// which would shadow the package's (and survive its purge).
