@@ -138,8 +138,32 @@ func (c *Checker) Run(cfg Config) ([]CheckResult, error) {
 	add(c.checkResolver(cfg, st, hasVRF))
 	add(c.checkPAM())
 	add(c.checkPolicy())
+	add(c.checkTry())
 	add(checkConverged(cfg, st, apply))
 	return rs, nil
+}
+
+// checkTry reports the try record (try.go): a pending try is fine while
+// its rollback is armed; one the rollback no longer covers (the host
+// rebooted, or the deadline passed) or whose rollback failed is not.
+func (c *Checker) checkTry() CheckResult {
+	ts, err := ReadTryState(c.Reader.FS)
+	switch {
+	case err != nil:
+		return fail("try", "inspect "+TryStatePath, "%v", err)
+	case ts == nil:
+		return ok("try", "no try pending (none recorded)")
+	case ts.Status == TryRollbackFailed:
+		return fail("try", "vrf-netsetup revert --if-unconfirmed (retry), or vrf-netsetup confirm (keep)",
+			"the rollback of the unconfirmed try of %s failed: %s; apply refuses until this is resolved", ts.Started.Format(time.DateTime), ts.Detail)
+	case ts.Status == TryPending:
+		if why := ts.staleReason(bootID(), time.Now()); why != "" {
+			return fail("try", "vrf-netsetup revert --if-unconfirmed (apply does it first too)",
+				"the try of %s is unconfirmed and %s", ts.Started.Format(time.DateTime), why)
+		}
+		return ok("try", "pending: rolled back at %s unless confirmed (vrf-netsetup confirm from a new login)", ts.Deadline.Format(time.TimeOnly))
+	}
+	return ok("try", "no try pending (last: %s at %s)", ts.Status, ts.Done.Format(time.DateTime))
 }
 
 // checkConverged: what apply would still do. After an interrupted apply

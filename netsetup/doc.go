@@ -26,7 +26,10 @@
 // state is saved once, and Revert restores it; Try applies and schedules a
 // revert that only Confirm cancels, for changes made over the very link
 // being moved (try.go: a systemd-run timer, or a setsid'd child without
-// systemd, runs RevertIfUnconfirmed). An apply killed half-way leaves
+// systemd, runs RevertIfUnconfirmed). The try record and its backup are
+// on disk, so a reboot inside the window cannot make an unconfirmed try
+// permanent: the boot unit's apply rolls it back first (ResolvePendingTry).
+// An apply killed half-way leaves
 // ApplyMarker behind: the next apply re-runs the service actions, and
 // Check's "converged" line names the steps still missing (fault.go has the
 // test-only kill-after-step hook that proves it for every step).

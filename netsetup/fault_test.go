@@ -86,7 +86,8 @@ func (h *faultHost) runner() *Runner {
 // every file under the root (path, mode, link target, content).
 func (h *faultHost) snapshot(t *testing.T) string { return h.snap(t, true) }
 
-// snap: vrfTable false leaves out table 1000 and /run (try's own files).
+// snap: vrfTable false leaves out table 1000 and try's own files (/run,
+// TryStatePath, TryBackupPath).
 func (h *faultHost) snap(t *testing.T, vrfTable bool) string {
 	t.Helper()
 	var b strings.Builder
@@ -123,7 +124,7 @@ func (h *faultHost) snap(t *testing.T, vrfTable bool) string {
 			return err
 		}
 		rel := strings.TrimPrefix(p, h.root)
-		if !vrfTable && strings.HasPrefix(rel, "/run/") {
+		if !vrfTable && (strings.HasPrefix(rel, "/run/") || rel == TryStatePath || rel == TryBackupPath) {
 			return nil
 		}
 		st, _ := (FS{Root: h.root}).Stat(rel)

@@ -21,10 +21,19 @@ import (
 // `vrf-netsetup confirm` from a fresh login keeps the result. Without it the
 // rollback (RevertIfUnconfirmed, which reuses RevertFrom) restores network,
 // DNS and files after the timeout.
+//
+// The pending try and its pre-try backup live on disk (/var/lib), not in
+// /run: a reboot inside the window kills the timer, but the tried files stay
+// and the boot unit would re-apply them, so an unconfirmed try would become
+// permanent. The record notes the boot it belongs to (BootID); the next apply
+// (the boot unit's, or anyone's) rolls back a pending try from an earlier
+// boot or past its deadline first (ResolvePendingTry). Only the lock and the
+// rollback log stay in /run.
 const (
 	TryDir        = "/run/pam-vrf"
-	TryStatePath  = TryDir + "/try.json"
-	TryBackupPath = TryDir + "/try-backup.json"
+	TryStateDir   = "/var/lib/pam-vrf"
+	TryStatePath  = TryStateDir + "/try.json"
+	TryBackupPath = TryStateDir + "/try-backup.json"
 	TryLockPath   = TryDir + "/try.lock"
 	// RollbackUnit names the transient systemd timer/service of the rollback.
 	RollbackUnit = "pam-vrf-rollback"
@@ -46,8 +55,11 @@ type TryState struct {
 	Config   Config    `json:"config"`
 	// SID is the session of the try process: confirm from the same session
 	// proves nothing about new logins.
-	SID    int       `json:"sid"`
-	Timer  Timer     `json:"timer"`
+	SID   int   `json:"sid"`
+	Timer Timer `json:"timer"`
+	// Boot is the boot the try ran in (BootID): a pending try from another
+	// boot lost its timer with the reboot.
+	Boot   string    `json:"boot,omitempty"`
 	Done   time.Time `json:"done,omitempty"`
 	Detail string    `json:"detail,omitempty"`
 }
@@ -210,7 +222,46 @@ func ReadTryState(fs FS) (*TryState, error) {
 
 func writeTryState(fs FS, ts *TryState) error {
 	b, _ := json.MarshalIndent(ts, "", "  ")
-	return fs.WriteAtomic(TryStatePath, append(b, '\n'), 0o600)
+	if err := fs.WriteAtomic(TryStatePath, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	syncDir(fs.P(TryStateDir)) // the record must survive a power cut
+	return nil
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
+
+// bootID is this boot's random id ("" when unreadable); tests replace it.
+var bootID = func() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// otherBoot: the try ran in an earlier boot (its timer is gone).
+func (ts *TryState) otherBoot() bool {
+	b := bootID()
+	return ts.Boot != "" && b != "" && ts.Boot != b
+}
+
+// staleReason says why a pending try can no longer be confirmed ("" while
+// it can): the host rebooted since (the timer died with it), or its
+// deadline passed without the timer running.
+func (ts *TryState) staleReason(boot string, now time.Time) string {
+	switch {
+	case ts.Boot != "" && boot != "" && ts.Boot != boot:
+		return "the host rebooted before confirm (the rollback timer did not survive it)"
+	case now.After(ts.Deadline):
+		return fmt.Sprintf("its deadline %s passed and the rollback timer did not run", ts.Deadline.Format(time.DateTime))
+	}
+	return ""
 }
 
 // Tryer is `vrf-netsetup try`.
@@ -244,6 +295,9 @@ func (t *Tryer) Try(cfg Config) error {
 		return err
 	} else if ts != nil && ts.Status == TryPending {
 		return fmt.Errorf("a try is already pending (rollback at %s): confirm it (vrf-netsetup confirm) or roll it back (vrf-netsetup revert --if-unconfirmed) first", ts.Deadline.Format(time.TimeOnly))
+	} else if ts != nil && ts.Status == TryRollbackFailed {
+		// a new try would overwrite the pre-try backup still needed
+		return fmt.Errorf("the rollback of the try of %s failed (%s): retry it (vrf-netsetup revert --if-unconfirmed) or keep the current state (vrf-netsetup confirm) first", ts.Started.Format(time.DateTime), ts.Detail)
 	}
 	var ts *TryState
 	r.GuardWarnOnly = true
@@ -261,7 +315,7 @@ func (t *Tryer) Try(cfg Config) error {
 			return fmt.Errorf("arm the rollback: %w (nothing changed)", err)
 		}
 		start := t.now()
-		ts = &TryState{Status: TryPending, Started: start, Deadline: start.Add(t.Timeout), Config: cfg, SID: t.SID, Timer: tm}
+		ts = &TryState{Status: TryPending, Started: start, Deadline: start.Add(t.Timeout), Config: cfg, SID: t.SID, Timer: tm, Boot: bootID()}
 		if err := writeTryState(fs, ts); err != nil {
 			_ = t.Sched.Cancel(tm)
 			_ = fs.Remove(TryBackupPath)
@@ -322,8 +376,19 @@ func Confirm(fs FS, sched Scheduler, out io.Writer, sid int, force bool) error {
 	case ts.Status == TryConfirmed:
 		fmt.Fprintf(out, "already confirmed at %s\n", ts.Done.Format(time.TimeOnly))
 		return nil
+	case ts.Status == TryRollbackFailed:
+		// the admin's way out of a failed rollback: keep what is there
+		ts.Status, ts.Done, ts.Detail = TryConfirmed, time.Now(), "confirmed after a failed rollback ("+ts.Detail+")"
+		if err := writeTryState(fs, ts); err != nil {
+			return err
+		}
+		_ = fs.Remove(TryBackupPath)
+		fmt.Fprintf(out, "confirmed: keeping the configuration as it is now (the rollback of the try of %s had failed); apply works again\n", ts.Started.Format(time.TimeOnly))
+		return nil
 	case ts.Status != TryPending:
 		return fmt.Errorf("too late: the try of %s ended at %s (%s): %s", ts.Started.Format(time.TimeOnly), ts.Done.Format(time.TimeOnly), ts.Status, ts.Detail)
+	case ts.otherBoot():
+		return errors.New("too late: the host rebooted during the try, which ends it; roll it back with vrf-netsetup revert --if-unconfirmed (the next apply does that too), then try again")
 	case ts.SID == sid && !force:
 		return ErrConfirmSameSession
 	}
@@ -342,7 +407,8 @@ func Confirm(fs FS, sched Scheduler, out io.Writer, sid int, force bool) error {
 
 // RevertIfUnconfirmed is what the rollback timer runs: when a try is still
 // pending it restores the pre-try state (network, DNS, files) with
-// RevertFrom; otherwise it does nothing.
+// RevertFrom; otherwise it does nothing. Run by hand it also retries a
+// rollback that failed.
 func RevertIfUnconfirmed(r *Reader, env *Env, sched Scheduler, out io.Writer, dryRun bool) error {
 	unlock, err := lockTry(env.FS)
 	if err != nil {
@@ -353,7 +419,7 @@ func RevertIfUnconfirmed(r *Reader, env *Env, sched Scheduler, out io.Writer, dr
 	if err != nil {
 		return err
 	}
-	if ts == nil || ts.Status != TryPending {
+	if ts == nil || (ts.Status != TryPending && ts.Status != TryRollbackFailed) {
 		st := "none"
 		if ts != nil {
 			st = ts.Status
@@ -361,27 +427,94 @@ func RevertIfUnconfirmed(r *Reader, env *Env, sched Scheduler, out io.Writer, dr
 		fmt.Fprintf(out, "nothing to do: no unconfirmed try (last try: %s)\n", st)
 		return nil
 	}
-	fmt.Fprintf(out, "rollback: the try of %s was not confirmed (deadline %s): restoring the previous state\n", ts.Started.Format(time.TimeOnly), ts.Deadline.Format(time.TimeOnly))
-	err = RevertFrom(r, env, out, dryRun, TryBackupPath, &ts.Config)
+	why := "not confirmed before the deadline"
+	if ts.Status == TryRollbackFailed {
+		why = "retrying the failed rollback (" + ts.Detail + ")"
+	} else if ts.otherBoot() {
+		why = ts.staleReason(bootID(), time.Now())
+	}
+	return rollbackTry(r, env, sched, out, dryRun, ts, why)
+}
+
+// rollbackTry restores the pre-try state of ts (held under the try lock)
+// and records the outcome. A failed rollback is recorded as
+// rollback-failed with TryBackupPath kept: apply then refuses to re-apply
+// the tried settings until the admin retries (revert --if-unconfirmed) or
+// keeps them (confirm).
+func rollbackTry(r *Reader, env *Env, sched Scheduler, out io.Writer, dryRun bool, ts *TryState, why string) error {
+	fmt.Fprintf(out, "rollback: the try of %s was not confirmed (deadline %s): %s: restoring the previous state\n", ts.Started.Format(time.TimeOnly), ts.Deadline.Format(time.TimeOnly), why)
+	err := RevertFrom(r, env, out, dryRun, TryBackupPath, &ts.Config)
 	if dryRun {
 		return err
 	}
-	if sched != nil {
+	if sched != nil && ts.Status == TryPending && !ts.otherBoot() {
 		_ = sched.Cancel(ts.Timer) // run by hand before the deadline
 	}
 	ts.Done = time.Now()
 	if err != nil {
 		ts.Status, ts.Detail = TryRollbackFailed, err.Error()
 		_ = writeTryState(env.FS, ts)
-		return fmt.Errorf("rollback: %w (the pre-try state stays in %s)", err, TryBackupPath)
+		return fmt.Errorf("rollback: %w (the pre-try state stays in %s; retry with vrf-netsetup revert --if-unconfirmed, or keep the current state with vrf-netsetup confirm)", err, TryBackupPath)
 	}
-	ts.Status, ts.Detail = TryRolledBack, "not confirmed before the deadline: rolled back"
+	ts.Status, ts.Detail = TryRolledBack, why+": rolled back"
 	if err := writeTryState(env.FS, ts); err != nil {
 		return err
 	}
 	_ = env.FS.Remove(TryBackupPath)
 	fmt.Fprintln(out, "rollback: done, the previous network and DNS configuration is back")
 	return nil
+}
+
+// ResolvePendingTry runs before every apply on the live system (the boot
+// unit's included). The settings on disk during a try are the tried ones,
+// so apply must not simply (re-)apply them:
+//   - no try, or a confirmed or rolled-back one: nothing to do (false, nil);
+//   - a pending try from an earlier boot (its timer died with the reboot)
+//     or past its deadline: it is rolled back now, by the same code as
+//     revert --if-unconfirmed, and (true, nil) tells the caller to re-read
+//     the settings, which are the pre-try ones again;
+//   - a pending try inside its window: refused (confirm it or roll it back);
+//   - a failed rollback: refused, so the unconfirmed settings are never
+//     re-applied behind the admin's back and a failing rollback is not
+//     retried at every boot; the error says how to resolve it.
+//
+// With dryRun the rollback plan is printed and nothing changes.
+func ResolvePendingTry(r *Reader, env *Env, sched Scheduler, out io.Writer, dryRun bool, now time.Time) (bool, error) {
+	ts, err := ReadTryState(env.FS)
+	if err != nil || ts == nil || (ts.Status != TryPending && ts.Status != TryRollbackFailed) {
+		return false, err
+	}
+	unlock, err := lockTry(env.FS)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	if ts, err = ReadTryState(env.FS); err != nil || ts == nil {
+		return false, err
+	}
+	switch ts.Status {
+	case TryRollbackFailed:
+		return false, fmt.Errorf("not applying: the rollback of the unconfirmed try of %s failed at %s (%s); the pre-try state is in %s: retry with vrf-netsetup revert --if-unconfirmed, or keep the current settings with vrf-netsetup confirm",
+			ts.Started.Format(time.DateTime), ts.Done.Format(time.DateTime), ts.Detail, TryBackupPath)
+	case TryPending:
+	default:
+		return false, nil // finished while we waited for the lock
+	}
+	why := ts.staleReason(bootID(), now)
+	if why == "" {
+		return false, fmt.Errorf("a try is pending (rollback at %s): confirm it (vrf-netsetup confirm) or roll it back (vrf-netsetup revert --if-unconfirmed) before apply", ts.Deadline.Format(time.TimeOnly))
+	}
+	if _, offline := env.Svc.(Offline); !offline && env.Svc != nil && r.Net != nil {
+		// at boot networkd may still be bringing the iface up
+		WaitNetworkdIdle(r.FS, r.Net, ts.Config.Iface, idleWait)
+	}
+	if dryRun {
+		fmt.Fprintf(out, "note   apply first rolls back the unconfirmed try of %s: %s\n", ts.Started.Format(time.DateTime), why)
+	}
+	if err := rollbackTry(r, env, sched, out, dryRun, ts, why); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // HostScheduler arms the rollback with systemd-run when systemd runs the

@@ -208,3 +208,205 @@ func TestRestorePrunesDropInDir(t *testing.T) {
 		t.Errorf("other drop-in gone: %v", err)
 	}
 }
+
+// fakeBoot makes bootID return id for the rest of the test.
+func fakeBoot(t *testing.T, id string) {
+	old := bootID
+	bootID = func() string { return id }
+	t.Cleanup(func() { bootID = old })
+}
+
+// TestTryRebootRollsBack: the try record and its backup are on disk, not in
+// /run; after a reboot inside the window (/run wiped, timer gone, new boot
+// id) the next apply rolls the try back instead of re-applying it, once;
+// a confirm after the reboot is too late.
+func TestTryRebootRollsBack(t *testing.T) {
+	for _, appliedBefore := range []bool{false, true} {
+		h := newHost(t, false)
+		fakeBoot(t, "boot-1")
+		cfg := faultCfg()
+		if appliedBefore {
+			c := cfg
+			c.Nameservers = []string{"192.0.2.54"}
+			if err := h.runner().Apply(c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := h.snap(t, false)
+		s := &fakeSched{}
+		tr := h.tryer(s)
+		tr.Timeout = 300 * time.Second
+		if err := tr.Try(cfg); err != nil {
+			t.Fatal(err)
+		}
+		fs := FS{Root: h.root}
+		for _, p := range []string{TryStatePath, TryBackupPath} {
+			if !strings.HasPrefix(p, "/var/lib/") {
+				t.Fatalf("%s is not persistent", p)
+			}
+			if f, _ := fs.Stat(p); !f.Exists {
+				t.Fatalf("%s missing after try", p)
+			}
+		}
+		r := h.runner()
+		// same boot, inside the window: apply refuses, nothing changes
+		if _, err := ResolvePendingTry(r.Reader, r.Env, s, os.Stderr, false, time.Now()); err == nil || !strings.Contains(err.Error(), "a try is pending") {
+			t.Fatalf("apply during the window: %v", err)
+		}
+		if tryStatus(t, h) != TryPending {
+			t.Fatal("apply inside the window touched the try")
+		}
+		// reboot
+		if err := os.RemoveAll(filepath.Join(h.root, "run")); err != nil {
+			t.Fatal(err)
+		}
+		fakeBoot(t, "boot-2")
+		var out strings.Builder
+		rolled, err := ResolvePendingTry(r.Reader, r.Env, s, &out, false, time.Now())
+		if err != nil || !rolled {
+			t.Fatalf("apply after reboot: rolled %v err %v\n%s", rolled, err, out.String())
+		}
+		if got := h.snap(t, false); got != before {
+			t.Errorf("applied before %v: state after the boot rollback differs:\n%s", appliedBefore, lineDiff(before, got))
+		}
+		ts, _ := ReadTryState(fs)
+		if ts.Status != TryRolledBack || !strings.Contains(ts.Detail, "rebooted") {
+			t.Errorf("after the boot rollback: %+v", ts)
+		}
+		if s.cancelled != 0 {
+			t.Error("cancelled a timer of an earlier boot")
+		}
+		if f, _ := fs.Stat(TryBackupPath); f.Exists {
+			t.Error("pre-try backup left after the rollback")
+		}
+		if c := (&Checker{Reader: r.Reader}).checkTry(); !c.OK || !strings.Contains(c.Detail, "no try pending") {
+			t.Errorf("check after the rollback: %s", c)
+		}
+		if rolled, err := ResolvePendingTry(r.Reader, r.Env, s, os.Stderr, false, time.Now()); rolled || err != nil {
+			t.Errorf("second apply: rolled %v err %v", rolled, err)
+		}
+		if err := Confirm(fs, s, os.Stderr, 200, false); err == nil || !strings.Contains(err.Error(), "too late") {
+			t.Errorf("confirm after the rollback: %v", err)
+		}
+	}
+}
+
+// TestTryStaleStates: a pending try from an earlier boot cannot be
+// confirmed; check flags it; a try past its deadline whose timer never ran
+// is rolled back by apply in the same boot.
+func TestTryStaleStates(t *testing.T) {
+	h := newHost(t, false)
+	fakeBoot(t, "boot-1")
+	before := h.snap(t, false)
+	s := &fakeSched{}
+	if err := h.tryer(s).Try(faultCfg()); err != nil {
+		t.Fatal(err)
+	}
+	fs := FS{Root: h.root}
+	r := h.runner()
+	fakeBoot(t, "boot-2")
+	if err := Confirm(fs, s, os.Stderr, 200, true); err == nil || !strings.Contains(err.Error(), "rebooted") {
+		t.Fatalf("confirm after reboot: %v", err)
+	}
+	if c := (&Checker{Reader: r.Reader}).checkTry(); c.OK || !strings.Contains(c.Detail, "rebooted") {
+		t.Errorf("check of a try from an earlier boot: %s", c)
+	}
+	fakeBoot(t, "boot-1")
+	if c := (&Checker{Reader: r.Reader}).checkTry(); !c.OK || !strings.Contains(c.Detail, "pending") {
+		t.Errorf("check of a pending try: %s", c)
+	}
+	var out strings.Builder
+	if rolled, err := ResolvePendingTry(r.Reader, r.Env, s, &out, true, time.Now().Add(time.Hour)); !rolled || err != nil || !strings.Contains(out.String(), "dry run") {
+		t.Fatalf("dry run past the deadline: %v %v\n%s", rolled, err, out.String())
+	}
+	if tryStatus(t, h) != TryPending {
+		t.Fatal("dry run changed the try")
+	}
+	rolled, err := ResolvePendingTry(r.Reader, r.Env, s, os.Stderr, false, time.Now().Add(time.Hour))
+	if !rolled || err != nil {
+		t.Fatalf("apply past the deadline: %v %v", rolled, err)
+	}
+	if got := h.snap(t, false); got != before {
+		t.Errorf("state differs:\n%s", lineDiff(before, got))
+	}
+	if ts, _ := ReadTryState(fs); ts.Status != TryRolledBack || !strings.Contains(ts.Detail, "deadline") || s.cancelled != 1 {
+		t.Errorf("after the rollback: %+v, cancelled %d", ts, s.cancelled)
+	}
+}
+
+// TestTryBootRollbackFails: a rollback that fails at boot is recorded,
+// keeps the pre-try backup and makes apply refuse (neither re-applying the
+// tried settings nor retrying at every boot); revert --if-unconfirmed
+// retries it, and confirm is the other way out.
+func TestTryBootRollbackFails(t *testing.T) {
+	for _, resolve := range []string{"retry", "confirm"} {
+		h := newHost(t, false)
+		fakeBoot(t, "boot-1")
+		before := h.snap(t, false)
+		s := &fakeSched{}
+		if err := h.tryer(s).Try(faultCfg()); err != nil {
+			t.Fatal(err)
+		}
+		applied := h.snap(t, false)
+		fs := FS{Root: h.root}
+		good, _ := fs.Stat(TryBackupPath)
+		if err := fs.WriteAtomic(TryBackupPath, []byte("{broken"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fakeBoot(t, "boot-2")
+		r := h.runner()
+		rolled, err := ResolvePendingTry(r.Reader, r.Env, s, os.Stderr, false, time.Now())
+		if rolled || err == nil || !strings.Contains(err.Error(), "revert --if-unconfirmed") {
+			t.Fatalf("failing boot rollback: rolled %v err %v", rolled, err)
+		}
+		if tryStatus(t, h) != TryRollbackFailed {
+			t.Fatalf("status %s", tryStatus(t, h))
+		}
+		if f, _ := fs.Stat(TryBackupPath); !f.Exists {
+			t.Fatal("pre-try backup removed after a failed rollback")
+		}
+		if err := h.tryer(s).Try(faultCfg()); err == nil || !strings.Contains(err.Error(), "rollback of the try") {
+			t.Fatalf("new try over a failed rollback: %v", err)
+		}
+		// next boot: apply refuses, no new attempt, nothing changes
+		fakeBoot(t, "boot-3")
+		rolled, err = ResolvePendingTry(r.Reader, r.Env, s, os.Stderr, false, time.Now())
+		if rolled || err == nil || !strings.Contains(err.Error(), "not applying") {
+			t.Fatalf("apply after a failed rollback: rolled %v err %v", rolled, err)
+		}
+		if got := h.snap(t, false); got != applied {
+			t.Errorf("state changed:\n%s", lineDiff(applied, got))
+		}
+		if c := (&Checker{Reader: r.Reader}).checkTry(); c.OK {
+			t.Errorf("check after a failed rollback: %s", c)
+		}
+		switch resolve {
+		case "retry":
+			if err := fs.Restore(TryBackupPath, good); err != nil {
+				t.Fatal(err)
+			}
+			if err := RevertIfUnconfirmed(r.Reader, r.Env, s, os.Stderr, false); err != nil {
+				t.Fatalf("retry: %v", err)
+			}
+			if got := h.snap(t, false); got != before {
+				t.Errorf("state after the retried rollback differs:\n%s", lineDiff(before, got))
+			}
+			if tryStatus(t, h) != TryRolledBack {
+				t.Errorf("status %s", tryStatus(t, h))
+			}
+		case "confirm":
+			if err := Confirm(fs, s, os.Stderr, 100, false); err != nil {
+				t.Fatal(err)
+			}
+			if tryStatus(t, h) != TryConfirmed {
+				t.Errorf("status %s", tryStatus(t, h))
+			}
+			if f, _ := fs.Stat(TryBackupPath); f.Exists {
+				t.Error("backup left after confirm")
+			}
+		}
+		if rolled, err := ResolvePendingTry(r.Reader, r.Env, s, os.Stderr, false, time.Now()); rolled || err != nil {
+			t.Errorf("%s: apply afterwards: %v %v", resolve, rolled, err)
+		}
+	}
+}

@@ -49,6 +49,39 @@ func cmdApply(args []string, out io.Writer) error {
 	if env.Fault, err = faultFromEnv(); err != nil {
 		return &usageError{err.Error()}
 	}
+	if o.root == "/" || o.root == "" {
+		// An unconfirmed try must not outlive its window: after a reboot
+		// (the boot unit) or past the deadline it is rolled back first
+		// (netsetup.ResolvePendingTry), and its settings are not applied.
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		rolled, err := netsetup.ResolvePendingTry(r, env, netsetup.HostScheduler(self), out, o.dryRun, time.Now())
+		if err != nil {
+			return err
+		}
+		if rolled {
+			if o.dryRun {
+				return nil // the plan depends on the rolled-back settings
+			}
+			// the settings on disk are the pre-try ones again: apply
+			// those (what this apply would have done without the try);
+			// none when the try was the first apply
+			if o.configPath != "" {
+				if _, err := os.Stat(o.configPath); os.IsNotExist(err) {
+					fmt.Fprintf(out, "nothing else to apply: %s is gone with the rollback (the try was the first apply)\n", o.configPath)
+					return nil
+				}
+			}
+			if o, err = parseFlags("apply", args); err != nil {
+				return err
+			}
+			if err := o.cfg.Validate(); err != nil {
+				return err
+			}
+		}
+	}
 	run := &netsetup.Runner{Reader: r, Env: env, Out: out, DryRun: o.dryRun, Force: o.force, Quiet: o.quiet,
 		Guard: &netsetup.Guard{SSHConnection: os.Getenv("SSH_CONNECTION")}}
 	return run.Apply(o.cfg)

@@ -54,7 +54,8 @@ same() {
 // apply+revert restores the network and DNS exactly; a try never confirmed
 // rolls back by itself after its timeout; a try confirmed from a fresh ssh
 // login stays; an apply killed after step N (fault build, see
-// netsetup/fault.go) is reported by check and converges on the next apply.
+// netsetup/fault.go) is reported by check and converges on the next apply;
+// a try cut short by a reboot is rolled back by the boot unit, not kept.
 func TestE2ENetsetup(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
@@ -130,8 +131,8 @@ sed 's/^/| /' /tmp/try.out | grep -E 'armed|NOT confirmed|vrf-netsetup confirm|r
 grep -q 'vrf-netsetup confirm' /tmp/try.out; res $? "try/prints how to confirm"
 systemctl is-active --quiet pam-vrf-rollback.timer; res $? "try/rollback timer pam-vrf-rollback.timer armed"
 ip vrf exec mgmt getent hosts mirror.test >/dev/null; res $? "try/applied: DNS works inside the VRF"
-for i in $(seq 120); do grep -q '"status": "rolled-back"' /run/pam-vrf/try.json && break; sleep 0.5; done
-grep -q '"status": "rolled-back"' /run/pam-vrf/try.json; res $? "try/rolled back by itself (status rolled-back)"
+for i in $(seq 120); do grep -q '"status": "rolled-back"' /var/lib/pam-vrf/try.json && break; sleep 0.5; done
+grep -q '"status": "rolled-back"' /var/lib/pam-vrf/try.json; res $? "try/rolled back by itself (status rolled-back)"
 echo "| rolled back $(( $(date +%s) - T0 ))s after try started (timeout 20s)"
 journalctl -u pam-vrf-rollback.service --no-pager -o cat | grep -E '^rollback' | sed 's/^/| journal: /'
 same "try/network, rules, resolv.conf, files and sysctl as before the try" /root/s1
@@ -145,7 +146,7 @@ vrf-netsetup try --vrf mgmt --table 1000 --iface eth0 --timeout 60s > /tmp/try.o
 vrf-netsetup confirm > /tmp/c0.out 2>&1; [ $? = 1 ] && grep -q 'new login' /tmp/c0.out; res $? "confirm/refused from the session that ran try"
 `+sshCmd("root", "vrf-netsetup confirm")+` > /tmp/c.out 2>&1; res $? "confirm/confirm over a new ssh login succeeds"
 sed 's/^/| /' /tmp/c.out
-grep -q '"status": "confirmed"' /run/pam-vrf/try.json; res $? "confirm/status confirmed"
+grep -q '"status": "confirmed"' /var/lib/pam-vrf/try.json; res $? "confirm/status confirmed"
 ! systemctl is-active --quiet pam-vrf-rollback.timer; res $? "confirm/rollback timer cancelled"
 vrf-netsetup check --vrf mgmt --iface eth0 --query-name mirror.test > /tmp/check.out 2>&1
 grep -q '^ok   converged' /tmp/check.out && ! grep '^FAIL' /tmp/check.out | grep -vqE '^FAIL (pam|policy):'
@@ -180,6 +181,35 @@ for what in 'save the pre-apply' 'write /etc/systemd/network/mgmt.netdev' 'netwo
 done
 same "fault/state as before after the last revert" /root/s1
 `, 6*time.Minute)
+
+	run("try interrupted by a reboot is rolled back at boot", `
+online; res $? "reboot/eth0 online"
+snap > /root/s2
+vrf-netsetup try --vrf mgmt --table 1000 --iface eth0 --timeout 300s > /tmp/try.out 2>&1; res $? "reboot/try (timeout 300s) succeeds"
+grep -q '"status": "pending"' /var/lib/pam-vrf/try.json && [ -s /var/lib/pam-vrf/try-backup.json ]; res $? "reboot/pending try and its backup are in /var/lib/pam-vrf"
+ip vrf exec mgmt getent hosts mirror.test >/dev/null; res $? "reboot/applied: DNS works inside the VRF"
+sync
+`, 3*time.Minute)
+	fmt.Printf("\n== reboot before confirming\n")
+	rerr := m.Reboot(ctx)
+	r.Check("reboot/guest rebooted inside the try window", rerr == nil, fmt.Sprint(rerr))
+	if rerr != nil {
+		return
+	}
+	run("after the reboot: the unconfirmed try is rolled back, not re-applied", `
+systemctl is-system-running --wait >/dev/null 2>&1
+online; res $? "reboot/eth0 online after boot"
+journalctl -b -u pam-vrf-netsetup.service --no-pager -o cat | grep -E '^rollback|nothing else' | sed 's/^/| journal: /'
+grep -q '"status": "rolled-back"' /var/lib/pam-vrf/try.json && grep -q 'rebooted' /var/lib/pam-vrf/try.json; res $? "reboot/boot unit rolled the try back (status rolled-back, reason reboot)"
+! systemctl is-failed --quiet pam-vrf-netsetup.service; res $? "reboot/boot unit did not fail"
+same "reboot/network, rules, resolv.conf, files and sysctl as before the try" /root/s2
+getent hosts mirror.test >/dev/null; res $? "reboot/DNS works in the default VRF"
+[ ! -e /var/lib/pam-vrf/try-backup.json ] && [ ! -e /var/lib/pam-vrf/netsetup-backup.json ] && [ ! -e /etc/pam-vrf/netsetup.toml ]; res $? "reboot/no try backup, apply backup or config left"
+vrf-netsetup check --vrf mgmt --iface eth0 > /tmp/check.out 2>&1
+grep -q '^ok   try: no try pending' /tmp/check.out; res $? "reboot/check: no try pending"
+grep '^.... try' /tmp/check.out | sed 's/^/| /'
+vrf-netsetup confirm > /tmp/c.out 2>&1; [ $? = 1 ] && grep -q 'too late' /tmp/c.out; res $? "reboot/confirm after the reboot says too late"
+`, 4*time.Minute)
 }
 
 // goBuild builds cmd/vrf-netsetup (static, as make all) into out.
