@@ -57,13 +57,25 @@ func Plan(cfg Config, live *State) ([]Step, error) {
 		for len(net) > 0 && net[0].ID == "module-vrf" {
 			mod, net = append(mod, net[0]), net[1:]
 		}
+		// Pinning the program for ssh.service needs the VRF's ifindex,
+		// and sshd must restart into a VRF that exists: both wait until
+		// networkd has created it.
+		var early, late []Step
+		for _, st := range svc {
+			if st.ID == "ssh-pin" || st.ID == "svc-ssh-restart" {
+				late = append(late, st)
+			} else {
+				early = append(early, st)
+			}
+		}
 		steps = append(steps, mod...)
 		steps = append(steps, sys...)
 		steps = append(steps, files...)
-		steps = append(steps, svc...)
+		steps = append(steps, early...)
 		steps = append(steps, takeover...)
 		steps = append(steps, net...)
 		steps = append(steps, dnsRules...)
+		steps = append(steps, late...)
 	} else {
 		steps = append(steps, net...)
 		steps = append(steps, dnsRules...)

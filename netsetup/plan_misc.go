@@ -138,7 +138,7 @@ func planServices(cfg Config, dns string, st *State, files []Step) []Step {
 	if changed["ssh"] {
 		// Debian's ssh.service has KillMode=process: restarting keeps the
 		// running sessions, the new listener gets the VRF binding.
-		steps = append(steps, svcStep("ssh-restart", "restart ssh.service (listener bound to "+cfg.VRF+"; open sessions stay)", []string{"restart", "ssh.service"}, []string{"restart", "ssh.service"}))
+		steps = append(steps, svcStep("ssh-restart", "restart ssh.service (listener bound to "+cfg.VRF+"; open sessions stay)", []string{"restart-no-block", "ssh.service"}, []string{"restart-no-block", "ssh.service"}))
 	}
 	if changed["networkd"] {
 		steps = append(steps, svcStep("networkd-reload", "networkctl reload (networkd takes over VRF, enslavement and DHCP routes)", []string{"networkctl-reload"}, nil))

@@ -388,6 +388,18 @@ func TestPlanSSHDVRFOnly(t *testing.T) {
 	wantOrder(t, ids(mustPlan(t, cfg, st)), "ssh-pin", "svc-ssh-restart")
 }
 
+// On a networkd host the VRF appears only when networkd has taken over, so
+// the program pin for ssh.service and sshd's restart come after that (the
+// VM caught "pin ...: find mgmt: Link not found").
+func TestPlanSSHDVRFOnlyNetworkd(t *testing.T) {
+	cfg := testCfg()
+	cfg.SSHD = SSHDVRFOnly
+	st := freshState()
+	st.Manager = Manager{Kind: "networkd", NetworkFile: "/etc/systemd/network/20-eth0.network"}
+	wantOrder(t, ids(mustPlan(t, cfg, st)), "svc-daemon-reload", "svc-networkd-reload", "networkd-reconfigure",
+		"addr-mgmt-127.0.0.1/8", "ssh-pin", "svc-ssh-restart")
+}
+
 func TestPlanRevert(t *testing.T) {
 	cfg := testCfg()
 	old := freshState()

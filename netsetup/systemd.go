@@ -35,6 +35,12 @@ func (Systemctl) Run(verb string, units ...string) error {
 		cmd = exec.Command("networkctl", "reload")
 	case "networkctl-reconfigure":
 		cmd = exec.Command("networkctl", append([]string{"reconfigure"}, units...)...)
+	case "restart-no-block":
+		// Queue the restart without waiting for it: in vrf-only mode
+		// ssh.service Requires= and is After= our boot unit, so a
+		// synchronous restart from apply (itself often that unit) waits
+		// for its own caller: a deadlock the VM showed at apply and boot.
+		cmd = exec.Command("systemctl", append([]string{"--no-block", "restart"}, units...)...)
 	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -45,7 +45,8 @@ func TestE2ESSHDVRFOnly(t *testing.T) {
 	verify := func(stage string) {
 		out, _, _ := s.run(ctx, "sysctl -n net.ipv4.tcp_l3mdev_accept")
 		s.check(stage+"/tcp_l3mdev_accept stays 0", strings.TrimSpace(out) == "0", "got %q", out)
-		out, _, _ = s.run(ctx, "ss -Htln 'sport = :22'")
+		// apply queues sshd's restart (--no-block) rather than waiting for it.
+		out, _, _ = s.run(ctx, "for i in $(seq 60); do ss -Htln 'sport = :22' | grep -q '%mgmt:22' && break; sleep 0.5; done; ss -Htln 'sport = :22'")
 		s.check(stage+"/sshd listens bound to mgmt", strings.Contains(out, "%mgmt:22"), "ss: %q", out)
 		out, _, code := s.run(ctx, sshCmd("alice", "echo reached"))
 		s.check(stage+"/ssh through eth0 (the management network) works", code == 0 && strings.Contains(out, "reached"), "exit %d, output %q", code, out)
