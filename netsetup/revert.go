@@ -212,28 +212,7 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 func stepRelease(cfg Config, old *State) Step {
 	addrs, routes := old.Addrs[cfg.Iface], movableRoutes(old, cfg.Iface)
 	return Step{ID: "revert-release", Desc: fmt.Sprintf("release %s from %s, restore its addresses and %d route(s) in main", cfg.Iface, cfg.VRF, len(routes)),
-		Do: func(e *Env) error {
-			l, err := e.linkByName(cfg.Iface)
-			if err != nil {
-				return err
-			}
-			if err := e.Net.H.LinkSetNoMaster(l); err != nil {
-				return fmt.Errorf("release %s: %w", cfg.Iface, err)
-			}
-			if err := readdAddrs(e, cfg.Iface, addrs); err != nil {
-				return err
-			}
-			for _, r := range routes {
-				nr, err := e.nlRoute(r, unix.RT_TABLE_MAIN)
-				if err != nil {
-					return err
-				}
-				if err := e.Net.H.RouteReplace(nr); err != nil {
-					return fmt.Errorf("restore route %s: %w", r.Dst, err)
-				}
-			}
-			return nil
-		}}
+		Do: func(e *Env) error { return releaseToMain(e, cfg, addrs, routes) }}
 }
 
 func fileDiffers(a, b FileState) bool {

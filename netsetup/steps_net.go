@@ -156,28 +156,33 @@ func stepEnslave(cfg Config, st *State) Step {
 			}
 			return wrap(e.Net.H.LinkSetMasterByIndex(l, v.Attrs().Index), "enslave %s to %s", cfg.Iface, cfg.VRF)
 		},
-		Undo: func(e *Env) error {
-			l, err := e.linkByName(cfg.Iface)
-			if err != nil {
-				return fmt.Errorf("find %s: %w", cfg.Iface, err)
-			}
-			if err := e.Net.H.LinkSetNoMaster(l); err != nil {
-				return fmt.Errorf("release %s from %s: %w", cfg.Iface, cfg.VRF, err)
-			}
-			if err := readdAddrs(e, cfg.Iface, addrs); err != nil {
-				return err
-			}
-			for _, r := range routes {
-				nr, err := e.nlRoute(r, unix.RT_TABLE_MAIN)
-				if err != nil {
-					return err
-				}
-				if err := e.Net.H.RouteReplace(nr); err != nil {
-					return fmt.Errorf("restore route %s via %s: %w", r.Dst, r.Dev, err)
-				}
-			}
-			return nil
-		}}
+		Undo: func(e *Env) error { return releaseToMain(e, cfg, addrs, routes) }}
+}
+
+// releaseToMain takes the iface out of the VRF and puts back the addresses
+// and main-table routes captured before it was enslaved: the undo of
+// enslave, and revert's release.
+func releaseToMain(e *Env, cfg Config, addrs []Addr, routes []Route) error {
+	l, err := e.linkByName(cfg.Iface)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", cfg.Iface, err)
+	}
+	if err := e.Net.H.LinkSetNoMaster(l); err != nil {
+		return fmt.Errorf("release %s from %s: %w", cfg.Iface, cfg.VRF, err)
+	}
+	if err := readdAddrs(e, cfg.Iface, addrs); err != nil {
+		return err
+	}
+	for _, r := range routes {
+		nr, err := e.nlRoute(r, unix.RT_TABLE_MAIN)
+		if err != nil {
+			return err
+		}
+		if err := e.Net.H.RouteReplace(nr); err != nil {
+			return fmt.Errorf("restore route %s via %s: %w", r.Dst, r.Dev, err)
+		}
+	}
+	return nil
 }
 
 func stepReaddAddrs(iface string, addrs []Addr) Step {
