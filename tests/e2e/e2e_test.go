@@ -59,6 +59,22 @@ func buildDir(t *testing.T) string {
 	return dir
 }
 
+// bootGuest boots a fresh guest (building the image first if needed) and
+// powers it off when the test ends.
+func bootGuest(ctx context.Context, t *testing.T) *vm.VM {
+	t.Helper()
+	img, err := vm.EnsureImage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := vm.Boot(ctx, img, vm.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
 // TestE2E is the whole story on one guest: failure, fix, logins, reboot.
 func TestE2E(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
@@ -126,15 +142,7 @@ func TestE2EPackage(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	img, err := vm.EnsureImage(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := vm.Boot(ctx, img, vm.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := bootGuest(ctx, t)
 	files, _ := filepath.Glob(filepath.Join(debs, "*.deb"))
 	for _, f := range files {
 		if err := m.Push(ctx, f, "/root/debs/"+filepath.Base(f), 0o644); err != nil {

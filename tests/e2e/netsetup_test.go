@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/pam-vrf/pam-vrf/tests/vm"
 )
 
 // netsetupShell is sourced by every script of TestE2ENetsetup: snap prints
@@ -63,15 +61,7 @@ func TestE2ENetsetup(t *testing.T) {
 	bin := t.TempDir()
 	goBuild(t, filepath.Join(bin, "vrf-netsetup"))
 	goBuild(t, filepath.Join(bin, "vrf-netsetup-fault"), "-tags", "netsetupfault")
-	img, err := vm.EnsureImage(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := vm.Boot(ctx, img, vm.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := bootGuest(ctx, t)
 	for _, f := range []struct{ src, dst string }{
 		{"vrf-netsetup", "/usr/sbin/vrf-netsetup"},
 		{"vrf-netsetup-fault", "/usr/local/sbin/vrf-netsetup-fault"},

@@ -20,15 +20,7 @@ func TestE2ESSHDVRFOnly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	start := time.Now()
-	img, err := vm.EnsureImage(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := vm.Boot(ctx, img, vm.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := bootGuest(ctx, t)
 	r := &testReporter{t: t}
 	s := &Scenario{VM: m, Build: buildDir(t), Debs: os.Getenv("PAMVRF_DEBS"), R: r}
 	if err := s.Install(ctx); err != nil {
