@@ -108,7 +108,7 @@ func TestCacheConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for range 50 {
 				p, err := c.Load(path)
-				if err != nil || p.Decide("alice", nil, "sshd").VRF != "mgmt" {
+				if err != nil || decideVRF(p, "alice", "sshd") != "mgmt" {
 					t.Errorf("concurrent load: %+v, %v", p, err)
 					return
 				}

@@ -1,8 +1,11 @@
 package config
 
 import (
+	"errors"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 )
 
 // policyDoc has its group rules in non-alphabetical order on purpose: file
@@ -91,7 +94,7 @@ func TestDecide(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.p.Decide(tt.user, tt.groups, tt.service); got != tt.want {
+			if got, err := tt.p.Decide(tt.user, tt.service, MemberOf(tt.groups...)); err != nil || got != tt.want {
 				t.Errorf("Decide(%q, %q, %q) = %+v, want %+v", tt.user, tt.groups, tt.service, got, tt.want)
 			}
 		})
@@ -139,7 +142,7 @@ func TestActsFor(t *testing.T) {
 
 func TestOnError(t *testing.T) {
 	for doc, want := range map[string]OnError{
-		``:                   OnErrorDeny,
+		``:                   OnErrorUnset,
 		`on_error = "deny"`:  OnErrorDeny,
 		`on_error = "allow"`: OnErrorAllow,
 	} {
@@ -149,6 +152,114 @@ func TestOnError(t *testing.T) {
 		}
 		if p.OnError != want {
 			t.Errorf("%q: OnError = %v, want %v", doc, p.OnError, want)
+		}
+	}
+}
+
+func decideVRF(p *Policy, user, service string) string {
+	d, err := p.Decide(user, service, nil)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return d.VRF
+}
+
+// Group membership is asked for only when a group rule can still change the
+// answer, once, for exactly the group rules that admit the service.
+func TestDecideAsksForGroupsOnlyWhenNeeded(t *testing.T) {
+	p, err := Parse("/p.toml", []byte(policyDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asked [][]string
+	spy := func(member ...string) Groups {
+		return func(user string, names []string) ([]bool, error) {
+			asked = append(asked, slices.Clone(names))
+			return MemberOf(member...)(user, names)
+		}
+	}
+	// A user rule decides: no lookup at all.
+	asked = nil
+	if d, err := p.Decide("alice", "sshd", spy("zeta")); err != nil || d.VRF != "ualice" || len(asked) != 0 {
+		t.Errorf("alice: %+v %v, lookups %q", d, err, asked)
+	}
+	// carol's rule is for login only; over sshd the groups decide. The ops
+	// rule admits sshd, so it is asked about too, in file order.
+	asked = nil
+	if d, err := p.Decide("carol", "sshd", spy("alpha")); err != nil || d.VRF != "galpha" {
+		t.Errorf("carol: %+v %v", d, err)
+	}
+	if want := [][]string{{"zeta", "alpha", "ops", "stay"}}; !slices.EqualFunc(asked, want, slices.Equal) {
+		t.Errorf("carol over sshd: lookups %q, want %q", asked, want)
+	}
+	// Over login the ops rule (sshd only) is not a candidate.
+	asked = nil
+	p.Decide("bob", "login", spy())
+	if want := [][]string{{"zeta", "alpha", "stay"}}; !slices.EqualFunc(asked, want, slices.Equal) {
+		t.Errorf("bob over login: lookups %q, want %q", asked, want)
+	}
+	// No group rule at all: no lookup.
+	noGroups, _ := Parse("/n.toml", []byte("default = \"mgmt\"\n[user.root]\nvrf = \"\"\n"))
+	asked = nil
+	if d, err := noGroups.Decide("bob", "sshd", spy()); err != nil || d.VRF != "mgmt" || len(asked) != 0 {
+		t.Errorf("no group rules: %+v %v, lookups %q", d, err, asked)
+	}
+}
+
+func TestDecideGroupFailureDecidesNothing(t *testing.T) {
+	p, err := Parse("/p.toml", []byte(policyDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("nss down")
+	fail := func(string, []string) ([]bool, error) { return nil, boom }
+	// root's own rule decides without NSS, so an NSS outage cannot touch it.
+	if d, err := p.Decide("root", "sshd", fail); err != nil || !d.Matched || d.VRF != "" {
+		t.Errorf("root with NSS down: %+v %v", d, err)
+	}
+	d, err := p.Decide("bob", "sshd", fail)
+	var ge *GroupError
+	if !errors.As(err, &ge) || !errors.Is(err, boom) || d.Matched {
+		t.Fatalf("bob with NSS down: %+v %v", d, err)
+	}
+	if !strings.Contains(err.Error(), `group "zeta" (/p.toml:13)`) || !strings.Contains(err.Error(), `"bob"`) {
+		t.Errorf("error does not name the user and the rules: %v", err)
+	}
+}
+
+func TestDefaultVRFAndRefusedServices(t *testing.T) {
+	p, err := Parse("/p.toml", []byte("[user.root]\nvrf = \"default\"\nservices = [\"su\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := p.Decide("root", "su", nil); d.VRF != DefaultVRF {
+		t.Errorf("vrf = \"default\": %+v", d)
+	}
+	for _, doc := range []string{
+		"services = [\"sshd\", \"systemd-user\"]\n",
+		"[user.a]\nvrf = \"x\"\nservices = [\"systemd-user\"]\n",
+	} {
+		_, err := Parse("/p.toml", []byte(doc))
+		if err == nil || !strings.Contains(err.Error(), `"systemd-user" is refused: the user's systemd manager`) {
+			t.Errorf("%q: %v", doc, err)
+		}
+	}
+}
+
+func TestNSSTimeout(t *testing.T) {
+	for doc, want := range map[string]time.Duration{
+		"":                   DefaultNSSTimeout,
+		"nss_timeout = 2":    2 * time.Second,
+		"nss_timeout = 0.25": 250 * time.Millisecond,
+	} {
+		p, err := Parse("/p.toml", []byte(doc))
+		if err != nil || p.Timeout() != want {
+			t.Errorf("%q: %v %v, want %v", doc, p.Timeout(), err, want)
+		}
+	}
+	for _, doc := range []string{"nss_timeout = 0", "nss_timeout = -1", "nss_timeout = 61", `nss_timeout = "5s"`} {
+		if _, err := Parse("/p.toml", []byte(doc)); err == nil || !strings.Contains(err.Error(), "/p.toml:1: nss_timeout") {
+			t.Errorf("%q: %v", doc, err)
 		}
 	}
 }

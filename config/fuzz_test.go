@@ -93,8 +93,10 @@ func FuzzParse(f *testing.F) {
 		for _, u := range users {
 			for _, s := range services {
 				for _, g := range [][]string{nil, groups, reversed(groups)} {
-					d := p.Decide(u, g, s)
+					d, err := p.Decide(u, s, MemberOf(g...))
 					switch {
+					case err != nil:
+						t.Fatalf("Decide with known groups failed: %v", err)
 					case !d.Matched && (d.VRF != "" || d.Rule != ""):
 						t.Fatalf("unmatched decision with content: %+v", d)
 					case d.Matched && d.VRF != "" && ValidVRFName(d.VRF) != nil:

@@ -79,7 +79,7 @@ func TestLoadMissing(t *testing.T) {
 		if err != nil || p == nil || p.Exists || p.Path != path {
 			t.Errorf("Load(%s) = %+v, %v; want no policy", path, p, err)
 		}
-		if d := p.Decide("root", nil, "sshd"); d.Matched {
+		if d, _ := p.Decide("root", "sshd", nil); d.Matched {
 			t.Errorf("no policy matched: %+v", d)
 		}
 	}

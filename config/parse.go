@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -18,9 +19,10 @@ const MaxFileSize = 1 << 20
 
 const usageTop = `The policy knows these top-level keys:
 
-    default  = "mgmt"            # VRF for sessions no rule matches
-    on_error = "deny"            # or "allow"
-    services = ["sshd", "login"] # PAM services the module acts for
+    default     = "mgmt"            # VRF for sessions no rule matches
+    on_error    = "allow"           # or "deny": when the module fails for a session
+    services    = ["sshd", "login"] # PAM services the module acts for
+    nss_timeout = 5                 # seconds to wait for a user's groups
 
 and rule tables:
 
@@ -33,7 +35,7 @@ and rule tables:
 
 const usageRule = `A rule table takes these keys:
 
-    vrf      = "mgmt"     # required; "" = stay in the default VRF
+    vrf      = "mgmt"     # required; "default" = the default VRF, "" = leave the session where it is
     services = ["sshd"]   # optional; only for these PAM services`
 
 // Parse parses and validates the policy in data. It does not touch the file
@@ -297,6 +299,9 @@ func (ps *parser) services(p toml.Primitive, key toml.Key, usage string) ([]stri
 		if strings.ContainsFunc(s, unicode.IsSpace) {
 			return nil, ps.errAt(p, key, usage, "entry %d: invalid service %q: contains whitespace", i+1, s)
 		}
+		if why, bad := RefusedServices[s]; bad {
+			return nil, ps.errAt(p, key, "", "entry %d: service %q is refused: %s", i+1, s, why)
+		}
 		out = append(out, s)
 	}
 	return out, nil
@@ -326,15 +331,18 @@ func (ps *parser) policy(top map[string]toml.Primitive) (*Policy, error) {
 			if err != nil {
 				return nil, err
 			}
-			switch s {
-			case "deny":
-				pol.OnError = OnErrorDeny
-			case "allow":
-				pol.OnError = OnErrorAllow
-			default:
-				return nil, ps.errAt(p, key, `on_error = "deny"   # refuse the session (default)
-on_error = "allow"  # let it continue in the default VRF`, `must be "deny" or "allow", not %q`, s)
+			oe, ok := ParseOnError(s)
+			if !ok {
+				return nil, ps.errAt(p, key, `on_error = "allow"  # the session continues unbound, and is told (default)
+on_error = "deny"   # the session is refused (for sites that confine users by VRF)`, `must be "allow" or "deny", not %q`, s)
 			}
+			pol.OnError, pol.OnErrorLine = oe, ps.line(key, p)
+		case "nss_timeout":
+			d, err := ps.seconds(p, key)
+			if err != nil {
+				return nil, err
+			}
+			pol.NSSTimeout = d
 		case "services":
 			list, err := ps.services(p, key, usageTop)
 			if err != nil {
@@ -364,6 +372,26 @@ on_error = "allow"  # let it continue in the default VRF`, `must be "deny" or "a
 	return pol, nil
 }
 
+// seconds parses nss_timeout: a positive number of seconds up to
+// MaxNSSTimeout, integer or float.
+func (ps *parser) seconds(p toml.Primitive, key toml.Key) (time.Duration, error) {
+	const usage = "nss_timeout = 5      # seconds; 0.5 is fine too"
+	var f float64
+	switch v := ps.value(p).(type) {
+	case int64:
+		f = float64(v)
+	case float64:
+		f = v
+	default:
+		return 0, ps.errAt(p, key, usage, "must be a number of seconds, not %s", typeName(v))
+	}
+	d := time.Duration(f * float64(time.Second))
+	if !(f > 0) || d < time.Millisecond || d > MaxNSSTimeout {
+		return 0, ps.errAt(p, key, usage, "must be between 0.001 and %d seconds, not %v", int(MaxNSSTimeout/time.Second), f)
+	}
+	return d, nil
+}
+
 // rules parses the [user.*] or [group.*] tables, in file order.
 func (ps *parser) rules(kind string, p toml.Primitive) ([]Rule, error) {
 	tbl, err := ps.table(p, toml.Key{kind}, usageTop)
@@ -390,7 +418,8 @@ func (ps *parser) rules(kind string, p toml.Primitive) ([]Rule, error) {
 				if r.VRF, err = ps.str(fp, fk, usageRule); err != nil {
 					return nil, err
 				}
-				// "" is the explicit "stay in the default VRF".
+				// "" is the explicit "leave the session where it
+				// is"; DefaultVRF passes ValidVRFName.
 				if r.VRF != "" {
 					if err := ValidVRFName(r.VRF); err != nil {
 						return nil, ps.errAt(fp, fk, "", "invalid VRF name %q: %v", r.VRF, err)
@@ -407,7 +436,7 @@ func (ps *parser) rules(kind string, p toml.Primitive) ([]Rule, error) {
 		}
 		if !hasVRF {
 			return nil, &Error{Path: ps.path, Line: r.Line, Key: key.String(),
-				Msg: `missing "vrf" (use vrf = "" to keep these sessions in the default VRF)`, Usage: usageRule}
+				Msg: `missing "vrf" (vrf = "default" puts these sessions into the default VRF; vrf = "" leaves them where they are)`, Usage: usageRule}
 		}
 		rules = append(rules, r)
 	}

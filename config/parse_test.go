@@ -60,7 +60,7 @@ func TestParseErrors(t *testing.T) {
 		{"missing vrf, empty inline", "[user]\nbob = {}\n",
 			path + ":2: user.bob: missing \"vrf\" (use vrf = \"\" to keep these sessions in the default VRF)"},
 		{"bad on_error", "on_error = \"ignore\"\n",
-			path + `:1: on_error: must be "deny" or "allow", not "ignore"`},
+			path + `:1: on_error: must be "allow" or "deny", not "ignore"`},
 		{"VRF name with slash", "[user.a]\nvrf = \"ok\"\n[group.netops]\n\nvrf = \"a/b\"\n",
 			path + `:5: group.netops.vrf: invalid VRF name "a/b": contains '/'`},
 		{"VRF name too long", "[user.a]\nvrf = \"abcdefghijklmnop\"\n",
@@ -278,10 +278,10 @@ func TestExamplePolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Default != nil || len(p.Users) != 0 || len(p.Groups) != 0 || p.OnError != OnErrorDeny {
+	if p.Default != nil || len(p.Users) != 0 || len(p.Groups) != 0 || p.OnError != OnErrorUnset {
 		t.Errorf("example policy is not inert: %+v", p)
 	}
-	if d := p.Decide("root", []string{"netops"}, "sshd"); d.Matched {
+	if d, _ := p.Decide("root", "sshd", MemberOf("netops")); d.Matched {
 		t.Errorf("example policy moves root: %+v", d)
 	}
 	p, err = Parse("example", []byte(uncomment(string(b))))
@@ -291,7 +291,7 @@ func TestExamplePolicy(t *testing.T) {
 	if len(p.Users) != 2 || len(p.Groups) != 1 || p.Default == nil {
 		t.Errorf("uncommented example: %+v", p)
 	}
-	if d := p.Decide("bob", []string{"netops"}, "sshd"); d.VRF != "mgmt" || !strings.HasPrefix(d.Rule, `group "netops" (example:`) {
+	if d, _ := p.Decide("bob", "sshd", MemberOf("netops")); d.VRF != "mgmt" || !strings.HasPrefix(d.Rule, `group "netops" (example:`) {
 		t.Errorf("uncommented example: bob/netops/sshd: %+v", d)
 	}
 }
