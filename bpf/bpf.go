@@ -260,16 +260,28 @@ func Ensure(cgroupDir string, ifindex uint32) (Result, error) {
 	return ensure(cgroupDir, ifindex, true)
 }
 
+// EnsureFD is Ensure on an open cgroup directory (cgroupDir only names it
+// in errors): the caller that checked the directory and will move the
+// process through the same descriptor leaves no window in which the path
+// could name another directory.
+func EnsureFD(cg int, cgroupDir string, ifindex uint32) (Result, error) {
+	return ensureFD(cg, cgroupDir, ifindex, true)
+}
+
 // ensure is Ensure with the reuse walk optional (benchmarks compare both).
 func ensure(cgroupDir string, ifindex uint32, reuse bool) (Result, error) {
-	if ifindex == 0 {
-		return Result{}, fmt.Errorf("attach sock program to %s: invalid ifindex 0", cgroupDir)
-	}
 	cg, err := openCgroup(cgroupDir)
 	if err != nil {
 		return Result{}, fmt.Errorf("attach sock program to %s: %w", cgroupDir, err)
 	}
 	defer unix.Close(cg)
+	return ensureFD(cg, cgroupDir, ifindex, reuse)
+}
+
+func ensureFD(cg int, cgroupDir string, ifindex uint32, reuse bool) (Result, error) {
+	if ifindex == 0 {
+		return Result{}, fmt.Errorf("attach sock program to %s: invalid ifindex 0", cgroupDir)
+	}
 
 	cur, err := query(cg)
 	if err != nil {

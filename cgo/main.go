@@ -23,8 +23,8 @@ package main
 import "C"
 
 import (
-	"fmt"
 	"runtime/debug"
+	"sync"
 	"unsafe"
 
 	"github.com/pam-vrf/pam-vrf/pam"
@@ -33,7 +33,10 @@ import (
 
 // env is built on first use, not in init: init runs at pam_start in every
 // process that loads the stack, most of which never open a session with us.
-var env *pam.Env
+var (
+	env     *pam.Env
+	envOnce sync.Once
+)
 
 // allowNonVRF is set only by the pamvrf_anydevice build tag, for host tests
 // where a veth device stands in for the VRF (no VRF driver on the CI kernel).
@@ -48,28 +51,31 @@ func (s syslog) Log(p pam.Priority, msg string) {
 }
 
 //export pamvrfOpenSession
-func pamvrfOpenSession(h *C.pam_handle_t, user, service *C.char, pid C.int, argc C.int, argv **C.char) (rc C.int) {
+func pamvrfOpenSession(h *C.pam_handle_t, user, service *C.char, pid C.int, silent C.int, argc C.int, argv **C.char) (rc C.int) {
 	log := syslog{h}
-	defer func() {
-		// Never unwind into libpam: a panic here would kill sshd's monitor.
-		if r := recover(); r != nil {
-			log.Log(pam.Err, fmt.Sprintf("internal error, denying session: %v\n%s", r, debug.Stack()))
-			rc = C.PAM_SESSION_ERR
-		}
-	}()
-	if env == nil {
-		env = pam.SystemEnv(placement.Options{AllowNonVRF: allowNonVRF})
-	}
 	args := make([]string, 0, int(argc))
 	for _, a := range unsafe.Slice(argv, int(argc)) {
 		args = append(args, C.GoString(a))
 	}
-	out := pam.Open(pam.Request{
+	req := pam.Request{
 		User:    C.GoString(user),
 		Service: C.GoString(service),
 		PID:     int(pid),
 		Args:    args,
-	}, log, env)
+		Silent:  silent != 0,
+	}
+	defer func() {
+		// Never unwind into libpam: a panic here would kill sshd's monitor.
+		if r := recover(); r != nil {
+			rc = reply(h, pam.Recovered(req, r, debug.Stack(), log))
+		}
+	}()
+	envOnce.Do(func() { env = pam.SystemEnv(placement.Options{AllowNonVRF: allowNonVRF}) })
+	return reply(h, pam.Open(req, log, env))
+}
+
+// reply shows the user message, if any, and maps the outcome to a PAM code.
+func reply(h *C.pam_handle_t, out pam.Outcome) C.int {
 	if out.UserMessage != "" {
 		cs := C.CString(out.UserMessage)
 		C.pamvrf_error(h, cs)

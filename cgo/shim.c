@@ -11,7 +11,9 @@
  * a process other than the one that loaded the module. No known PAM
  * application does that (sshd, login, su, sudo and cron all open the session
  * in the process that ran pam_start), so the guard only matters for an
- * unusual host program; it logs and leaves the session alone.
+ * unusual host program (xrdp-sesman); it logs and leaves the session alone,
+ * whatever on_error says: the failure rule's one exception, since deciding
+ * it would need the Go runtime this guard exists to avoid.
  */
 #include <stdlib.h>
 #include <syslog.h>
@@ -44,7 +46,6 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
 {
 	const void *user = NULL, *service = NULL;
 
-	(void)flags;
 	if (getpid() != loaded_in) {
 		pam_syslog(pamh, LOG_ERR,
 			   "open_session called in process %ld, forked after pam_vrf.so was loaded in %ld: "
@@ -52,14 +53,14 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
 			   (long)getpid(), (long)loaded_in);
 		return PAM_IGNORE;
 	}
-	if (pam_get_item(pamh, PAM_USER, &user) != PAM_SUCCESS || user == NULL ||
-	    *(const char *)user == '\0') {
-		pam_syslog(pamh, LOG_ERR, "no PAM_USER; denying session");
-		return PAM_SESSION_ERR;
-	}
+	/* A missing user is a failure like any other: the Go side applies the
+	 * failure rule (it knows which services the module acts for). */
+	if (pam_get_item(pamh, PAM_USER, &user) != PAM_SUCCESS || user == NULL)
+		user = "";
 	if (pam_get_item(pamh, PAM_SERVICE, &service) != PAM_SUCCESS || service == NULL)
 		service = "";
-	return pamvrfOpenSession(pamh, (char *)user, (char *)service, (int)getpid(), argc, (char **)argv);
+	return pamvrfOpenSession(pamh, (char *)user, (char *)service, (int)getpid(),
+				 (flags & PAM_SILENT) != 0, argc, (char **)argv);
 }
 
 /*

@@ -29,6 +29,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -38,6 +39,16 @@ import (
 // ErrNoCgroup2 means no cgroup v2 hierarchy is mounted (or a process has no
 // v2 membership line), so VRF placement by cgroup is impossible.
 var ErrNoCgroup2 = errors.New("no cgroup2 hierarchy mounted")
+
+// ErrOutside: a process's cgroup path is not below the cgroup2 mount as this
+// process sees it (another cgroup namespace, "..").
+var ErrOutside = errors.New("cgroup outside the mounted hierarchy")
+
+// ErrUnsafe: a cgroup on the way to the VRF cgroup is not root's: owned by
+// another user, or delegated (systemd's Delegate=, marked by the
+// trusted.delegate or user.delegate xattr). Its owner could move a placed
+// process out, pre-create the VRF cgroup with limits, or swap directories.
+var ErrUnsafe = errors.New("cgroup not owned by root or delegated")
 
 // Mount returns the mount point of the first cgroup2 file system listed in
 // /proc/self/mountinfo, e.g. "/sys/fs/cgroup" (unified) or
@@ -125,6 +136,11 @@ func parseProcCgroup(data []byte) (string, error) {
 		if rest, ok := bytes.CutPrefix(line, []byte("0::")); ok {
 			if len(rest) == 0 || rest[0] != '/' {
 				return "", fmt.Errorf("malformed cgroup2 line %q", line)
+			}
+			// A process outside the reader's cgroup namespace shows as
+			// "/../…": joined to the mount, that path leaves cgroupfs.
+			if p := string(rest); p != "/" && (path.Clean(p) != p || slices.Contains(strings.Split(p, "/"), "..")) {
+				return "", fmt.Errorf("cgroup2 path %q is not below this cgroup namespace's root: %w", p, ErrOutside)
 			}
 			return string(rest), nil
 		}
@@ -236,6 +252,133 @@ func Move(dir string, pid int) error {
 	}
 	if cerr != nil {
 		return fmt.Errorf("move pid %d to cgroup %s: %w", pid, dir, cerr)
+	}
+	return nil
+}
+
+// VRFLevels splits iproute2's VRF cgroup path (VRFDirNS) into the base that
+// already exists (the caller's cgroup cut at "/vrf", as a path below the
+// mount) and the directory names created below it: ["<netns>-ns",] "vrf"
+// [, vrf]. vrf == "" gives the default VRF's directory, …/vrf itself.
+func VRFLevels(procPath, netns, vrf string) (base string, levels []string) {
+	base = procPath
+	if i := strings.Index(base, "/vrf"); i >= 0 {
+		base = base[:i]
+	}
+	if base == "" {
+		base = "/"
+	}
+	if netns != "" {
+		level := netns + "-ns"
+		if path.Base(base) == level {
+			base = path.Dir(base)
+		}
+		levels = append(levels, level)
+	}
+	levels = append(levels, "vrf")
+	if vrf != "" {
+		levels = append(levels, vrf)
+	}
+	return base, levels
+}
+
+// Dir is an open cgroup directory: the descriptor every later step uses, so
+// that what was checked is what gets the program and the process.
+type Dir struct {
+	FD   int
+	Path string
+}
+
+// Close closes the descriptor.
+func (d *Dir) Close() error { return unix.Close(d.FD) }
+
+// OpenVRFDir opens the VRF cgroup base+levels below mount one component at
+// a time (openat, O_NOFOLLOW), creating the levels with mode 0755 as
+// iproute2's make_path does. Every directory below the mount's root must be
+// owned by root and not delegated (ErrUnsafe); the mount must be cgroup2.
+// The mount's root itself is not checked: in a container it is the
+// container's own, delegated, cgroup.
+func OpenVRFDir(mount, base string, levels []string) (*Dir, error) {
+	fd, err := unix.Open(mount, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open cgroup2 mount %s: %w", mount, err)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil || sfs.Type != unix.CGROUP2_SUPER_MAGIC {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s is not a cgroup2 mount: %w", mount, ErrNoCgroup2)
+	}
+	cur := mount
+	step := func(name string, create bool) error {
+		if create {
+			if err := unix.Mkdirat(fd, name, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("create cgroup %s: %w", path.Join(cur, name), err)
+			}
+		}
+		nfd, err := unix.Openat(fd, name, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open cgroup %s: %w", path.Join(cur, name), err)
+		}
+		unix.Close(fd)
+		fd, cur = nfd, path.Join(cur, name)
+		return checkOwner(fd, cur)
+	}
+	for _, c := range strings.Split(strings.Trim(base, "/"), "/") {
+		if c == "" {
+			continue
+		}
+		if c == "." || c == ".." {
+			unix.Close(fd)
+			return nil, fmt.Errorf("cgroup path %q: %w", base, ErrOutside)
+		}
+		if err := step(c, false); err != nil {
+			unix.Close(fd)
+			return nil, err
+		}
+	}
+	for _, c := range levels {
+		if err := step(c, true); err != nil {
+			unix.Close(fd)
+			return nil, err
+		}
+	}
+	return &Dir{FD: fd, Path: cur}, nil
+}
+
+// delegateXattrs mark a cgroup systemd delegated (systemd.resource-control(5),
+// Delegate=): trusted.* since v251, user.* since v252 for unprivileged
+// managers.
+var delegateXattrs = []string{"trusted.delegate", "user.delegate"}
+
+func checkOwner(fd int, p string) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("stat cgroup %s: %w", p, err)
+	}
+	if st.Uid != 0 {
+		return fmt.Errorf("cgroup %s is owned by uid %d: %w", p, st.Uid, ErrUnsafe)
+	}
+	var buf [8]byte
+	for _, x := range delegateXattrs {
+		n, err := unix.Fgetxattr(fd, x, buf[:])
+		if err == nil && n > 0 && buf[0] == '1' {
+			return fmt.Errorf("cgroup %s is delegated (%s): %w", p, x, ErrUnsafe)
+		}
+	}
+	return nil
+}
+
+// MoveTo moves pid into the open cgroup d (its cgroup.procs, opened
+// relative to the same descriptor).
+func MoveTo(d *Dir, pid int) error {
+	fd, err := unix.Openat(d.FD, "cgroup.procs", unix.O_WRONLY|unix.O_APPEND|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return fmt.Errorf("move pid %d to cgroup %s: %w", pid, d.Path, err)
+	}
+	_, werr := unix.Write(fd, []byte(strconv.Itoa(pid)))
+	unix.Close(fd)
+	if werr != nil {
+		return fmt.Errorf("move pid %d to cgroup %s: %w", pid, d.Path, werr)
 	}
 	return nil
 }

@@ -18,7 +18,9 @@ package pam
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/pam-vrf/pam-vrf/config"
 	"github.com/pam-vrf/pam-vrf/placement"
@@ -50,7 +52,7 @@ type Code int
 // The results open_session can have.
 const (
 	Success    Code = iota // placed in the VRF
-	Ignore                 // not ours to act on: no rule, default VRF, other service, or on_error=allow
+	Ignore                 // not ours to act on (no rule, vrf = "", other service), or a failure under on_error=allow
 	SessionErr             // the session must not start
 )
 
@@ -70,27 +72,45 @@ func (c Code) String() string {
 type Options struct {
 	ConfigPath string
 	Debug      bool
+	// OnError is the failure rule's setting when the policy does not give
+	// one, in particular when the policy cannot be read at all.
+	OnError config.OnError
 }
 
-// ParseArgs reads `config=PATH` and `debug`. Anything else is an error: a
-// misspelt option on a security module must not be silently dropped.
+// ParseArgs reads `config=PATH`, `on_error=allow|deny` and `debug`. It
+// returns the options it understood and an error for the first argument it
+// did not: a misspelt option on a security module must not be silently
+// dropped, and the failure rule (failure.go) says what the session gets.
 func ParseArgs(args []string) (Options, error) {
 	opt := Options{ConfigPath: DefaultConfigPath}
+	var bad error
 	for _, a := range args {
+		var err error
 		switch {
 		case a == "debug":
 			opt.Debug = true
 		case strings.HasPrefix(a, "config="):
 			p := strings.TrimPrefix(a, "config=")
 			if !strings.HasPrefix(p, "/") {
-				return opt, fmt.Errorf("option %q: the policy path must be absolute", a)
+				err = fmt.Errorf("option %q: the policy path must be absolute", a)
+				break
 			}
 			opt.ConfigPath = p
+		case strings.HasPrefix(a, "on_error="):
+			v, ok := config.ParseOnError(strings.TrimPrefix(a, "on_error="))
+			if !ok {
+				err = fmt.Errorf("option %q: must be on_error=allow or on_error=deny", a)
+				break
+			}
+			opt.OnError = v
 		default:
-			return opt, fmt.Errorf("unknown option %q (known: config=PATH, debug)", a)
+			err = fmt.Errorf("unknown option %q (known: config=PATH, on_error=allow|deny, debug)", a)
+		}
+		if bad == nil {
+			bad = err
 		}
 	}
-	return opt, nil
+	return opt, bad
 }
 
 // Request is one pam_open_session call.
@@ -99,6 +119,7 @@ type Request struct {
 	Service string
 	PID     int      // the caller: the process to place
 	Args    []string // module arguments
+	Silent  bool     // PAM_SILENT: show the user nothing (the auth log still gets every line)
 }
 
 // Outcome is what the shim returns to libpam and shows the user.
@@ -111,96 +132,97 @@ type Outcome struct {
 // Env holds what Open needs from the system; tests replace the parts.
 type Env struct {
 	Policies *config.Cache
-	// Groups returns the names of the user's groups (primary included).
-	Groups func(user string) ([]string, error)
-	// Enter places pid into the VRF.
+	// Groups reports which of the named groups user is a member of,
+	// waiting at most timeout (nss.Membership).
+	Groups func(user string, names []string, timeout time.Duration) ([]bool, error)
+	// Enter places pid into the VRF (placement.DefaultVRF: the default VRF).
 	Enter func(pid int, vrf string) (placement.Result, error)
 }
 
 // Open runs pam_sm_open_session's logic. It never panics on bad input; the
-// shim still recovers, as a last line of defence at the C boundary.
+// shim still recovers, as a last line of defence at the C boundary (see
+// Recovered).
 func Open(req Request, log Logger, env *Env) Outcome {
-	opt, err := ParseArgs(req.Args)
-	if err != nil {
-		log.Log(Err, fmt.Sprintf("bad module arguments: %v; denying session for user %q", err, req.User))
-		return Outcome{Code: SessionErr, UserMessage: "pam_vrf: module misconfigured, see the auth log"}
+	out := open(req, log, env)
+	if req.Silent {
+		out.UserMessage = ""
 	}
+	return out
+}
+
+func open(req Request, log Logger, env *Env) Outcome {
+	opt, optErr := ParseArgs(req.Args)
 	dbg := func(format string, a ...any) {
 		if opt.Debug {
 			log.Log(Debug, fmt.Sprintf(format, a...))
 		}
 	}
 
-	pol, err := env.Policies.Load(opt.ConfigPath)
-	if err != nil {
-		// A policy we cannot read decides nobody: fail closed, and only for
-		// the services the module acts for by default, so that e.g. sudo or
-		// cron keep working while the admin fixes the file.
-		if !contains(config.DefaultServices, req.Service) {
-			log.Log(Err, fmt.Sprintf("user %q service %q: policy unusable: %v; session left alone (service not in the default list)", req.User, req.Service, err))
-			return Outcome{Code: Ignore}
-		}
-		log.Log(Err, fmt.Sprintf("user %q: policy unusable, denying session: %v", req.User, err))
-		return Outcome{Code: SessionErr, UserMessage: "pam_vrf: the VRF policy is broken, see the auth log"}
+	pol, polErr := env.Policies.Load(opt.ConfigPath)
+	if polErr != nil {
+		pol = nil // ActsFor(nil) is the default services list
 	}
 	if !pol.ActsFor(req.Service) {
-		dbg("user %q: service %q is not in the policy's services list; ignoring", req.User, req.Service)
+		// Whatever is wrong, a service we do not act for is never denied.
+		if err := errors.Join(optErr, polErr); err != nil {
+			log.Log(Notice, fmt.Sprintf("user %q service %q: %v; the module does not act for this service, session left alone", req.User, req.Service, err))
+		} else {
+			dbg("user %q: service %q is not in the policy's services list; ignoring", req.User, req.Service)
+		}
 		return Outcome{Code: Ignore}
 	}
-
-	var groups []string
-	if len(pol.Groups) > 0 { // NSS lookups only when a group rule could match
-		groups, err = env.Groups(req.User)
-		if err != nil {
-			log.Log(Err, fmt.Sprintf("user %q: cannot resolve groups: %v; denying session", req.User, err))
-			return Outcome{Code: SessionErr, UserMessage: "pam_vrf: cannot resolve your groups, see the auth log"}
-		}
+	set := resolveSetting(pol, opt)
+	switch {
+	case optErr != nil:
+		return fail(req, failure{class: "option", err: optErr, what: "the module is misconfigured (see the auth log)"}, set, log)
+	case polErr != nil:
+		return fail(req, failure{class: "policy", err: polErr, what: policyWhat(opt.ConfigPath, polErr)}, set, log)
+	case req.User == "":
+		return fail(req, failure{class: "user", err: errors.New("PAM_USER is not set"), what: "no user name"}, set, log)
 	}
-	d := pol.Decide(req.User, groups, req.Service)
+
+	groups := func(user string, names []string) ([]bool, error) {
+		return env.Groups(user, names, pol.Timeout())
+	}
+	d, err := pol.Decide(req.User, req.Service, groups)
+	if err != nil {
+		return fail(req, failure{class: "nss", err: err, what: nssWhat(err)}, set, log)
+	}
 	if !d.Matched {
 		dbg("user %q service %q: no rule matches; session left in place", req.User, req.Service)
 		return Outcome{Code: Ignore}
 	}
 	if d.VRF == "" {
-		dbg("user %q: %s keeps the session in the default VRF", req.User, d.Rule)
+		dbg("user %q: %s leaves the session where it is", req.User, d.Rule)
 		return Outcome{Code: Ignore}
 	}
 
 	res, err := env.Enter(req.PID, d.VRF)
 	if err != nil {
-		reason := userReason(err)
-		if pol.OnError == config.OnErrorAllow {
-			log.Log(Warning, fmt.Sprintf("user %q: cannot enter VRF %q (%s): %v; session continues unbound (on_error=allow)", req.User, d.VRF, d.Rule, err))
-			return Outcome{Code: Ignore}
-		}
-		log.Log(Err, fmt.Sprintf("user %q: cannot enter VRF %q (%s): %v; session denied (on_error=deny)", req.User, d.VRF, d.Rule, err))
-		return Outcome{Code: SessionErr, UserMessage: fmt.Sprintf("pam_vrf: VRF %s is not available: %s", d.VRF, reason)}
+		class, what := placementWhat(d.VRF, err)
+		return fail(req, failure{class: class, vrf: d.VRF, rule: d.Rule, err: err, what: what}, set, log)
 	}
-	log.Log(Info, fmt.Sprintf("user %q placed in VRF %q (%s, ifindex %d, cgroup %s)", req.User, d.VRF, d.Rule, res.Ifindex, res.Dir))
+	if d.VRF == config.DefaultVRF {
+		log.Log(Info, fmt.Sprintf("user %q placed in the default VRF (%s, cgroup %s)", req.User, d.Rule, res.Dir))
+	} else {
+		log.Log(Info, fmt.Sprintf("user %q placed in VRF %q (%s, ifindex %d, cgroup %s)", req.User, d.VRF, d.Rule, res.Ifindex, res.Dir))
+	}
 	return Outcome{Code: Success}
 }
 
-// userReason is the short reason shown on the user's terminal; the auth log
-// gets the full error with paths.
-func userReason(err error) string {
-	switch {
-	case errors.Is(err, placement.ErrNoDevice):
-		return "the VRF device does not exist"
-	case errors.Is(err, placement.ErrNotVRF):
-		return "the device is not a VRF"
-	case errors.Is(err, placement.ErrNoCgroup2):
-		return "no cgroup2 file system is mounted"
-	case errors.Is(err, placement.ErrBPFPermission):
-		return "no permission to attach the BPF program"
+// Recovered is the outcome after Open panicked (a bug). The policy is not
+// read again; the pam.d line's on_error and the default services list
+// stand in for it.
+func Recovered(req Request, panicked any, stack []byte, log Logger) Outcome {
+	opt, _ := ParseArgs(req.Args)
+	if !slices.Contains(config.DefaultServices, req.Service) {
+		log.Log(Err, fmt.Sprintf("user %q service %q: internal error: %v; session left alone\n%s", req.User, req.Service, panicked, stack))
+		return Outcome{Code: Ignore}
 	}
-	return "placement failed"
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
+	out := fail(req, failure{class: "internal", err: fmt.Errorf("%v\n%s", panicked, stack), what: "internal error (see the auth log)"},
+		resolveSetting(nil, opt), log)
+	if req.Silent {
+		out.UserMessage = ""
 	}
-	return false
+	return out
 }

@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pam-vrf/pam-vrf/config"
+	"github.com/pam-vrf/pam-vrf/nss"
 	"github.com/pam-vrf/pam-vrf/placement"
 )
 
@@ -32,15 +34,18 @@ type fakeEnv struct {
 	groupErr  error
 	enterErr  error
 	entered   []string
-	groupAsks int
+	groupAsks [][]string
 }
 
 func (f *fakeEnv) env() *Env {
 	return &Env{
 		Policies: &config.Cache{},
-		Groups: func(user string) ([]string, error) {
-			f.groupAsks++
-			return f.groups[user], f.groupErr
+		Groups: func(user string, names []string, timeout time.Duration) ([]bool, error) {
+			f.groupAsks = append(f.groupAsks, names)
+			if f.groupErr != nil {
+				return nil, f.groupErr
+			}
+			return config.MemberOf(f.groups[user]...)(user, names)
 		},
 		Enter: func(pid int, vrf string) (placement.Result, error) {
 			if f.enterErr != nil {
@@ -72,35 +77,37 @@ func TestParseArgs(t *testing.T) {
 	}{
 		{nil, Options{ConfigPath: DefaultConfigPath}, ""},
 		{[]string{"debug", "config=/etc/x.toml"}, Options{ConfigPath: "/etc/x.toml", Debug: true}, ""},
-		{[]string{"config=relative.toml"}, Options{}, "must be absolute"},
-		{[]string{"confg=/x"}, Options{}, `unknown option "confg=/x"`},
-		{[]string{"Debug"}, Options{}, `unknown option "Debug"`},
+		{[]string{"on_error=deny"}, Options{ConfigPath: DefaultConfigPath, OnError: config.OnErrorDeny}, ""},
+		{[]string{"on_error=allow"}, Options{ConfigPath: DefaultConfigPath, OnError: config.OnErrorAllow}, ""},
+		{[]string{"config=relative.toml"}, Options{ConfigPath: DefaultConfigPath}, "must be absolute"},
+		{[]string{"on_error=maybe"}, Options{ConfigPath: DefaultConfigPath}, "on_error=allow or on_error=deny"},
+		// The options that parse still count next to a bad one: the
+		// failure rule needs on_error even when another word is misspelt.
+		{[]string{"confg=/x", "on_error=deny"}, Options{ConfigPath: DefaultConfigPath, OnError: config.OnErrorDeny}, `unknown option "confg=/x"`},
+		{[]string{"Debug"}, Options{ConfigPath: DefaultConfigPath}, `unknown option "Debug"`},
 	} {
 		got, err := ParseArgs(tc.args)
-		if tc.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("%q: error %v, want %q", tc.args, err, tc.err)
-			}
-			continue
+		if tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%q: error %v, want %q", tc.args, err, tc.err)
 		}
-		if err != nil || got != tc.want {
-			t.Errorf("%q: got %+v, %v; want %+v", tc.args, got, err, tc.want)
+		if tc.err == "" && err != nil {
+			t.Errorf("%q: error %v", tc.args, err)
+		}
+		if got != tc.want {
+			t.Errorf("%q: got %+v; want %+v", tc.args, got, tc.want)
 		}
 	}
 }
 
 func TestOpen(t *testing.T) {
-	notVRF := fmt.Errorf(`enter VRF "mgmt": %w`, placement.ErrNotVRF)
 	for _, tc := range []struct {
 		name     string
 		policy   string // "" = no file at all
-		args     []string
 		user     string
 		service  string
 		f        fakeEnv
 		want     Code
 		entered  string
-		userMsg  string
 		logPrio  Priority
 		logSub   string
 		noGroups bool // group lookup must not happen
@@ -112,23 +119,15 @@ func TestOpen(t *testing.T) {
 		{name: "no rule ignores", policy: "[user.alice]\nvrf = \"mgmt\"\n", user: "bob", service: "sshd",
 			want: Ignore, noGroups: true},
 		{name: "missing policy ignores", user: "alice", service: "sshd", want: Ignore},
-		{name: "explicit default VRF ignores", policy: "default = \"mgmt\"\n[user.root]\nvrf = \"\"\n", user: "root", service: "sshd",
+		{name: "vrf empty leaves the session", policy: "default = \"mgmt\"\n[user.root]\nvrf = \"\"\n", user: "root", service: "sshd",
 			want: Ignore},
+		{name: "vrf default moves to the default VRF", policy: "services = [\"su\"]\n[user.root]\nvrf = \"default\"\n", user: "root", service: "su",
+			want: Success, entered: "42:default", logPrio: Info, logSub: `user "root" placed in the default VRF`},
 		{name: "service outside the list ignores", policy: "[user.alice]\nvrf = \"mgmt\"\n", user: "alice", service: "cron",
 			want: Ignore},
-		{name: "deny names VRF and reason", policy: "[user.alice]\nvrf = \"mgmt\"\n", user: "alice", service: "sshd",
-			f: fakeEnv{enterErr: notVRF}, want: SessionErr, userMsg: "pam_vrf: VRF mgmt is not available: the device is not a VRF",
-			logPrio: Err, logSub: `user "alice": cannot enter VRF "mgmt"`},
-		{name: "allow warns", policy: "on_error = \"allow\"\n[user.alice]\nvrf = \"mgmt\"\n", user: "alice", service: "sshd",
-			f: fakeEnv{enterErr: notVRF}, want: Ignore, logPrio: Warning, logSub: "on_error=allow"},
-		{name: "broken policy denies default services", policy: "[user.alice]\nvrf = 3\n", user: "alice", service: "sshd",
-			want: SessionErr, userMsg: "the VRF policy is broken", logPrio: Err, logSub: "pam_vrf.toml:2"},
-		{name: "broken policy leaves sudo alone", policy: "[user.alice]\nvrf = 3\n", user: "alice", service: "sudo",
-			want: Ignore, logPrio: Err, logSub: "service not in the default list"},
-		{name: "group lookup failure denies", policy: "[group.netops]\nvrf = \"mgmt\"\n", user: "bob", service: "sshd",
-			f: fakeEnv{groupErr: errors.New("nss down")}, want: SessionErr, userMsg: "cannot resolve your groups", logPrio: Err, logSub: "nss down"},
-		{name: "bad option denies", policy: "[user.alice]\nvrf = \"mgmt\"\n", args: []string{"bogus"}, user: "alice", service: "sshd",
-			want: SessionErr, userMsg: "module misconfigured", logPrio: Err, logSub: `unknown option "bogus"`},
+		// The user rule decides before NSS is asked: an outage cannot touch root.
+		{name: "user rule beats a failing NSS", policy: "[user.root]\nvrf = \"\"\n[group.netops]\nvrf = \"mgmt\"\n", user: "root", service: "sshd",
+			f: fakeEnv{groupErr: errors.New("nss down")}, want: Ignore, noGroups: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := "/nonexistent/pam_vrf.toml"
@@ -137,23 +136,144 @@ func TestOpen(t *testing.T) {
 			}
 			log := &memLog{}
 			f := tc.f
-			args := append([]string{"config=" + path}, tc.args...)
-			out := Open(Request{User: tc.user, Service: tc.service, PID: 42, Args: args}, log, f.env())
+			out := Open(Request{User: tc.user, Service: tc.service, PID: 42, Args: []string{"config=" + path}}, log, f.env())
 			if out.Code != tc.want {
 				t.Errorf("code %v, want %v; log %q", out.Code, tc.want, log.lines)
 			}
 			if got := strings.Join(f.entered, ","); got != tc.entered {
 				t.Errorf("placed %q, want %q", got, tc.entered)
 			}
-			if !strings.Contains(out.UserMessage, tc.userMsg) || (tc.userMsg == "" && out.UserMessage != "") {
-				t.Errorf("user message %q, want %q", out.UserMessage, tc.userMsg)
+			if out.UserMessage != "" {
+				t.Errorf("user message %q on a path without failure", out.UserMessage)
 			}
 			if tc.logSub != "" && !log.has(tc.logPrio, tc.logSub) {
 				t.Errorf("no log line at priority %d containing %q: %q", tc.logPrio, tc.logSub, log.lines)
 			}
-			if tc.noGroups && f.groupAsks != 0 {
-				t.Errorf("groups were looked up without a group rule")
+			if tc.noGroups && len(f.groupAsks) != 0 {
+				t.Errorf("groups were looked up although no group rule could decide: %q", f.groupAsks)
 			}
 		})
+	}
+}
+
+// TestFailureRule is the failure rule as a table: every failure class ×
+// where on_error is said × a service the module acts for and one it does
+// not. The same table runs through the real libpam stack in tests/pamtest.
+func TestFailureRule(t *testing.T) {
+	type class struct {
+		name    string
+		policy  string // rules; "on_error" is prepended per setting
+		args    []string
+		user    string
+		f       fakeEnv
+		setup   func(t *testing.T, path string)
+		readErr bool // the policy cannot be read: its own on_error is unknown
+		userMsg string
+		logSub  string
+	}
+	rule := "[user.alice]\nvrf = \"mgmt\"\n"
+	classes := []class{
+		{name: "option", policy: rule, args: []string{"debgu"}, user: "alice",
+			userMsg: "the module is misconfigured", logSub: `option failure: unknown option "debgu"`},
+		{name: "policy-syntax", policy: rule + "vrf = \n", user: "alice", readErr: true,
+			userMsg: "is broken", logSub: "policy failure: "},
+		{name: "policy-unsafe", policy: rule, user: "alice", readErr: true,
+			setup:   func(t *testing.T, p string) { os.Chmod(p, 0o664) },
+			userMsg: "is unsafe or unreadable", logSub: "mode 0664 is group/world-writable (fix: chmod 0644"},
+		{name: "policy-unreadable", policy: rule, user: "alice", readErr: true,
+			setup: func(t *testing.T, p string) {
+				os.Remove(p)
+				os.Mkdir(p, 0o755)
+			},
+			userMsg: "is unsafe or unreadable", logSub: "not a regular file (a directory)"},
+		{name: "user", policy: rule, user: "",
+			userMsg: "no user name", logSub: "user failure: PAM_USER is not set"},
+		{name: "nss", policy: "[group.netops]\nvrf = \"mgmt\"\n", user: "bob", f: fakeEnv{groupErr: fmt.Errorf("groups of \"bob\": %w after 5s", nss.ErrTimeout)},
+			userMsg: "your groups could not be looked up in time", logSub: `nss failure: groups of user "bob" unknown, needed for group "netops"`},
+		{name: "vrf", policy: rule, user: "alice", f: fakeEnv{enterErr: fmt.Errorf(`enter VRF "mgmt": %w`, placement.ErrNoDevice)},
+			userMsg: "VRF mgmt is not available: the VRF device does not exist", logSub: `VRF "mgmt" (user "alice" (`},
+		{name: "placement", policy: rule, user: "alice", f: fakeEnv{enterErr: fmt.Errorf(`enter VRF "mgmt": %w`, placement.ErrBPFPermission)},
+			userMsg: "VRF mgmt is not available: no permission to attach the BPF program", logSub: "placement failure: "},
+		{name: "unsafe-cgroup", policy: rule, user: "alice", f: fakeEnv{enterErr: fmt.Errorf(`enter VRF "mgmt": %w`, placement.ErrUnsafeCgroup)},
+			userMsg: "the session's cgroup is not root's", logSub: "placement failure: "},
+	}
+	settings := []struct {
+		name       string
+		policyLine string
+		arg        string
+	}{
+		{"default", "", ""},
+		{"pamd-deny", "", "on_error=deny"},
+		{"pamd-allow", "", "on_error=allow"},
+		{"policy-deny", "on_error = \"deny\"\n", ""},
+		{"policy-allow", "on_error = \"allow\"\n", ""},
+		// The policy wins over the pam.d line when it can be read.
+		{"policy-allow-over-pamd-deny", "on_error = \"allow\"\n", "on_error=deny"},
+	}
+	for _, c := range classes {
+		for _, s := range settings {
+			for _, svc := range []string{"sshd", "cron"} {
+				t.Run(c.name+"/"+s.name+"/"+svc, func(t *testing.T) {
+					path := writePolicy(t, s.policyLine+c.policy)
+					if c.setup != nil {
+						c.setup(t, path)
+					}
+					args := []string{"config=" + path}
+					if s.arg != "" {
+						args = append(args, s.arg)
+					}
+					args = append(args, c.args...)
+					log := &memLog{}
+					f := c.f
+					out := Open(Request{User: c.user, Service: svc, PID: 42, Args: args}, log, f.env())
+
+					if len(f.entered) != 0 && f.enterErr == nil {
+						t.Fatalf("placed %q despite the failure", f.entered)
+					}
+					if svc == "cron" {
+						// Never denied, nothing shown.
+						if out.Code != Ignore || out.UserMessage != "" || log.has(Err, "") || log.has(Warning, "") {
+							t.Fatalf("service not acted for: %v %q, log %q", out.Code, out.UserMessage, log.lines)
+						}
+						return
+					}
+					deny := strings.Contains(s.policyLine, "deny") && !c.readErr ||
+						s.arg == "on_error=deny" && (s.policyLine == "" || c.readErr)
+					wantCode, wantTail, prio, logTail := Ignore, "; this session continues without VRF placement", Warning, "session continues unbound (on_error=allow"
+					if deny {
+						wantCode, wantTail, prio, logTail = SessionErr, "; session refused", Err, "session refused (on_error=deny"
+					}
+					if out.Code != wantCode {
+						t.Errorf("code %v, want %v; log %q", out.Code, wantCode, log.lines)
+					}
+					if !strings.HasPrefix(out.UserMessage, "pam_vrf: ") || !strings.Contains(out.UserMessage, c.userMsg) || !strings.HasSuffix(out.UserMessage, wantTail) {
+						t.Errorf("user message %q, want %q ... %q", out.UserMessage, c.userMsg, wantTail)
+					}
+					if !log.has(prio, c.logSub) || !log.has(prio, logTail) || (c.user != "" && !log.has(prio, `user "`+c.user+`" service "sshd"`)) {
+						t.Errorf("no auth-log line at %d with %q, %q and user/service: %q", prio, c.logSub, logTail, log.lines)
+					}
+					silent := Open(Request{User: c.user, Service: svc, PID: 42, Args: args, Silent: true}, &memLog{}, f.env())
+					if silent.Code != out.Code || silent.UserMessage != "" {
+						t.Errorf("PAM_SILENT: %v %q", silent.Code, silent.UserMessage)
+					}
+				})
+			}
+		}
+	}
+}
+
+func TestRecoveredFollowsThePamdLine(t *testing.T) {
+	log := &memLog{}
+	if out := Recovered(Request{User: "a", Service: "sshd"}, "boom", nil, log); out.Code != Ignore || !strings.Contains(out.UserMessage, "internal error") {
+		t.Errorf("default: %+v", out)
+	}
+	if out := Recovered(Request{User: "a", Service: "sshd", Args: []string{"on_error=deny"}}, "boom", nil, log); out.Code != SessionErr {
+		t.Errorf("on_error=deny: %+v", out)
+	}
+	if out := Recovered(Request{User: "a", Service: "sudo", Args: []string{"on_error=deny"}}, "boom", nil, log); out.Code != Ignore || out.UserMessage != "" {
+		t.Errorf("sudo: %+v", out)
+	}
+	if !log.has(Err, "internal failure: boom") {
+		t.Errorf("log: %q", log.lines)
 	}
 }

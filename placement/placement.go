@@ -6,13 +6,22 @@
 //     require it to be a VRF (unless Options.AllowNonVRF, for tests on
 //     hosts without the VRF driver);
 //  3. compute iproute2's cgroup dir from the TARGET pid's cgroup2 path
-//     (cgroup.VRFDirNS, with the caller's named-netns level);
-//  4. create it and attach the sock_create program (bpf.Ensure) BEFORE
-//     moving the pid, so no socket is created unbound in between;
-//  5. move the pid (cgroup.Move), unless /proc/PID/cgroup already names
-//     the directory (then step 6 is already done, too);
-//  6. re-read /proc/PID/cgroup and fail closed unless the pid sits directly
+//     (cgroup.VRFDirNS, with the caller's named-netns level); a path with
+//     ".." (another cgroup namespace) is refused;
+//  4. open it one component at a time from the mount, creating the VRF
+//     levels, and refuse it unless every directory below the mount is
+//     root's and not delegated (cgroup.OpenVRFDir): a user who owns a
+//     cgroup on the way could move the placed process out again;
+//  5. attach the sock_create program (bpf.EnsureFD) to that descriptor
+//     BEFORE moving the pid, so no socket is created unbound in between;
+//  6. move the pid through the same descriptor (cgroup.MoveTo), unless
+//     /proc/PID/cgroup already names the directory;
+//  7. re-read /proc/PID/cgroup and fail closed unless the pid sits directly
 //     in …/vrf/<name> (what `ip vrf identify` reports).
+//
+// DefaultVRF is iproute2's vrf_switch("default"): the pid goes to the …/vrf
+// directory itself, no program is attached there, and `ip vrf identify`
+// prints nothing for it.
 //
 // Sockets the process already has (the ssh connection) are not affected;
 // every AF_INET/AF_INET6 socket it or its children create afterwards is
@@ -50,7 +59,13 @@ var (
 	// ErrNotPlaced: the move seemed to work but the pid is not in the VRF
 	// cgroup afterwards (raced with another cgroup manager, e.g. logind).
 	ErrNotPlaced = errors.New("process is not in the VRF cgroup after the move")
+	// ErrUnsafeCgroup: a cgroup on the way is user-owned or delegated, or
+	// the process's cgroup is outside the mounted hierarchy.
+	ErrUnsafeCgroup = cgroup.ErrUnsafe
 )
+
+// DefaultVRF names the default VRF, as in `ip vrf exec default`.
+const DefaultVRF = "default"
 
 // Options tune Enter; the zero value is right for production.
 type Options struct {
@@ -103,19 +118,28 @@ func enter(pid int, vrf string, opt Options) (Result, error) {
 	if pid <= 0 {
 		return Result{}, fmt.Errorf("invalid pid %d", pid)
 	}
-	ifindex, err := resolve(vrf, opt.AllowNonVRF)
-	if err != nil {
-		return Result{}, err
+	leaf := ""
+	ifindex := 0
+	if vrf != DefaultVRF {
+		var err error
+		if ifindex, err = resolve(vrf, opt.AllowNonVRF); err != nil {
+			return Result{}, err
+		}
+		leaf = vrf
 	}
 
 	mount := opt.CgroupMount
 	if mount == "" {
+		var err error
 		if mount, err = cgroupMount(); err != nil {
 			return Result{}, err
 		}
 	}
 	procPath, err := cgroup.ProcPath(pid)
 	if err != nil {
+		if errors.Is(err, cgroup.ErrOutside) {
+			return Result{}, &kindError{msg: fmt.Sprintf("pid %d", pid), kind: ErrUnsafeCgroup, cause: err}
+		}
 		return Result{}, err
 	}
 	// The netns level belongs to the namespace the device was resolved in,
@@ -124,18 +148,22 @@ func enter(pid int, vrf string, opt Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	dir := cgroup.VRFDirNS(mount, procPath, ns, vrf)
-	res := Result{Dir: dir, Ifindex: ifindex}
+	base, levels := cgroup.VRFLevels(procPath, ns, leaf)
+	d, err := cgroup.OpenVRFDir(mount, base, levels)
+	if err != nil {
+		return Result{}, err
+	}
+	defer d.Close()
+	res := Result{Dir: d.Path, Ifindex: ifindex}
 
-	if err := cgroup.MakeDir(dir); err != nil {
-		return Result{}, err
+	// Attach first: from the moment the pid is in the directory, its new
+	// sockets must be bound. The default VRF's directory gets no program.
+	if ifindex != 0 {
+		if res.Program, err = bpf.EnsureFD(d.FD, d.Path, uint32(ifindex)); err != nil {
+			return Result{}, err
+		}
 	}
-	// Attach first: from the moment the pid is in dir, its new sockets
-	// must be bound.
-	if res.Program, err = bpf.Ensure(dir, uint32(ifindex)); err != nil {
-		return Result{}, err
-	}
-	want := strings.TrimPrefix(dir, mount)
+	want := strings.TrimPrefix(d.Path, mount)
 	if procPath == want {
 		// Already there (a host process opening another session, su or
 		// login inside a placed session). A cgroup.procs write would still
@@ -144,7 +172,7 @@ func enter(pid int, vrf string, opt Options) (Result, error) {
 		// verification. make bench: saves ~15% of a warm open_session.
 		return res, nil
 	}
-	if err := cgroup.Move(dir, pid); err != nil {
+	if err := cgroup.MoveTo(d, pid); err != nil {
 		return Result{}, err
 	}
 
@@ -153,7 +181,7 @@ func enter(pid int, vrf string, opt Options) (Result, error) {
 		return Result{}, fmt.Errorf("verify placement: %w", err)
 	}
 	if got != want {
-		return Result{}, &kindError{msg: fmt.Sprintf("verify placement of pid %d in %s: now in %s", pid, dir, got), kind: ErrNotPlaced}
+		return Result{}, &kindError{msg: fmt.Sprintf("verify placement of pid %d in %s: now in %s", pid, d.Path, got), kind: ErrNotPlaced}
 	}
 	return res, nil
 }
