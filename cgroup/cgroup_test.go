@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -255,5 +256,34 @@ func TestMoveLive(t *testing.T) {
 	// A vanished pid is an error that names the cgroup.
 	if err := Move(dir, 1<<22+7); err == nil || !strings.Contains(err.Error(), dir) {
 		t.Fatalf("Move(bogus pid) = %v", err)
+	}
+}
+
+func TestProcPathOutsideNamespaceRefused(t *testing.T) {
+	for _, in := range []string{"0::/../../user.slice\n", "0::/a/../b\n", "0::/a/./b\n"} {
+		if _, err := parseProcCgroup([]byte(in)); !errors.Is(err, ErrOutside) {
+			t.Errorf("%q: %v, want ErrOutside", in, err)
+		}
+	}
+	if p, err := parseProcCgroup([]byte("0::/\n")); err != nil || p != "/" {
+		t.Errorf("root cgroup: %q %v", p, err)
+	}
+}
+
+func TestVRFLevelsMatchVRFDirNS(t *testing.T) {
+	for _, tc := range []struct{ proc, netns, vrf, base, levels string }{
+		{"/user.slice/s.scope", "", "mgmt", "/user.slice/s.scope", "vrf/mgmt"},
+		{"/user.slice/s.scope/vrf/mgmt", "", "", "/user.slice/s.scope", "vrf"},
+		{"/", "", "mgmt", "/", "vrf/mgmt"},
+		{"/x/blue-ns/vrf/red", "blue", "green", "/x", "blue-ns/vrf/green"},
+		{"/system.slice/vrfd.service", "", "mgmt", "/system.slice", "vrf/mgmt"},
+	} {
+		base, levels := VRFLevels(tc.proc, tc.netns, tc.vrf)
+		if base != tc.base || strings.Join(levels, "/") != tc.levels {
+			t.Errorf("VRFLevels(%q, %q, %q) = %q %q, want %q %q", tc.proc, tc.netns, tc.vrf, base, levels, tc.base, tc.levels)
+		}
+		if got, want := path.Join("/m", base, strings.Join(levels, "/")), VRFDirNS("/m", tc.proc, tc.netns, tc.vrf); got != want {
+			t.Errorf("levels give %q, VRFDirNS %q", got, want)
+		}
 	}
 }
