@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/pam-vrf/pam-vrf/config"
 	"github.com/pam-vrf/pam-vrf/netsetup"
 )
 
@@ -22,6 +23,13 @@ const usage = `usage:
       keep what try applied (from a NEW login; --force: from the same session)
   vrf-netsetup revert [--dry-run] [--root DIR] [--if-unconfirmed]
       restore the state before the first apply (--if-unconfirmed: before a pending try)
+  vrf-netsetup policy check [FILE]
+      check the PAM policy as pam_vrf.so reads it (owner, mode, syntax); FILE
+      defaults to ` + config.DefaultPath + `
+  vrf-netsetup policy explain USER [--service S] [--file FILE]
+      which rule decides USER's VRF for PAM service S (default sshd), and why
+  vrf-netsetup policy edit [--file FILE]
+      edit the policy with $VISUAL/$EDITOR; installs it only if it is valid
 Settings come from ` + netsetup.DefaultConfigPath + ` (or --config) when present; flags override.
 Exit status: 0 ok, 1 failure (or a failed check), 2 usage error.
 `
@@ -47,13 +55,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdTry(args[1:], stdout)
 	case "confirm":
 		err = cmdConfirm(args[1:], stdout)
+	case "policy":
+		err = cmdPolicy(args[1:], stdout, stderr)
 	case "__delay":
 		err = cmdDelay(args[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
-		fmt.Fprintf(stderr, "vrf-netsetup: unknown command %q (want apply, check, try, confirm or revert)\n", args[0])
+		fmt.Fprintf(stderr, "vrf-netsetup: unknown command %q (want apply, check, try, confirm, revert or policy)\n", args[0])
 		return 2
 	}
 	if err == nil {
@@ -66,7 +76,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case errors.As(err, &fe), errors.As(err, &ue):
 		fmt.Fprintf(stderr, "vrf-netsetup %s: %v\n", args[0], err)
 		return 2
-	case errors.As(err, &cf):
+	case errors.As(err, &cf), errors.Is(err, errPolicyFailed):
 		return 1
 	}
 	fmt.Fprintf(stderr, "vrf-netsetup %s: %v\n", args[0], err)
