@@ -421,12 +421,17 @@ func (c *Checker) checkPolicy() CheckResult {
 	if p == "" {
 		p = c.Reader.FS.P(config.DefaultPath)
 	}
+	// the module's own Load: ownership, mode, directories, strict parse
 	pol, err := config.Load(p)
+	file := ""
+	if p != config.DefaultPath {
+		file = " --file " + p
+	}
 	switch {
 	case err != nil:
-		return fail("policy", "fix "+config.DefaultPath, "%v", err)
+		return fail("policy", "vrf-netsetup policy edit"+file+" (installs it root-owned, mode 0644, only if it parses); details: vrf-netsetup policy check "+p, "%v", err)
 	case !pol.Exists:
-		return fail("policy", "create "+config.DefaultPath+" (e.g. default = \"mgmt\")", "%s missing: pam_vrf.so leaves every session alone", p)
+		return fail("policy", "vrf-netsetup policy edit"+file+" (e.g. default = \"mgmt\")", "%s missing: pam_vrf.so leaves every session alone", p)
 	}
-	return ok("policy", "%s is valid", p)
+	return ok("policy", "%s is valid (vrf-netsetup policy check %s for details)", p, p)
 }
