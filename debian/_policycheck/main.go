@@ -32,8 +32,8 @@ func main() {
 		fail("shipped policy is not inert: default=%v, %d user rules, %d group rules", pol.Default, len(pol.Users), len(pol.Groups))
 	}
 	for _, svc := range []string{"sshd", "login", "su"} {
-		if d := pol.Decide("root", []string{"root"}, svc); d.Matched {
-			fail("shipped policy decides %+v for root/%s", d, svc)
+		if d, err := pol.Decide("root", svc, config.MemberOf("root")); err != nil || d.Matched {
+			fail("shipped policy decides %+v (%v) for root/%s", d, err, svc)
 		}
 	}
 
@@ -46,8 +46,8 @@ func main() {
 		fail("example: %v", err)
 	}
 	check := func(user string, groups []string, svc string, matched bool, vrf string) {
-		d := ex.Decide(user, groups, svc)
-		if d.Matched != matched || d.VRF != vrf {
+		d, err := ex.Decide(user, svc, config.MemberOf(groups...))
+		if err != nil || d.Matched != matched || d.VRF != vrf {
 			fail("example: %s %v via %s: got %+v, want matched=%v vrf=%q", user, groups, svc, d, matched, vrf)
 		}
 	}
@@ -56,7 +56,7 @@ func main() {
 	check("bob", []string{"users", "netops"}, "sshd", true, "mgmt")
 	check("bob", []string{"users", "netops"}, "login", false, "")
 	check("carol", []string{"users"}, "sshd", false, "")
-	if ex.OnError != config.OnErrorDeny || !ex.ActsFor("sshd") || ex.ActsFor("su") {
+	if ex.OnError != config.OnErrorUnset || !ex.ActsFor("sshd") || ex.ActsFor("su") {
 		fail("example: on_error/services not as documented")
 	}
 
@@ -66,10 +66,10 @@ func main() {
 	if err != nil {
 		fail("example with default: %v", err)
 	}
-	if d := dp.Decide("carol", []string{"users"}, "sshd"); !d.Matched || d.VRF != "mgmt" {
+	if d, _ := dp.Decide("carol", "sshd", config.MemberOf("users")); !d.Matched || d.VRF != "mgmt" {
 		fail("example with default: carol: %+v", d)
 	}
-	if d := dp.Decide("root", nil, "sshd"); !d.Matched || d.VRF != "" {
+	if d, _ := dp.Decide("root", "sshd", nil); !d.Matched || d.VRF != "" {
 		fail("example with default: root: %+v", d)
 	}
 	fmt.Printf("%s: shipped policy is inert; example parses and decides as documented\n", path)
