@@ -78,7 +78,11 @@ r=$(vrf_of alice)
 if [ -z "$r" ]; then ok login-not-placed-before-enable; else fail login-not-placed-before-enable "alice in '$r'"; fi
 
 # --------------------------------------------------------------- enable ----
+# on_error = "deny": this site confines users by VRF, so bob's session is
+# refused while his VRF is missing (the default would let him in unbound).
 cat >"$POLICY" <<EOF
+on_error = "deny"
+
 [user.alice]
 vrf = "$VRF"
 
@@ -101,7 +105,7 @@ case $cg in
 esac
 out=$(login bob true 2>&1)
 rc=$?
-if [ $rc -ne 0 ] && printf '%s' "$out" | grep -q 'pam_vrf: VRF nosuchvrf is not available'; then
+if [ $rc -ne 0 ] && printf '%s' "$out" | grep -q 'pam_vrf: VRF nosuchvrf is not available: the VRF device does not exist; session refused'; then
 	ok login-denied-missing-vrf
 else
 	fail login-denied-missing-vrf "rc=$rc out=$out"
