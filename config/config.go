@@ -121,9 +121,9 @@ type Policy struct {
 	Default     *string // nil = unset; `default = ""` is also treated as unset
 	DefaultLine int     // line of `default`, 0 if unset
 	OnError     OnError
-	OnErrorLine int           // line of on_error, 0 if unset
-	NSSTimeout  time.Duration // bound on the group lookup; 0 = DefaultNSSTimeout
-	Services    []string      // PAM services the module acts for; DefaultServices if unset
+	OnErrorLine int             // line of on_error, 0 if unset
+	NSSTimeout  time.Duration   // bound on the group lookup; 0 = DefaultNSSTimeout
+	Services    []string        // PAM services the module acts for; DefaultServices if unset
 	Users       map[string]Rule // user rules by user name
 	Groups      []Rule          // group rules in file order
 }

@@ -233,7 +233,7 @@ func TestDefaultVRFFromPlacedSession(t *testing.T) {
 	if !r.has(`(?m)^cgroup: .*` + base + `/` + regexp.QuoteMeta(n.dev) + `$`) {
 		t.Errorf("the outer (sshd) session was not placed in %s", n.dev)
 	}
-	if !r.has(`(?m)^cgroup: .*` + base + `$`) || !r.has(`(?m)^child-cgroup: .*` + base + `$`) {
+	if !r.has(`(?m)^cgroup: .*`+base+`$`) || !r.has(`(?m)^child-cgroup: .*`+base+`$`) {
 		t.Errorf("the su session is not in …%s (iproute2's default VRF directory)", base)
 	}
 	if !r.has(`(?m)^identify-done$`) || r.has(`(?m)^`+regexp.QuoteMeta(n.dev)+`\nidentify-done`) {

@@ -418,4 +418,3 @@ func TestNoBPFPermissionFollowsOnError(t *testing.T) {
 		}
 	}
 }
-
