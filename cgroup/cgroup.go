@@ -166,21 +166,8 @@ func VRFDir(mount, procPath, vrf string) string {
 // a process there lands in <mount>/vrf/<name>, exactly where `ip vrf exec`
 // would put it. Callers must validate vrf (no "/", not "." or "..").
 func VRFDirNS(mount, procPath, netns, vrf string) string {
-	base := procPath
-	if i := strings.Index(base, "/vrf"); i >= 0 {
-		base = base[:i]
-	}
-	if base == "/" {
-		base = ""
-	}
-	if netns != "" {
-		level := netns + "-ns"
-		if path.Base(base) == level {
-			base = path.Dir(base)
-		}
-		base += "/" + level
-	}
-	return path.Join(mount, base, "vrf", vrf)
+	base, levels := VRFLevels(procPath, netns, vrf)
+	return path.Join(append([]string{mount, base}, levels...)...)
 }
 
 // NetnsRunDir is where `ip netns add` binds named network namespaces
