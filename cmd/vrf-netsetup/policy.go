@@ -377,8 +377,9 @@ func policyExplain(args []string, stdout, stderr io.Writer) error {
 	if r, ok := pol.Users[user]; ok && !slices.Contains(r.Services, service) && r.Services != nil {
 		fmt.Fprintf(stdout, "  %s does not apply: its services are %s\n", ruleRef(pol, r), strings.Join(r.Services, ", "))
 	}
+	byUser := d.Matched && strings.HasPrefix(d.Rule, "user ")
 	for _, r := range pol.Groups {
-		if r.Services != nil && !slices.Contains(r.Services, service) {
+		if !byUser && r.Services != nil && !slices.Contains(r.Services, service) {
 			fmt.Fprintf(stdout, "  %s does not apply: its services are %s\n", ruleRef(pol, r), strings.Join(r.Services, ", "))
 		}
 	}
@@ -406,7 +407,7 @@ func policyExplain(args []string, stdout, stderr io.Writer) error {
 		} else {
 			fmt.Fprintf(stdout, "  %s's groups with a rule: %s\n", user, strings.Join(in, ", "))
 		}
-	case d.Matched && strings.HasPrefix(d.Rule, "user ") && len(pol.Groups) > 0:
+	case byUser && len(pol.Groups) > 0:
 		fmt.Fprintf(stdout, "  group rules not consulted: the user rule comes first\n")
 	}
 	if d.Matched && strings.HasPrefix(d.Rule, "default ") {

@@ -212,8 +212,14 @@ func TestPolicyExplain(t *testing.T) {
 		{name: "vrf empty", args: []string{"root", "--file", good},
 			first: `user root, service sshd: left where it is (vrf = ""), by user "root" ` + at(good, "7")},
 		{name: "default VRF", args: []string{"dave", "--service", "login", "--file", good},
-			first: `user dave, service login: the default VRF (the …/vrf cgroup, sockets unbound), by user "dave" ` + at(good, "10"),
-			more:  []string{`  group "ops" ` + at(good, "20") + " does not apply: its services are sshd"}},
+			first:  `user dave, service login: the default VRF (the …/vrf cgroup, sockets unbound), by user "dave" ` + at(good, "10"),
+			more:   []string{"  group rules not consulted: the user rule comes first"},
+			absent: []string{"does not apply"}},
+		{name: "group rule for another service", args: []string{"carol", "--service", "login", "--file", good}, groups: config.MemberOf("ops"),
+			first: `user carol, service login: VRF mgmt, by the policy's default ` + at(good, "1"),
+			more: []string{`  group "ops" ` + at(good, "20") + " does not apply: its services are sshd",
+				"  group rules for login, in file order:", "  carol is in none of these groups"},
+			asked: []string{"netops", "admins"}},
 		{name: "user rule for another service", args: []string{"--file", good, "erin"}, groups: config.MemberOf("admins"),
 			first: `user erin, service sshd: VRF mgmt, by group "admins" ` + at(good, "24"),
 			more:  []string{`  user "erin" ` + at(good, "13") + " does not apply: its services are login"}},
@@ -257,6 +263,11 @@ func TestPolicyExplain(t *testing.T) {
 			for _, m := range c.more {
 				if !strings.Contains(out, m+"\n") && !strings.HasPrefix(lines[0], m) && !containsPrefixLine(lines, m) {
 					t.Errorf("stdout lacks %q:\n%s", m, out)
+				}
+			}
+			for _, a := range c.absent {
+				if strings.Contains(out, a) {
+					t.Errorf("stdout has %q:\n%s", a, out)
 				}
 			}
 			if c.asked != nil && strings.Join(asked, ",") != strings.Join(c.asked, ",") {
