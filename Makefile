@@ -44,6 +44,8 @@ vet:
 # Host tests need root (cgroups, BPF, network namespaces).
 test-host: deps all $(BUILD)/test/pam_vrf.so vet
 	PAMVRF_BUILD=$(abspath $(BUILD)) $(GO) test -count=1 ./...
+	# vrf-netsetup is static: its NSS path (getent) is tested without cgo too.
+	CGO_ENABLED=0 $(GO) test -count=1 ./nss
 
 # The guest gets pam-vrf from the Debian packages, as an admin would.
 e2e: all deb
