@@ -5,29 +5,45 @@
 GO      ?= go
 BUILD   ?= build
 GOFLAGS ?= -trimpath
-# The .so is loaded into sshd: strip it, and give it its real soname.
-SO_LDFLAGS = -s -w -extldflags=-Wl,-soname,pam_vrf.so
+# The Go part is loaded into sshd: strip it, and give it its own soname.
+CORE_LDFLAGS = -s -w -extldflags=-Wl,-soname,pam_vrf_core.so
 
 GO_SOURCES := $(shell find . -name '*.go' -not -path './tests/vm/cache/*') go.mod go.sum
+CFLAGS  ?= -O2
+# The module proper is C (cgo/module/pam_vrf.c); it loads its Go part,
+# pam_vrf/core.so beside it, only inside open_session.
+MODULE_CFLAGS = $(CFLAGS) -fPIC -Wall -Wextra -Werror
+MODULE_LDFLAGS = $(LDFLAGS) -shared -Wl,-soname,pam_vrf.so -Wl,-z,defs
 
 .PHONY: all deps test test-host e2e demo bench bench-vm vet fuzz deb clean
 
-all: $(BUILD)/pam_vrf.so $(BUILD)/vrf-netsetup $(BUILD)/pamdriver
+all: $(BUILD)/pam_vrf.so $(BUILD)/pam_vrf/core.so $(BUILD)/vrf-netsetup $(BUILD)/pamdriver
 
 deps:
 	@scripts/install-deps.sh build test
 
-$(BUILD)/pam_vrf.so: $(GO_SOURCES) cgo/shim.c cgo/shim.h
-	@mkdir -p $(BUILD)
-	CGO_ENABLED=1 $(GO) build $(GOFLAGS) -buildmode=c-shared -ldflags='$(SO_LDFLAGS)' -o $@ ./cgo
-	@rm -f $(BUILD)/pam_vrf.h
+# Everything but the pam_sm_* entry points is static in pam_vrf.c.
+$(BUILD)/pam_vrf.so: cgo/module/pam_vrf.c
+	@mkdir -p $(@D)
+	$(CC) $(MODULE_CFLAGS) $(CPPFLAGS) -o $@ $< $(MODULE_LDFLAGS) -lpam -ldl
 
-# Host-test variant: accepts a veth device in place of a VRF (no VRF driver on
-# the CI kernel). Never installed.
-$(BUILD)/test/pam_vrf.so: $(GO_SOURCES) cgo/shim.c cgo/shim.h
-	@mkdir -p $(BUILD)/test
-	CGO_ENABLED=1 $(GO) build $(GOFLAGS) -tags pamvrf_anydevice -buildmode=c-shared -ldflags='$(SO_LDFLAGS)' -o $@ ./cgo
-	@rm -f $(BUILD)/test/pam_vrf.h
+$(BUILD)/pam_vrf/core.so: $(GO_SOURCES) cgo/shim.c cgo/shim.h
+	@mkdir -p $(@D)
+	CGO_ENABLED=1 $(GO) build $(GOFLAGS) -buildmode=c-shared -ldflags='$(CORE_LDFLAGS)' -o $@ ./cgo
+	@rm -f $(@D)/core.h
+
+# Host-test variant: the same C module, with a Go part that accepts a veth
+# device in place of a VRF (no VRF driver on the CI kernel). Never installed.
+$(BUILD)/test/pam_vrf.so: $(BUILD)/pam_vrf.so
+	@mkdir -p $(@D)
+	cp $< $@
+
+$(BUILD)/test/pam_vrf/core.so: $(GO_SOURCES) cgo/shim.c cgo/shim.h
+	@mkdir -p $(@D)
+	CGO_ENABLED=1 $(GO) build $(GOFLAGS) -tags pamvrf_anydevice -buildmode=c-shared -ldflags='$(CORE_LDFLAGS)' -o $@ ./cgo
+	@rm -f $(@D)/core.h
+
+TEST_MODULE = $(BUILD)/test/pam_vrf.so $(BUILD)/test/pam_vrf/core.so
 
 $(BUILD)/vrf-netsetup: $(GO_SOURCES)
 	@mkdir -p $(BUILD)
@@ -42,7 +58,7 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
 # Host tests need root (cgroups, BPF, network namespaces).
-test-host: deps all $(BUILD)/test/pam_vrf.so vet
+test-host: deps all $(TEST_MODULE) vet
 	PAMVRF_BUILD=$(abspath $(BUILD)) $(GO) test -count=1 ./...
 	# vrf-netsetup is static: its NSS path (getent) is tested without cgo too.
 	CGO_ENABLED=0 $(GO) test -count=1 ./nss
@@ -63,11 +79,11 @@ fuzz:
 
 # Prints one table (figures next to their same-run baselines); fails only on
 # functional errors. -benchtime Nx = latency samples per warm scenario.
-bench: all $(BUILD)/test/pam_vrf.so
+bench: all $(TEST_MODULE)
 	PAMVRF_BUILD=$(abspath $(BUILD)) $(GO) test -count=1 -timeout 30m -run '^$$' -bench . -benchtime 2000x ./tests/bench/
 
 # vrf-netsetup apply (converged, read-only no-op) and check, in the VM guest.
-bench-vm: all $(BUILD)/test/pam_vrf.so
+bench-vm: all $(TEST_MODULE)
 	@scripts/install-deps.sh vm
 	PAMVRF_BUILD=$(abspath $(BUILD)) $(GO) test -count=1 -tags vm -timeout 30m -run '^$$' -bench VMNetsetup -benchtime 1x ./tests/bench/
 

@@ -2,8 +2,11 @@
 // in the background once a second (Go >= 1.25) for a few milliseconds of work.
 //go:debug updatemaxprocs=0
 
-// Command pam_vrf.so (built with -buildmode=c-shared) is the thin C ABI shim
-// of the PAM module; the session logic is in package pam.
+// Command pam_vrf/core.so (built with -buildmode=c-shared) is the Go part
+// of the PAM module: cgo/module/pam_vrf.c (the module libpam loads) loads it
+// only inside open_session and calls pamvrf_core_open; the session logic is
+// in package pam. Processes that load the PAM stack without opening a
+// session with us never start a Go runtime.
 //
 // Why the PAM calls are hand-written instead of github.com/msteinert/pam/v2:
 // its released v2.1.0 is application-side only; the module side
@@ -11,8 +14,8 @@
 // pseudo-version, whose generator exports every pam_sm_* function from Go,
 // whose SetData cleanup runs Go inside pam_end (which login and su call in a
 // forked child), and which replaces our errors with PAM_SYSTEM_ERR. We need
-// two pam_get_item calls, pam_syslog and pam_error: shim.c does them in a few
-// lines of C, and only pam_sm_open_session ever enters Go.
+// pam_syslog and pam_error: shim.c does them in a few lines of C, and only
+// open_session ever enters Go.
 package main
 
 /*
@@ -31,8 +34,7 @@ import (
 	"github.com/pam-vrf/pam-vrf/placement"
 )
 
-// env is built on first use, not in init: init runs at pam_start in every
-// process that loads the stack, most of which never open a session with us.
+// env is built on first use.
 var (
 	env     *pam.Env
 	envOnce sync.Once
@@ -50,8 +52,8 @@ func (s syslog) Log(p pam.Priority, msg string) {
 	C.pamvrf_log(s.h, C.int(p), cs)
 }
 
-//export pamvrfOpenSession
-func pamvrfOpenSession(h *C.pam_handle_t, user, service *C.char, pid C.int, silent C.int, argc C.int, argv **C.char) (rc C.int) {
+//export pamvrf_core_open
+func pamvrf_core_open(h *C.pam_handle_t, user, service *C.char, pid C.int, silent C.int, argc C.int, argv **C.char) (rc C.int) {
 	log := syslog{h}
 	args := make([]string, 0, int(argc))
 	for _, a := range unsafe.Slice(argv, int(argc)) {

@@ -69,6 +69,7 @@ check install "dpkg -i failed" dpkg -i "$DEBDIR"/libpam-vrf_*.deb "$DEBDIR"/vrf-
 check install-leaves-pam "installing changed /etc/pam.d" \
 	sh -c "[ \"\$(md5sum /etc/pam.d/common-session /etc/pam.d/common-session-noninteractive /etc/pam.d/sshd)\" = '$sum_before' ]"
 check install-module "module not at the multiarch path" test -f /usr/lib/x86_64-linux-gnu/security/pam_vrf.so
+check install-module-core "the module's Go part is not beside it" test -f /usr/lib/x86_64-linux-gnu/security/pam_vrf/core.so
 check install-conffile "policy conffile missing" test -f "$POLICY"
 check install-profile "pam-auth-update profile missing" test -f /usr/share/pam-configs/vrf
 check unit-enabled "pam-vrf-netsetup.service not enabled" systemctl is-enabled --quiet pam-vrf-netsetup.service

@@ -59,7 +59,7 @@ func TestMain(m *testing.M) {
 	}
 	dir := os.Getenv("PAMVRF_BUILD")
 	if dir == "" {
-		fmt.Println("bench: set PAMVRF_BUILD to the directory of `make all build/test/pam_vrf.so` (make bench does)")
+		fmt.Println("bench: set PAMVRF_BUILD to the directory of `make all build/test/pam_vrf.so build/test/pam_vrf/core.so` (make bench does)")
 		os.Exit(1)
 	}
 	testSO, driver = filepath.Join(dir, "test", "pam_vrf.so"), filepath.Join(dir, "pamdriver")

@@ -51,7 +51,7 @@ func buildDir(t *testing.T) string {
 		}
 		dir = abs
 	}
-	for _, f := range []string{"pam_vrf.so", "vrf-netsetup"} {
+	for _, f := range []string{"pam_vrf.so", "pam_vrf/core.so", "vrf-netsetup"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Fatalf("missing %s in %s: run make all first", f, dir)
 		}

@@ -91,8 +91,9 @@ func (s *Scenario) Install(ctx context.Context) error {
 		src, dst string
 		mode     os.FileMode
 	}{
-		{"pam_vrf.so", vm.PAMModuleDir + "/pam_vrf.so", 0o644},
-		{"vrf-netsetup", "/usr/sbin/vrf-netsetup", 0o755},
+		{"pam_vrf.so", vm.GuestPAMModule, 0o644},
+		{"pam_vrf/core.so", vm.GuestPAMCore, 0o644},
+		{"vrf-netsetup", vm.GuestNetsetup, 0o755},
 	} {
 		if err := s.VM.Push(ctx, filepath.Join(s.Build, f.src), f.dst, f.mode); err != nil {
 			return fmt.Errorf("install %s: %w", f.src, err)

@@ -52,9 +52,9 @@ func TestMain(m *testing.M) {
 		}
 	}
 	prodSO, testSO, driver = filepath.Join(dir, "pam_vrf.so"), filepath.Join(dir, "test", "pam_vrf.so"), filepath.Join(dir, "pamdriver")
-	for _, f := range []string{prodSO, testSO, driver} {
+	for _, f := range []string{prodSO, testSO, driver, filepath.Join(dir, "pam_vrf", "core.so"), filepath.Join(dir, "test", "pam_vrf", "core.so")} {
 		if _, err := os.Stat(f); err != nil {
-			fmt.Printf("pamtest: missing artifact %s (run make all build/test/pam_vrf.so): %v\n", f, err)
+			fmt.Printf("pamtest: missing artifact %s (run make all build/test/pam_vrf.so build/test/pam_vrf/core.so): %v\n", f, err)
 			os.Exit(1)
 		}
 	}
@@ -68,7 +68,7 @@ func build(dir string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("make", "-C", root, "BUILD="+dir, "all", dir+"/test/pam_vrf.so")
+	cmd := exec.Command("make", "-C", root, "BUILD="+dir, "all", dir+"/test/pam_vrf.so", dir+"/test/pam_vrf/core.so")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("build artifacts: %v\n%s", err, out)

@@ -536,10 +536,11 @@ func (v *VM) WriteFile(ctx context.Context, guestPath string, data []byte, mode 
 // Guest paths where an admin installs the project's artifacts by hand.
 const (
 	GuestPAMModule = PAMModuleDir + "/pam_vrf.so"
+	GuestPAMCore   = PAMModuleDir + "/pam_vrf/core.so" // the Go part the module loads in open_session
 	GuestNetsetup  = "/usr/sbin/vrf-netsetup"
 )
 
-// InstallBuild installs build/pam_vrf.so and build/vrf-netsetup from
+// InstallBuild installs build/pam_vrf.so (with pam_vrf/core.so) and build/vrf-netsetup from
 // buildDir the way an admin would (copy to the PAM module dir and /usr/sbin).
 // Missing files are skipped; it returns the guest paths installed.
 func (v *VM) InstallBuild(ctx context.Context, buildDir string) ([]string, error) {
@@ -549,6 +550,7 @@ func (v *VM) InstallBuild(ctx context.Context, buildDir string) ([]string, error
 		mode      os.FileMode
 	}{
 		{"pam_vrf.so", GuestPAMModule, 0o644},
+		{"pam_vrf/core.so", GuestPAMCore, 0o644},
 		{"vrf-netsetup", GuestNetsetup, 0o755},
 	} {
 		src := filepath.Join(buildDir, a.name)
