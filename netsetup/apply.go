@@ -20,6 +20,7 @@ func Apply(env *Env, steps []Step) error {
 	for i, s := range steps {
 		fmt.Fprintf(out, "apply  %s\n", s.Desc)
 		if err := s.Do(env); err != nil {
+			env.observe(Event{Kind: EventFailed, Index: i, Step: s, Err: err})
 			fmt.Fprintf(out, "FAILED %s: %v\n", s.Desc, err)
 			uerr := rollback(env, out, steps[:i])
 			if uerr != nil {
@@ -27,6 +28,7 @@ func Apply(env *Env, steps []Step) error {
 			}
 			return fmt.Errorf("step %q failed: %w; %d earlier step(s) %w", s.ID, err, i, ErrRolledBack)
 		}
+		env.observe(Event{Kind: EventApplied, Index: i, Step: s})
 		if env.Fault.fire(out, i+1, len(steps), s) {
 			return ErrFaultKilled
 		}
@@ -43,9 +45,12 @@ func rollback(env *Env, out io.Writer, done []Step) error {
 		}
 		fmt.Fprintf(out, "undo   %s\n", s.Desc)
 		if err := s.Undo(env); err != nil {
+			env.observe(Event{Kind: EventUndoFailed, Index: i, Step: s, Err: err})
 			fmt.Fprintf(out, "FAILED undo %s: %v\n", s.Desc, err)
 			errs = append(errs, fmt.Errorf("undo %q: %w", s.ID, err))
+			continue
 		}
+		env.observe(Event{Kind: EventUndone, Index: i, Step: s})
 	}
 	return errors.Join(errs...)
 }

@@ -42,6 +42,7 @@ func RevertFrom(r *Reader, env *Env, out io.Writer, dryRun bool, backup string, 
 		return err
 	}
 	steps := PlanRevert(cfg, &old, live)
+	env.observe(Event{Kind: EventPlan, Phase: PhaseRevert, Steps: steps})
 	fmt.Fprintf(out, "revert plan (%d steps):\n", len(steps))
 	for i, s := range steps {
 		fmt.Fprintf(out, "  %2d. %s\n", i+1, s.Desc)

@@ -69,6 +69,7 @@ func (r *Runner) apply(cfg Config) error {
 	if err != nil {
 		return err
 	}
+	r.Env.observe(Event{Kind: EventPlan, Phase: PhaseApply, Steps: steps, Notes: Notes(cfg, st)})
 	if len(steps) == 0 {
 		if !r.Quiet {
 			fmt.Fprintf(r.Out, "nothing to do: VRF %s with %s is configured\n", cfg.VRF, cfg.Iface)

@@ -32,6 +32,9 @@ type Env struct {
 	SettleTimeout time.Duration
 	// Fault is test-only fault injection (fault.go); nil in production.
 	Fault *Fault
+	// Observe, when set, is told every plan and step outcome (the JSON
+	// report of vrf-netsetup --json; report.go).
+	Observe func(Event)
 }
 
 // linkByName is a small helper for steps that need the live ifindex (it can
