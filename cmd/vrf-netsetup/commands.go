@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -30,10 +29,13 @@ func setup(o *options, out io.Writer) (*netsetup.Reader, *netsetup.Env, func(), 
 	sc := netsetup.Sysctl{NS: netns.None()}
 	r := &netsetup.Reader{Net: n, FS: fs, Sysctl: sc, Svc: svc, HostRoot: "/"}
 	env := &netsetup.Env{Net: n, FS: fs, Sysctl: sc, Svc: svc, Mod: netsetup.Modprobe{}, Out: out}
+	if o.rec != nil {
+		env.Observe = o.rec.Observe
+	}
 	return r, env, n.Close, nil
 }
 
-func cmdApply(args []string, out io.Writer) error {
+func cmdApply(args []string, stdout io.Writer) error {
 	o, err := parseFlags("apply", args)
 	if err != nil {
 		return err
@@ -41,6 +43,10 @@ func cmdApply(args []string, out io.Writer) error {
 	if err := o.cfg.Validate(); err != nil {
 		return err
 	}
+	return o.result("apply", stdout, func(out io.Writer) error { return apply(o, args, out) })
+}
+
+func apply(o *options, args []string, out io.Writer) error {
 	r, env, done, err := setup(o, out)
 	if err != nil {
 		return err
@@ -74,12 +80,15 @@ func cmdApply(args []string, out io.Writer) error {
 					return nil
 				}
 			}
-			if o, err = parseFlags("apply", args); err != nil {
+			o2, err := parseFlags("apply", args)
+			if err != nil {
 				return err
 			}
-			if err := o.cfg.Validate(); err != nil {
+			if err := o2.cfg.Validate(); err != nil {
 				return err
 			}
+			o.cfg = o2.cfg
+			o.rec.Report.Config = netsetup.NewReportConfig(o.cfg)
 		}
 	}
 	run := &netsetup.Runner{Reader: r, Env: env, Out: out, DryRun: o.dryRun, Force: o.force, Quiet: o.quiet,
@@ -88,7 +97,7 @@ func cmdApply(args []string, out io.Writer) error {
 }
 
 // cmdTry: apply with a rollback armed outside this session; see netsetup/try.go.
-func cmdTry(args []string, out io.Writer) error {
+func cmdTry(args []string, stdout io.Writer) error {
 	o, err := parseFlags("try", args)
 	if err != nil {
 		return err
@@ -102,6 +111,22 @@ func cmdTry(args []string, out io.Writer) error {
 	if o.dryRun {
 		return &netsetup.FlagError{Flag: "dry-run", Msg: "not with try (use apply --dry-run to see the plan)"}
 	}
+	// The session that runs try may die while the network changes under
+	// it: finish the apply (and print into the void) rather than stop
+	// half-way; the rollback timer is armed before the first step.
+	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
+	return o.result("try", stdout, func(out io.Writer) error {
+		start := time.Now().Truncate(time.Second)
+		err := try(o, out)
+		// the record this try wrote (none when there was nothing to do)
+		if ts, _ := netsetup.ReadTryState(netsetup.FS{Root: o.root}); ts != nil && !ts.Started.Before(start) {
+			o.rec.Report.Try = netsetup.NewTryReport(ts)
+		}
+		return err
+	})
+}
+
+func try(o *options, out io.Writer) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -111,10 +136,6 @@ func cmdTry(args []string, out io.Writer) error {
 		return err
 	}
 	defer done()
-	// The session that runs try may die while the network changes under
-	// it: finish the apply (and print into the void) rather than stop
-	// half-way; the rollback timer is armed before the first step.
-	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
 	run := &netsetup.Runner{Reader: r, Env: env, Out: out, Quiet: o.quiet,
 		Guard: &netsetup.Guard{SSHConnection: os.Getenv("SSH_CONNECTION")}}
 	sid, _ := unix.Getsid(0)
@@ -123,17 +144,28 @@ func cmdTry(args []string, out io.Writer) error {
 	return t.Try(o.cfg)
 }
 
-func cmdConfirm(args []string, out io.Writer) error {
+func cmdConfirm(args []string, stdout io.Writer) error {
 	o, err := parseFlags("confirm", args)
 	if err != nil {
 		return err
 	}
-	self, err := os.Executable()
-	if err != nil {
+	return o.result("confirm", stdout, func(out io.Writer) error {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		fs := netsetup.FS{Root: o.root}
+		before, _ := netsetup.ReadTryState(fs)
+		sid, _ := unix.Getsid(0)
+		err = netsetup.Confirm(fs, netsetup.HostScheduler(self), out, sid, o.force)
+		after, _ := netsetup.ReadTryState(fs)
+		o.rec.Report.Try = netsetup.NewTryReport(after)
+		// changed: this confirm turned a pending (or failed) try into a
+		// confirmed one; "already confirmed" changes nothing
+		o.extraChanged = err == nil && before != nil && before.Status != netsetup.TryConfirmed &&
+			after != nil && after.Status == netsetup.TryConfirmed
 		return err
-	}
-	sid, _ := unix.Getsid(0)
-	return netsetup.Confirm(netsetup.FS{Root: o.root}, netsetup.HostScheduler(self), out, sid, o.force)
+	})
 }
 
 // cmdDelay is the hidden "__delay SECONDS CMD..." of the rollback without
@@ -151,6 +183,9 @@ func cmdDelay(args []string) error {
 	return syscall.Exec(args[1], args[1:], os.Environ())
 }
 
+// cmdCheck runs the checks; --json prints a netsetup.CheckReport,
+// --metrics-file writes it for node_exporter (also when the checks fail or
+// cannot run: that is what monitoring wants to see).
 func cmdCheck(args []string, out io.Writer) error {
 	o, err := parseFlags("check", args)
 	if err != nil {
@@ -159,39 +194,48 @@ func cmdCheck(args []string, out io.Writer) error {
 	if err := o.cfg.Validate(); err != nil {
 		return err
 	}
-	r, _, done, err := setup(o, out)
-	if err != nil {
-		return err
-	}
-	defer done()
-	res, err := (&netsetup.Checker{Reader: r}).Run(o.cfg)
-	if err != nil {
-		return err
-	}
-	failed := false
-	for _, c := range res {
-		failed = failed || !c.OK
+	res, err := runChecks(o)
+	rep := netsetup.NewCheckReport(o.cfg, res, err, time.Now())
+	var merr error
+	if o.metricsFile != "" {
+		merr = netsetup.WriteMetricsFile(o.metricsFile, rep)
 	}
 	if o.js {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(map[string]any{"ok": !failed, "checks": res})
+		printJSON(out, rep)
 	} else {
 		for _, c := range res {
 			fmt.Fprintln(out, c.String())
 		}
 	}
-	if failed {
-		return checkFailed{}
+	switch {
+	case err != nil:
+		return err
+	case merr != nil:
+		return merr
+	case !rep.OK:
+		return &checkFailed{}
 	}
 	return nil
 }
 
-func cmdRevert(args []string, out io.Writer) error {
+func runChecks(o *options) ([]netsetup.CheckResult, error) {
+	r, _, done, err := setup(o, io.Discard)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return (&netsetup.Checker{Reader: r}).Run(o.cfg)
+}
+
+func cmdRevert(args []string, stdout io.Writer) error {
 	o, err := parseFlags("revert", args)
 	if err != nil {
 		return err
 	}
+	return o.result("revert", stdout, func(out io.Writer) error { return revert(o, out) })
+}
+
+func revert(o *options, out io.Writer) error {
 	r, env, done, err := setup(o, out)
 	if err != nil {
 		return err

@@ -22,6 +22,13 @@ type options struct {
 	nameservers              []string
 	timeout                  time.Duration // try
 	ifUnconfirmed            bool          // revert
+	exitChanged              bool          // apply, try, revert: exit 3 when changed
+	metricsFile              string        // check
+	// rec records plans and step outcomes for --json and --exit-changed
+	// (setup hooks it into the Env).
+	rec *netsetup.Recorder
+	// extraChanged: a change made outside the recorded steps (confirm).
+	extraChanged bool
 }
 
 // DefaultTryTimeout is how long try waits for confirm.
@@ -53,6 +60,8 @@ func parseFlags(cmd string, args []string) (*options, error) {
 	fs.BoolVar(&o.force, "force", false, "")
 	fs.BoolVar(&o.quiet, "quiet", false, "")
 	fs.BoolVar(&o.js, "json", false, "")
+	fs.BoolVar(&o.exitChanged, "exit-changed", false, "")
+	fs.StringVar(&o.metricsFile, "metrics-file", "", "")
 	var timeout string
 	fs.StringVar(&timeout, "timeout", "", "")
 	fs.BoolVar(&o.ifUnconfirmed, "if-unconfirmed", false, "")
@@ -63,10 +72,16 @@ func parseFlags(cmd string, args []string) (*options, error) {
 		return nil, &usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
 	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
-	for name, only := range map[string]string{"timeout": "try", "if-unconfirmed": "revert"} {
+	for name, only := range map[string]string{"timeout": "try", "if-unconfirmed": "revert", "metrics-file": "check"} {
 		if o.set[name] && cmd != only {
 			return nil, &netsetup.FlagError{Flag: name, Msg: "only valid with " + only}
 		}
+	}
+	if o.set["exit-changed"] && cmd != "apply" && cmd != "try" && cmd != "revert" && cmd != "confirm" {
+		return nil, &netsetup.FlagError{Flag: "exit-changed", Msg: "only valid with apply, try, revert and confirm (check's exit status already says pass or fail)"}
+	}
+	if o.set["metrics-file"] && o.metricsFile == "" {
+		return nil, &netsetup.FlagError{Flag: "metrics-file", Msg: "needs a file name"}
 	}
 	o.timeout = DefaultTryTimeout
 	if o.set["timeout"] {

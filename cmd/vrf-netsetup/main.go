@@ -15,13 +15,14 @@ import (
 const usage = `usage:
   vrf-netsetup apply --vrf NAME --table N --iface DEV [--dns auto|static|resolved|none]
                      [--nameserver IP ...] [--sshd any-vrf|vrf-only] [--resolved-listener IP]
-                     [--dry-run] [--force] [--quiet] [--root DIR] [--config FILE]
-  vrf-netsetup check [--vrf NAME] [--table N] [--iface DEV] [--query-name NAME] [--json] [--root DIR] [--config FILE]
+                     [--dry-run] [--force] [--quiet] [--json] [--exit-changed] [--root DIR] [--config FILE]
+  vrf-netsetup check [--vrf NAME] [--table N] [--iface DEV] [--query-name NAME] [--json]
+                     [--metrics-file FILE.prom] [--root DIR] [--config FILE]
   vrf-netsetup try [apply flags] [--timeout 120s]
       apply, then roll everything back after the timeout unless confirmed
-  vrf-netsetup confirm [--force]
+  vrf-netsetup confirm [--force] [--json] [--exit-changed]
       keep what try applied (from a NEW login; --force: from the same session)
-  vrf-netsetup revert [--dry-run] [--root DIR] [--if-unconfirmed]
+  vrf-netsetup revert [--dry-run] [--root DIR] [--if-unconfirmed] [--json] [--exit-changed]
       restore the state before the first apply (--if-unconfirmed: before a pending try)
   vrf-netsetup policy check [FILE]
       check the PAM policy as pam_vrf.so reads it (owner, mode, syntax); FILE
@@ -31,7 +32,10 @@ const usage = `usage:
   vrf-netsetup policy edit [--file FILE]
       edit the policy with $VISUAL/$EDITOR; installs it only if it is valid
 Settings come from ` + netsetup.DefaultConfigPath + ` (or --config) when present; flags override.
-Exit status: 0 ok, 1 failure (or a failed check), 2 usage error.
+--json: one JSON document on stdout (schema_version 1, see vrf-netsetup(8));
+--metrics-file: check results for node_exporter's textfile collector.
+Exit status: 0 ok, 1 failure (or a failed check), 2 usage error,
+3 changed (only with --exit-changed: apply, try, revert, confirm changed the host, or would with --dry-run).
 `
 
 func main() {
@@ -67,20 +71,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err == nil {
-		return 0
+		return ExitOK
 	}
 	var fe *netsetup.FlagError
 	var ue *usageError
 	var cf *checkFailed
 	switch {
+	case errors.Is(err, errChanged):
+		return ExitChanged
 	case errors.As(err, &fe), errors.As(err, &ue):
 		fmt.Fprintf(stderr, "vrf-netsetup %s: %v\n", args[0], err)
-		return 2
+		return ExitUsage
 	case errors.As(err, &cf), errors.Is(err, errPolicyFailed):
-		return 1
+		return ExitFailed
 	}
 	fmt.Fprintf(stderr, "vrf-netsetup %s: %v\n", args[0], err)
-	return 1
+	return ExitFailed
 }
 
 type usageError struct{ msg string }
