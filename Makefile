@@ -22,10 +22,10 @@ all: $(BUILD)/pam_vrf.so $(BUILD)/pam_vrf/core.so $(BUILD)/vrf-netsetup $(BUILD)
 deps:
 	@scripts/install-deps.sh build test
 
-# Everything but the pam_sm_* entry points is static in pam_vrf.c.
-$(BUILD)/pam_vrf.so: cgo/module/pam_vrf.c
+# Everything but the pam_sm_* entry points and pamvrf_fastpath is static.
+$(BUILD)/pam_vrf.so: cgo/module/pam_vrf.c cgo/module/fastpath.c cgo/module/fastpath.h
 	@mkdir -p $(@D)
-	$(CC) $(MODULE_CFLAGS) $(CPPFLAGS) -o $@ $< $(MODULE_LDFLAGS) -lpam -ldl
+	$(CC) $(MODULE_CFLAGS) $(CPPFLAGS) -o $@ cgo/module/pam_vrf.c cgo/module/fastpath.c $(MODULE_LDFLAGS) -lpam -ldl
 
 $(BUILD)/pam_vrf/core.so: $(GO_SOURCES) cgo/shim.c cgo/shim.h
 	@mkdir -p $(@D)
@@ -44,6 +44,17 @@ $(BUILD)/test/pam_vrf/core.so: $(GO_SOURCES) cgo/shim.c cgo/shim.h
 	@rm -f $(@D)/core.h
 
 TEST_MODULE = $(BUILD)/test/pam_vrf.so $(BUILD)/test/pam_vrf/core.so
+
+# make bench: the test module with per-step timing in the C fast path.
+$(BUILD)/bench/pam_vrf.so: cgo/module/pam_vrf.c cgo/module/fastpath.c cgo/module/fastpath.h
+	@mkdir -p $(@D)
+	$(CC) $(MODULE_CFLAGS) -DPAMVRF_TRACE $(CPPFLAGS) -o $@ cgo/module/pam_vrf.c cgo/module/fastpath.c $(MODULE_LDFLAGS) -lpam -ldl
+
+$(BUILD)/bench/pam_vrf/core.so: $(BUILD)/test/pam_vrf/core.so
+	@mkdir -p $(@D)
+	cp $< $@
+
+BENCH_MODULE = $(BUILD)/bench/pam_vrf.so $(BUILD)/bench/pam_vrf/core.so
 
 $(BUILD)/vrf-netsetup: $(GO_SOURCES)
 	@mkdir -p $(BUILD)
@@ -79,7 +90,7 @@ fuzz:
 
 # Prints one table (figures next to their same-run baselines); fails only on
 # functional errors. -benchtime Nx = latency samples per warm scenario.
-bench: all $(TEST_MODULE)
+bench: all $(TEST_MODULE) $(BENCH_MODULE)
 	PAMVRF_BUILD=$(abspath $(BUILD)) $(GO) test -count=1 -timeout 30m -run '^$$' -bench . -benchtime 2000x ./tests/bench/
 
 # vrf-netsetup apply (converged, read-only no-op) and check, in the VM guest.

@@ -87,8 +87,13 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+)
+
+// The kernel's numbers for the program type and hook (uapi bpf.h).
+const (
+	progTypeCgroupSock         = uint32(ebpf.CGroupSock)
+	attachCgroupInetSockCreate = uint32(ebpf.AttachCGroupInetSockCreate)
 )
 
 // ProgramName is the kernel-visible name of our program (bpftool prog show),
@@ -194,15 +199,33 @@ func Load(ifindex uint32) (*ebpf.Program, error) {
 // is none. It walks all loaded programs; see the package doc for its cost.
 // Needs CAP_SYS_ADMIN. The caller must Close the program.
 func FindLoaded(ifindex uint32) (*ebpf.Program, error) {
+	fd, err := findLoadedFD(ifindex)
+	if err != nil || fd < 0 {
+		return nil, err
+	}
+	prog, err := ebpf.NewProgramFromFD(fd) // takes ownership of fd
+	if err != nil {
+		return nil, fmt.Errorf("open program for ifindex %d: %w", ifindex, err)
+	}
+	return prog, nil
+}
+
+// maxWalk caps the reuse walk: past it, loading a fresh copy is cheaper, and
+// a host where unprivileged users may load programs cannot make every login
+// pay for theirs.
+const maxWalk = 512
+
+// findLoadedFD is FindLoaded returning a raw fd (-1: none found).
+func findLoadedFD(ifindex uint32) (int, error) {
 	insns := Instructions(ifindex)
 	var id uint32
-	for {
+	for n := 0; n < maxWalk; n++ {
 		next, err := nextProgID(id)
 		if errors.Is(err, unix.ENOENT) {
-			return nil, nil
+			return -1, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("walk loaded programs: %w", permErr(err))
+			return -1, fmt.Errorf("walk loaded programs: %w", permErr(err))
 		}
 		id = next
 		fd, err := progFDByID(id)
@@ -210,18 +233,15 @@ func FindLoaded(ifindex uint32) (*ebpf.Program, error) {
 			if errors.Is(err, unix.ENOENT) {
 				continue // unloaded since GET_NEXT_ID
 			}
-			return nil, fmt.Errorf("open program %d: %w", id, permErr(err))
+			return -1, fmt.Errorf("open program %d: %w", id, permErr(err))
 		}
 		info, err := objInfo(fd)
-		if err == nil && info.typ == uint32(ebpf.CGroupSock) && info.name == ProgramName && hasTag(insns, info.tag) {
-			prog, err := ebpf.NewProgramFromFD(fd) // takes ownership of fd
-			if err != nil {
-				return nil, fmt.Errorf("open program %d: %w", id, err)
-			}
-			return prog, nil
+		if err == nil && info.typ == progTypeCgroupSock && info.name == ProgramName && hasTag(insns, info.tag) {
+			return fd, nil
 		}
 		unix.Close(fd)
 	}
+	return -1, nil
 }
 
 // Attachment is the kernel's view of a cgroup's sock_create hook.
@@ -300,29 +320,36 @@ func ensureFD(cg int, cgroupDir string, ifindex uint32, reuse bool) (Result, err
 		// (no CAP_SYS_ADMIN): replacing is always correct.
 	}
 
-	var prog *ebpf.Program
+	// The program: the pin (O(1)), else the capped walk, else a fresh load.
+	// Errors of the optional lookups (EPERM without CAP_SYS_ADMIN) fall back
+	// to loading; a real permission problem shows up there.
+	fd, reused, pinned := -1, false, false
 	if reuse {
-		// Errors of the optional reuse walk (EPERM without CAP_SYS_ADMIN)
-		// fall back to loading; a real permission problem shows up there.
-		prog, _ = FindLoaded(ifindex)
+		if fd = pinnedFD(ifindex); fd >= 0 {
+			reused, pinned = true, true
+		} else if fd, _ = findLoadedFD(ifindex); fd >= 0 {
+			reused = true
+		}
 	}
-	reused := prog != nil
-	if !reused {
-		prog, err = Load(ifindex)
+	if fd < 0 {
+		prog, err := Load(ifindex)
+		if err != nil {
+			return Result{}, fmt.Errorf("attach sock program to %s: %w", cgroupDir, err)
+		}
+		fd, err = unix.Dup(prog.FD())
+		prog.Close()
 		if err != nil {
 			return Result{}, fmt.Errorf("attach sock program to %s: %w", cgroupDir, err)
 		}
 	}
 	// The cgroup keeps its own reference; our fd is not needed afterwards.
-	defer prog.Close()
+	defer unix.Close(fd)
+	if !pinned && reuse {
+		_ = pin(fd, ifindex) // best effort: the next login finds it in O(1)
+	}
 
-	err = link.RawAttachProgram(link.RawAttachProgramOptions{
-		Target:  cg,
-		Program: prog,
-		Attach:  ebpf.AttachCGroupInetSockCreate,
-		Flags:   0, // replace semantics, iproute2-compatible; see package doc
-	})
-	if err != nil {
+	// Flags 0: replace semantics, iproute2-compatible; see package doc.
+	if err := attach(cg, fd); err != nil {
 		if errors.Is(err, unix.EPERM) {
 			if anc := blockingAncestor(cgroupDir); anc != "" {
 				return Result{}, fmt.Errorf("attach sock program to %s: %w: ancestor cgroup %s holds a non-overridable sock_create program: %w",
@@ -331,7 +358,7 @@ func ensureFD(cg int, cgroupDir string, ifindex uint32, reuse bool) (Result, err
 		}
 		return Result{}, fmt.Errorf("attach sock program to %s: %w", cgroupDir, permErr(err))
 	}
-	info, err := objInfo(prog.FD())
+	info, err := objInfo(fd)
 	if err != nil {
 		return Result{}, fmt.Errorf("attach sock program to %s: read program id: %w", cgroupDir, err)
 	}
@@ -349,7 +376,7 @@ func bindsTo(id, ifindex uint32) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if info.typ != uint32(ebpf.CGroupSock) {
+	if info.typ != progTypeCgroupSock {
 		return false, nil
 	}
 	return hasTag(Instructions(ifindex), info.tag) || hasTag(iproute2Instructions(ifindex), info.tag), nil

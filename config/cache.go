@@ -15,7 +15,7 @@ import (
 type Cache struct {
 	mu     sync.Mutex
 	path   string
-	id     fileID
+	id     FileID
 	policy *Policy
 	racy   bool // the file changed too recently to trust id; see racyWindow
 }
@@ -27,22 +27,28 @@ type Cache struct {
 // clean" rule). A variable so that tests can shorten it.
 var racyWindow = 2 * time.Second
 
-// fileID changes whenever the file is replaced (dev, ino) or written (size,
-// mtime, and ctime, which even a write that restores mtime cannot hide).
-type fileID struct {
-	dev, ino     uint64
-	size         int64
-	mtime, ctime int64 // nanoseconds
+// FileID changes whenever the file is replaced (Dev, Ino) or written (Size,
+// Mtime, and Ctime, which even a write that restores mtime cannot hide).
+type FileID struct {
+	Dev, Ino     uint64
+	Size         int64
+	Mtime, Ctime int64 // nanoseconds
 }
 
-func idOf(st *syscall.Stat_t) fileID {
-	return fileID{
-		dev:   st.Dev,
-		ino:   st.Ino,
-		size:  st.Size,
-		mtime: st.Mtim.Nano(),
-		ctime: st.Ctim.Nano(),
+func idOf(st *syscall.Stat_t) FileID {
+	return FileID{
+		Dev:   st.Dev,
+		Ino:   st.Ino,
+		Size:  st.Size,
+		Mtime: st.Mtim.Nano(),
+		Ctime: st.Ctim.Nano(),
 	}
+}
+
+// Settled reports whether the file's last change is old enough for its
+// FileID to identify its content (see racyWindow).
+func (id FileID) Settled() bool {
+	return time.Since(time.Unix(0, id.Ctime)) >= racyWindow
 }
 
 // Load is like the package's Load but returns the cached Policy while the
@@ -73,7 +79,8 @@ func (c *Cache) Load(path string) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
+	pol.File = id
 	c.path, c.id, c.policy = path, id, pol
-	c.racy = time.Since(time.Unix(0, id.ctime)) < racyWindow
+	c.racy = !id.Settled()
 	return pol, nil
 }

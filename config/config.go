@@ -118,6 +118,7 @@ func (r *Rule) appliesTo(service string) bool {
 type Policy struct {
 	Path        string
 	Exists      bool    // false: file missing = "no policy"
+	File        FileID  // identity of the file read (Load); zero from Parse
 	Default     *string // nil = unset; `default = ""` is also treated as unset
 	DefaultLine int     // line of `default`, 0 if unset
 	OnError     OnError

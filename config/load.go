@@ -32,7 +32,7 @@ const maxSymlinks = 40
 // A missing file (ENOENT on path) is "no policy": &Policy{Path: path}, nil.
 // A dangling symlink is an error, not "no policy": someone meant a policy.
 func Load(path string) (*Policy, error) {
-	f, _, err := openPolicy(path)
+	f, st, err := openPolicy(path)
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +44,12 @@ func Load(path string) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Parse(path, data)
+	pol, err := Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	pol.File = idOf(st)
+	return pol, nil
 }
 
 // openPolicy opens path after the checks described at Load. It returns a nil

@@ -14,6 +14,11 @@
  * alone with an error in the auth log. A child forked before the Go part was
  * ever loaded (xrdp-sesman opens sessions in a fork) loads it itself.
  *
+ * Before any of that, the fast path (fastpath.c) replays what the Go part
+ * recorded: for a service the module does not act for, a user with no rule,
+ * and a login into a VRF the Go part has placed sessions into before, the
+ * Go part is not loaded at all.
+ *
  * The other entry points never enter Go: libpam may call them in processes
  * forked after open_session (sshd's post-auth child runs pam_setcred; login
  * and su run pam_end in their children).
@@ -28,6 +33,8 @@
 
 #include <security/pam_ext.h>
 #include <security/pam_modules.h>
+
+#include "fastpath.h"
 
 /* The Go part's entry point (cgo/main.go: pamvrf_core_open). */
 typedef int (*core_open_fn)(pam_handle_t *pamh, const char *user, const char *service, int pid,
@@ -96,6 +103,14 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
 	if (pam_get_item(pamh, PAM_SERVICE, &service) != PAM_SUCCESS || service == NULL)
 		service = "";
 
+	switch (pamvrf_fastpath(pamh, user, service, argc, argv)) {
+	case FP_IGNORE:
+		return PAM_IGNORE;
+	case FP_PLACED:
+		return PAM_SUCCESS;
+	case FP_HANDOVER:
+		break;
+	}
 	if (core_open != NULL && getpid() != core_pid) {
 		pam_syslog(pamh, LOG_ERR,
 			   "open_session called in process %ld, forked after pam_vrf started its Go part in %ld: "

@@ -22,7 +22,13 @@
  *                           With -b, before every cycle (untimed) the driver
  *                           writes its pid to DIR/cgroup.procs, i.e. starts
  *                           each session from a session cgroup as a fresh
- *                           login would.
+ *                           login would (logind's move just before ours).
+ *                           With -m DIR, inside the timed open+close, the
+ *                           driver itself does the bare kernel part of a
+ *                           placement: mkdir DIR, move itself into it (the
+ *                           "floor + mkdir + move" baseline). The "time:"
+ *                           line ends with the threads and RSS after the
+ *                           last cycle.
  *   pamdriver ... -w        hold: open_session, print "held: rc=... fds=...
  *                           threads=... rss_kb=... cgroup=...", wait for EOF
  *                           on stdin (a barrier), then close_session and
@@ -40,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -244,7 +251,15 @@ static int move_self(const char *dir)
 	return fclose(f) == 0 && ok ? 0 : -1;
 }
 
-static int timed(long n, const char *before)
+/* bare_place: mkdir dir (if missing) and move this process into it. */
+static int bare_place(const char *dir)
+{
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+		return -1;
+	return move_self(dir);
+}
+
+static int timed(long n, const char *before, const char *bare)
 {
 	double *oc = calloc((size_t)n, sizeof *oc), *cy = calloc((size_t)n, sizeof *cy);
 	long fail = 0;
@@ -260,6 +275,8 @@ static int timed(long n, const char *before)
 		pam_handle_t *h = start();
 		double t1 = now_ms();
 		int rc = pam_open_session(h, 0);
+		if (bare != NULL && bare_place(bare) != 0)
+			rc = PAM_SESSION_ERR;
 		int rc2 = pam_close_session(h, 0);
 		double t2 = now_ms();
 		pam_end(h, rc);
@@ -274,8 +291,10 @@ static int timed(long n, const char *before)
 	print_samples("samples_cycle_us", cy, n);
 	qsort(oc, (size_t)n, sizeof *oc, cmp_double);
 	qsort(cy, (size_t)n, sizeof *cy, cmp_double);
-	printf("time: cycles=%ld failed=%ld oc_median_us=%.1f oc_p99_us=%.1f cycle_median_us=%.1f cycle_p99_us=%.1f\n",
-	       n, fail, pct(oc, n, 50), pct(oc, n, 99), pct(cy, n, 50), pct(cy, n, 99));
+	printf("time: cycles=%ld failed=%ld oc_median_us=%.1f oc_p99_us=%.1f cycle_median_us=%.1f cycle_p99_us=%.1f "
+	       "threads=%ld rss_kb=%ld\n",
+	       n, fail, pct(oc, n, 50), pct(oc, n, 99), pct(cy, n, 50), pct(cy, n, 99), status_field("Threads"),
+	       status_field("VmRSS"));
 	free(oc);
 	free(cy);
 	return fail == 0 ? 0 : 1;
@@ -359,10 +378,10 @@ static int fork_test(long n)
 int main(int argc, char **argv)
 {
 	long loops = 0, forks = 0, timings = 0;
-	const char *before = NULL;
+	const char *before = NULL, *bare = NULL;
 	int c, holding = 0;
 
-	while ((c = getopt(argc, argv, "d:s:u:n:f:t:b:w")) != -1) {
+	while ((c = getopt(argc, argv, "d:s:u:n:f:t:b:m:w")) != -1) {
 		switch (c) {
 		case 'd': confdir = optarg; break;
 		case 's': service = optarg; break;
@@ -371,9 +390,10 @@ int main(int argc, char **argv)
 		case 'f': forks = atol(optarg); break;
 		case 't': timings = atol(optarg); break;
 		case 'b': before = optarg; break;
+		case 'm': bare = optarg; break;
 		case 'w': holding = 1; break;
 		default:
-			fprintf(stderr, "usage: pamdriver -d CONFDIR -s SERVICE -u USER [-n N | -f N | -t N [-b DIR] | -w] [-- CMD...]\n");
+			fprintf(stderr, "usage: pamdriver -d CONFDIR -s SERVICE -u USER [-n N | -f N | -t N [-b DIR] [-m DIR] | -w] [-- CMD...]\n");
 			return 2;
 		}
 	}
@@ -386,7 +406,7 @@ int main(int argc, char **argv)
 	if (forks > 0)
 		return fork_test(forks);
 	if (timings > 0)
-		return timed(timings, before);
+		return timed(timings, before, bare);
 	if (holding)
 		return hold();
 

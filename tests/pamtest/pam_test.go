@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pam-vrf/pam-vrf/bpf"
 	"github.com/pam-vrf/pam-vrf/cgroup"
 )
 
@@ -51,6 +52,10 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
+	if err := mountBPFFS(); err != nil {
+		fmt.Println("pamtest:", err)
+		os.Exit(1)
+	}
 	prodSO, testSO, driver = filepath.Join(dir, "pam_vrf.so"), filepath.Join(dir, "test", "pam_vrf.so"), filepath.Join(dir, "pamdriver")
 	for _, f := range []string{prodSO, testSO, driver, filepath.Join(dir, "pam_vrf", "core.so"), filepath.Join(dir, "test", "pam_vrf", "core.so")} {
 		if _, err := os.Stat(f); err != nil {
@@ -61,6 +66,19 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	cleanup()
 	os.Exit(code)
+}
+
+// mountBPFFS mounts the bpffs systemd mounts on every host, if this one has
+// none: pam_vrf pins its program there, and the C fast path finds it there.
+func mountBPFFS() error {
+	var st unix.Statfs_t
+	if unix.Statfs(bpf.BPFFSMount, &st) == nil && st.Type == unix.BPF_FS_MAGIC {
+		return nil
+	}
+	if out, err := exec.Command("mount", "-t", "bpf", "-o", "mode=700", "bpf", bpf.BPFFSMount).CombinedOutput(); err != nil {
+		return fmt.Errorf("mount bpffs at %s: %v: %s", bpf.BPFFSMount, err, out)
+	}
+	return nil
 }
 
 func build(dir string) error {
@@ -403,7 +421,12 @@ func TestNoBPFPermissionFollowsOnError(t *testing.T) {
 	// Root without CAP_BPF and CAP_SYS_ADMIN: what lockdown or a confined
 	// sshd looks like to the module.
 	drop := []string{"setpriv", "--bounding-set", "-bpf,-sys_admin,-perfmon", "--inh-caps", "-bpf,-sys_admin,-perfmon"}
+	// Loading needs CAP_BPF, attaching an already-loaded (pinned) program
+	// only CAP_NET_ADMIN: make sure no program for this ifindex is pinned
+	// from an earlier test (pins are per ifindex, whatever the netns).
+	pin := bpf.PinPath(uint32(n.ifindex(t)))
 	for _, onError := range []string{"deny", "allow"} {
+		os.Remove(pin)
 		s := newStack(t, "sshd", testSO, "", fmt.Sprintf("on_error = %q\n[user.root]\nvrf = %q\n", onError, n.dev))
 		r := n.sessionWrapped(t, drop, s, "sshd", "root")
 		if onError == "deny" {
@@ -417,4 +440,24 @@ func TestNoBPFPermissionFollowsOnError(t *testing.T) {
 			t.Errorf("on_error=%s: auth log does not say BPF was not permitted", onError)
 		}
 	}
+	// Once a privileged login has loaded and pinned the program, a login
+	// without CAP_BPF only attaches it, which CAP_NET_ADMIN allows.
+	s := newStack(t, "sshd", testSO, "", fmt.Sprintf("[user.root]\nvrf = %q\n", n.dev))
+	if r := n.session(t, s, "sshd", "root"); r.rc != 0 || !r.has(`sock tcp4 dev="`+n.dev+`"`) {
+		t.Fatalf("privileged login not placed (exit %d)", r.rc)
+	}
+	if r := n.sessionWrapped(t, drop, s, "sshd", "root"); r.rc != 0 || !r.has(`sock tcp4 dev="`+n.dev+`"`) {
+		t.Errorf("login without CAP_BPF not placed although the program is pinned (exit %d)", r.rc)
+	}
+}
+
+// ifindex of the stand-in VRF device.
+func (n *netns) ifindex(t *testing.T) int {
+	t.Helper()
+	out := run(t, "ip", "-n", n.name, "-o", "link", "show", "dev", n.dev)
+	var idx int
+	if _, err := fmt.Sscanf(out, "%d:", &idx); err != nil {
+		t.Fatalf("ifindex of %s: %q", n.dev, out)
+	}
+	return idx
 }

@@ -1,0 +1,127 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// PinDir holds one pinned program per ifindex, sock-<ifindex>, in the bpffs
+// that systemd mounts at /sys/fs/bpf. The pin is the O(1) lookup every
+// login uses to find the already-loaded program: the Go path here and the C
+// fast path of pam_vrf.so (cgo/module) alike. The program for an ifindex
+// never changes (the ifindex is its only input), so a pin is never stale in
+// content; a VRF re-created with a new ifindex gets a new pin, and the old
+// one holds a 4-instruction program until reboot or `vrf-netsetup revert`
+// (which removes the directory). Without a bpffs at BPFFSMount, nothing is
+// pinned and Ensure falls back to the walk.
+const (
+	BPFFSMount = "/sys/fs/bpf"
+	PinDir     = BPFFSMount + "/pam_vrf"
+)
+
+// PinPath is where the program for ifindex is pinned.
+func PinPath(ifindex uint32) string {
+	return PinDir + "/sock-" + strconv.FormatUint(uint64(ifindex), 10)
+}
+
+// union bpf_attr, BPF_OBJ_PIN / BPF_OBJ_GET member.
+type objAttr struct {
+	pathname  uint64
+	bpfFD     uint32
+	fileFlags uint32
+}
+
+func objCall(cmd int, path string, fd int) (int, error) {
+	p, err := unix.BytePtrFromString(path)
+	if err != nil {
+		return -1, err
+	}
+	attr := objAttr{pathname: uint64(uintptr(unsafe.Pointer(p))), bpfFD: uint32(fd)}
+	r, err := bpfCall(cmd, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	if err != nil {
+		return -1, err
+	}
+	return int(r), nil
+}
+
+// pinnedFD opens the pinned program for ifindex, or returns -1 when there is
+// none or it is not ours (type, name and tag are checked).
+func pinnedFD(ifindex uint32) int {
+	fd, err := objCall(unix.BPF_OBJ_GET, PinPath(ifindex), 0)
+	if err != nil {
+		return -1
+	}
+	if ok, _ := isOurs(fd, ifindex); !ok {
+		unix.Close(fd)
+		return -1
+	}
+	return fd
+}
+
+// pin pins the program fd for ifindex (best effort: a missing bpffs or a
+// concurrent pin by another login are fine).
+func pin(fd int, ifindex uint32) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(BPFFSMount, &st); err != nil || st.Type != unix.BPF_FS_MAGIC {
+		return fmt.Errorf("no bpffs at %s", BPFFSMount)
+	}
+	if err := os.Mkdir(PinDir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	// bpffs' root is world-writable (sticky): a directory someone else made
+	// there is not ours to trust.
+	var dst unix.Stat_t
+	if err := unix.Lstat(PinDir, &dst); err != nil || dst.Uid != 0 || dst.Mode&0o022 != 0 || dst.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return fmt.Errorf("%s is not a directory of root's, not group/world-writable", PinDir)
+	}
+	if _, err := objCall(unix.BPF_OBJ_PIN, PinPath(ifindex), fd); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("pin %s: %w", PinPath(ifindex), err)
+	}
+	return nil
+}
+
+// Pinned reports the kernel ID and tag of the pinned program for ifindex
+// (ok false when there is none): what pam_vrf.so's C fast path may attach.
+func Pinned(ifindex uint32) (id uint32, tag string, ok bool) {
+	fd := pinnedFD(ifindex)
+	if fd < 0 {
+		return 0, "", false
+	}
+	defer unix.Close(fd)
+	info, err := objInfo(fd)
+	if err != nil {
+		return 0, "", false
+	}
+	return info.id, info.tag, true
+}
+
+// isOurs reports whether the program fd is ours for ifindex: type
+// cgroup_sock, name ProgramName, and the tag of Instructions(ifindex).
+func isOurs(fd int, ifindex uint32) (bool, error) {
+	info, err := objInfo(fd)
+	if err != nil {
+		return false, err
+	}
+	return info.typ == progTypeCgroupSock && info.name == ProgramName && hasTag(Instructions(ifindex), info.tag), nil
+}
+
+// union bpf_attr, BPF_PROG_ATTACH member.
+type attachAttr struct {
+	targetFD     uint32
+	attachBPFFD  uint32
+	attachType   uint32
+	attachFlags  uint32
+	replaceBPFFD uint32
+}
+
+// attach is BPF_PROG_ATTACH with flags 0 (iproute2's bpf_prog_attach_fd).
+func attach(cg, prog int) error {
+	attr := attachAttr{targetFD: uint32(cg), attachBPFFD: uint32(prog), attachType: attachCgroupInetSockCreate}
+	_, err := bpfCall(unix.BPF_PROG_ATTACH, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	return err
+}

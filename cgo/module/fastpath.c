@@ -1,0 +1,471 @@
+/*
+ * The fast path: what pam_vrf.so may decide and do in C, without starting
+ * the Go runtime, from the files the Go part wrote (Go package fastpath has
+ * their format and says when they are written). A new ssh login is a new
+ * process; starting Go in it costs more than the placement itself.
+ *
+ * Every step either matches what the Go part would do, exactly, or hands the
+ * session over to it (FP_HANDOVER), which then decides from scratch and
+ * applies the failure rule. In particular the fast path never refuses a
+ * session and never reports a failure: it has only "ignore", "placed" and
+ * "not sure". It hands over when:
+ *   - the module line has an option other than config= and on_error=
+ *     (debug, or a misspelt one: the Go part reports it);
+ *   - there is no decision table for the policy file, or the file's
+ *     identity (dev, ino, size, mtime, ctime) is not the recorded one, or a
+ *     file here is not root's and 0644 or stricter;
+ *   - a group rule could decide (NSS lookups are bounded in Go only), or the
+ *     VRF is "default" (rare: su back to the default VRF);
+ *   - anything about the VRF differs from what Go recorded when it last
+ *     placed a session there (ifindex, the pinned program, the namespace);
+ *   - the cgroup walk meets a directory that is not root's or is delegated,
+ *     a path with "..", another program or attach mode on the hook, or any
+ *     system call fails.
+ * What it may leave behind on a handover (a VRF cgroup directory created, our
+ * program attached to it) is what the Go part does first anyway.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/bpf.h>
+#include <linux/magic.h>
+#include <net/if.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <security/pam_ext.h>
+
+#include "fastpath.h"
+
+/*
+ * make bench builds a variant with -DPAMVRF_TRACE that logs how long each
+ * step took (the decomposition of a new-process login it prints).
+ */
+#ifdef PAMVRF_TRACE
+#include <time.h>
+static double trace_t[8];
+static int trace_n;
+static void trace(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (trace_n < 8)
+		trace_t[trace_n++] = (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+#else
+#define trace() do { } while (0)
+#endif
+
+#define DEFAULT_POLICY "/etc/security/pam_vrf.toml"
+#define MAGIC "pam_vrf-fastpath 1"
+#define MAX_FILE (64 * 1024)
+#define PROG_NAME "pam_vrf_sock"
+
+/* read_trusted reads a root-owned, not group/world-writable regular file. */
+static char *read_trusted(int dirfd, const char *name)
+{
+	struct stat st;
+	char *buf;
+	ssize_t n;
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022) ||
+	    st.st_size <= 0 || st.st_size >= MAX_FILE) {
+		close(fd);
+		return NULL;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (buf == NULL) {
+		close(fd);
+		return NULL;
+	}
+	n = read(fd, buf, (size_t)st.st_size);
+	close(fd);
+	if (n != st.st_size) {
+		free(buf);
+		return NULL;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+/* words splits line (modified in place) at spaces into at most max words. */
+static int words(char *line, char **w, int max)
+{
+	int n = 0;
+
+	for (char *tok = strtok(line, " "); tok != NULL && n < max; tok = strtok(NULL, " "))
+		w[n++] = tok;
+	return n;
+}
+
+/* listed: is s among w[0..n), or is the list "*"? */
+static int listed(char **w, int n, const char *s)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(w[i], "*") == 0 || strcmp(w[i], s) == 0)
+			return 1;
+	return 0;
+}
+
+static uint64_t fnv64a(const char *s)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+/* The decision, from the policy's table. */
+struct decision {
+	enum fp_result result;
+	char vrf[64];
+	char rule[PATH_MAX + 300]; /* as config.Decision.Rule */
+};
+
+static void decide(const char *policy, char *table, const char *user, const char *service, struct decision *d)
+{
+	char *w[64], *save = NULL, *line;
+	char user_vrf[64] = "", user_line[16] = "", def_vrf[64] = "", def_line[16] = "";
+	struct stat st;
+	int n, have_policy = 0, have_services = 0, acts = 0, groups = 0, have_user = 0, have_default = 0;
+
+	d->result = FP_HANDOVER;
+	line = strtok_r(table, "\n", &save);
+	if (line == NULL || strcmp(line, MAGIC) != 0)
+		return;
+	/* The identity the Go part recorded is that of the opened file
+	 * (symlinks followed), as stat() reports it. */
+	if (stat(policy, &st) != 0)
+		return;
+	while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
+		n = words(line, w, 64);
+		if (n == 6 && strcmp(w[0], "policy") == 0) {
+			if (strtoull(w[1], NULL, 10) != (unsigned long long)st.st_dev ||
+			    strtoull(w[2], NULL, 10) != (unsigned long long)st.st_ino ||
+			    strtoll(w[3], NULL, 10) != (long long)st.st_size ||
+			    strtoll(w[4], NULL, 10) != (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec ||
+			    strtoll(w[5], NULL, 10) != (long long)st.st_ctim.tv_sec * 1000000000LL + st.st_ctim.tv_nsec)
+				return;
+			have_policy = 1;
+		} else if (n >= 2 && strcmp(w[0], "services") == 0) {
+			have_services = 1;
+			acts = listed(w + 1, n - 1, service);
+		} else if (n >= 2 && strcmp(w[0], "group-services") == 0) {
+			groups = listed(w + 1, n - 1, service);
+		} else if (n == 3 && strcmp(w[0], "default") == 0) {
+			have_default = strcmp(w[1], "-") != 0;
+			snprintf(def_vrf, sizeof def_vrf, "%s", w[1]);
+			snprintf(def_line, sizeof def_line, "%s", w[2]);
+		} else if (n >= 5 && strcmp(w[0], "user") == 0 && strcmp(w[1], user) == 0 &&
+			   listed(w + 4, n - 4, service)) {
+			have_user = 1;
+			snprintf(user_vrf, sizeof user_vrf, "%s", w[2]);
+			snprintf(user_line, sizeof user_line, "%s", w[3]);
+		}
+	}
+	if (!have_policy || !have_services)
+		return;
+	/* config.Policy.ActsFor, then Decide: user rule, group rules, default. */
+	if (!acts) {
+		d->result = FP_IGNORE;
+	} else if (have_user) {
+		if (strcmp(user_vrf, "-") == 0) {
+			d->result = FP_IGNORE;
+		} else {
+			snprintf(d->vrf, sizeof d->vrf, "%s", user_vrf);
+			snprintf(d->rule, sizeof d->rule, "user \"%s\" (%s:%s)", user, policy, user_line);
+			d->result = FP_PLACED;
+		}
+	} else if (groups) {
+		return; /* a group rule could decide: NSS, bounded, in Go */
+	} else if (!have_default) {
+		d->result = FP_IGNORE;
+	} else {
+		snprintf(d->vrf, sizeof d->vrf, "%s", def_vrf);
+		snprintf(d->rule, sizeof d->rule, "default (%s:%s)", policy, def_line);
+		d->result = FP_PLACED;
+	}
+	if (d->result == FP_PLACED && strcmp(d->vrf, "default") == 0)
+		d->result = FP_HANDOVER;
+}
+
+/* ---- placement ---- */
+
+static long sys_bpf(int cmd, union bpf_attr *attr)
+{
+	return syscall(SYS_bpf, cmd, attr, sizeof *attr);
+}
+
+/* pinned_prog opens the pinned program for ifindex if its tag is tag. */
+static int pinned_prog(unsigned ifindex, const char *tag, uint32_t *id)
+{
+	char path[128], hex[2 * BPF_TAG_SIZE + 1];
+	struct bpf_prog_info info;
+	union bpf_attr attr;
+	int fd;
+
+	struct stat st;
+
+	/* bpffs' root is world-writable: only a directory of root's counts. */
+	if (lstat(FP_PIN_DIR, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022))
+		return -1;
+	snprintf(path, sizeof path, FP_PIN_DIR "/sock-%u", ifindex);
+	memset(&attr, 0, sizeof attr);
+	attr.pathname = (uint64_t)(uintptr_t)path;
+	fd = (int)sys_bpf(BPF_OBJ_GET, &attr);
+	if (fd < 0)
+		return -1;
+	memset(&info, 0, sizeof info);
+	memset(&attr, 0, sizeof attr);
+	attr.info.bpf_fd = (uint32_t)fd;
+	attr.info.info_len = sizeof info;
+	attr.info.info = (uint64_t)(uintptr_t)&info;
+	if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr) != 0 || info.type != BPF_PROG_TYPE_CGROUP_SOCK ||
+	    strncmp(info.name, PROG_NAME, sizeof info.name) != 0)
+		goto bad;
+	for (int i = 0; i < BPF_TAG_SIZE; i++)
+		snprintf(hex + 2 * i, 3, "%02x", info.tag[i]);
+	if (strcmp(hex, tag) != 0)
+		goto bad;
+	*id = info.id;
+	return fd;
+bad:
+	close(fd);
+	return -1;
+}
+
+/* proc_cgroup reads this process's cgroup2 path; refuses ".." (another
+ * cgroup namespace), as the Go side does. */
+static int proc_cgroup(char *buf, size_t len)
+{
+	char line[PATH_MAX + 16];
+	int ok = -1;
+	FILE *f = fopen("/proc/self/cgroup", "re");
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof line, f) != NULL) {
+		if (strncmp(line, "0::/", 4) != 0)
+			continue;
+		line[strcspn(line, "\n")] = '\0';
+		if (strstr(line, "/..") != NULL || strstr(line, "/./") != NULL || strlen(line + 3) >= len)
+			break;
+		snprintf(buf, len, "%s", line + 3);
+		ok = 0;
+		break;
+	}
+	fclose(f);
+	return ok;
+}
+
+/* step opens (and with create, first makes) name below fd, and checks it is
+ * root's and not delegated; fd is closed. */
+static int step(int fd, const char *name, int create)
+{
+	static const char *const xattrs[] = { "trusted.delegate", "user.delegate" };
+	struct stat st;
+	char v[8];
+	int nfd;
+
+	if (create && mkdirat(fd, name, 0755) != 0 && errno != EEXIST) {
+		close(fd);
+		return -1;
+	}
+	nfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	close(fd);
+	if (nfd < 0)
+		return -1;
+	if (fstat(nfd, &st) != 0 || st.st_uid != 0)
+		goto bad;
+	for (size_t i = 0; i < sizeof xattrs / sizeof *xattrs; i++)
+		if (fgetxattr(nfd, xattrs[i], v, sizeof v) > 0 && v[0] == '1')
+			goto bad;
+	return nfd;
+bad:
+	close(nfd);
+	return -1;
+}
+
+/* place puts this process into VRF vrf, as placement.Enter would; 0 = done
+ * (dir holds the cgroup directory, ifindex the device). */
+static int place(const char *vrf, char *dir, size_t dirlen, unsigned *ifindex_out)
+{
+	char name[128], *entry, *w[8], cg[PATH_MAX], base[PATH_MAX], walk[PATH_MAX], level[300], *p;
+	char want[PATH_MAX + 400];
+	struct stat st;
+	struct statfs sfs;
+	union bpf_attr attr;
+	uint32_t prog_id = 0, ids[2];
+	unsigned ifindex;
+	int dirfd, fd = -1, prog = -1, rc = -1, n;
+
+	if (stat("/proc/thread-self/ns/net", &st) != 0)
+		return -1;
+	snprintf(name, sizeof name, "vrf-%llu-%s", (unsigned long long)st.st_ino, vrf);
+	dirfd = open(FP_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return -1;
+	entry = read_trusted(dirfd, name);
+	close(dirfd);
+	if (entry == NULL)
+		return -1;
+	p = strchr(entry, '\n');
+	if (p == NULL || strncmp(entry, MAGIC "\n", sizeof MAGIC) != 0)
+		goto out;
+	p[strcspn(p + 1, "\n") + 1] = '\0';
+	n = words(p + 1, w, 8);
+	if (n != 5 || strcmp(w[0], "vrf") != 0)
+		goto out;
+	ifindex = (unsigned)strtoul(w[1], NULL, 10);
+	if (ifindex == 0 || if_nametoindex(vrf) != ifindex)
+		goto out;
+	prog = pinned_prog(ifindex, w[2], &prog_id);
+	if (prog < 0)
+		goto out;
+	trace(); /* program lookup done */
+
+	/* iproute2's path: <mount><cgroup cut at "/vrf">[/<netns>-ns]/vrf/<vrf> */
+	if (proc_cgroup(cg, sizeof cg) != 0)
+		goto out;
+	snprintf(base, sizeof base, "%s", cg);
+	if ((p = strstr(base, "/vrf")) != NULL)
+		*p = '\0';
+	level[0] = '\0';
+	if (strcmp(w[3], "-") != 0) {
+		snprintf(level, sizeof level, "%s-ns", w[3]);
+		p = strrchr(base, '/');
+		if (p != NULL && strcmp(p + 1, level) == 0)
+			*p = '\0';
+	}
+	if (snprintf(want, sizeof want, "%s%s%s/vrf/%s", strcmp(base, "/") == 0 ? "" : base,
+		     level[0] ? "/" : "", level, vrf) >= (int)sizeof want)
+		goto out;
+	fd = open(w[4], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fstatfs(fd, &sfs) != 0 || sfs.f_type != CGROUP2_SUPER_MAGIC)
+		goto out;
+	snprintf(walk, sizeof walk, "%s", base);
+	for (char *save = NULL, *c = strtok_r(walk, "/", &save); c != NULL; c = strtok_r(NULL, "/", &save))
+		if ((fd = step(fd, c, 0)) < 0)
+			goto out;
+	if (level[0] != '\0' && (fd = step(fd, level, 1)) < 0)
+		goto out;
+	if ((fd = step(fd, "vrf", 1)) < 0 || (fd = step(fd, vrf, 1)) < 0)
+		goto out;
+	trace(); /* cgroup read, walked, made */
+
+	/* The hook: ours already (nothing to do), empty (attach with flags 0,
+	 * iproute2's mode), or anything else (the Go part sorts it out). */
+	memset(&attr, 0, sizeof attr);
+	attr.query.target_fd = (uint32_t)fd;
+	attr.query.attach_type = BPF_CGROUP_INET_SOCK_CREATE;
+	attr.query.prog_ids = (uint64_t)(uintptr_t)ids;
+	attr.query.prog_cnt = 2;
+	if (sys_bpf(BPF_PROG_QUERY, &attr) != 0 || attr.query.prog_cnt > 1 ||
+	    (attr.query.prog_cnt == 1 && (attr.query.attach_flags != 0 || ids[0] != prog_id)))
+		goto out;
+	if (attr.query.prog_cnt == 0) {
+		memset(&attr, 0, sizeof attr);
+		attr.target_fd = (uint32_t)fd;
+		attr.attach_bpf_fd = (uint32_t)prog;
+		attr.attach_type = BPF_CGROUP_INET_SOCK_CREATE;
+		if (sys_bpf(BPF_PROG_ATTACH, &attr) != 0)
+			goto out;
+	}
+	trace(); /* attached */
+
+	/* Move through the same directory, then verify as `ip vrf identify`
+	 * would see it. */
+	if (strcmp(cg, want) != 0) {
+		char pid[24];
+		int procs = openat(fd, "cgroup.procs", O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+
+		if (procs < 0)
+			goto out;
+		n = snprintf(pid, sizeof pid, "%d", getpid());
+		if (write(procs, pid, (size_t)n) != n) {
+			close(procs);
+			goto out;
+		}
+		close(procs);
+		trace(); /* moved */
+		if (proc_cgroup(cg, sizeof cg) != 0 || strcmp(cg, want) != 0)
+			goto out;
+	} else {
+		trace();
+	}
+	trace(); /* verified */
+	if (snprintf(dir, dirlen, "%s%s", w[4], want) >= (int)dirlen)
+		goto out;
+	*ifindex_out = ifindex;
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (prog >= 0)
+		close(prog);
+	free(entry);
+	return rc;
+}
+
+enum fp_result pamvrf_fastpath(pam_handle_t *pamh, const char *user, const char *service, int argc,
+			       const char **argv)
+{
+	const char *policy = DEFAULT_POLICY;
+	char name[64], dir[2 * PATH_MAX], *table;
+	struct decision d;
+	unsigned ifindex = 0;
+	int dirfd;
+
+#ifdef PAMVRF_TRACE
+	trace_n = 0;
+#endif
+	trace(); /* start */
+	if (user[0] == '\0')
+		return FP_HANDOVER;
+	for (int i = 0; i < argc; i++) {
+		if (strncmp(argv[i], "config=", 7) == 0 && argv[i][7] == '/')
+			policy = argv[i] + 7;
+		else if (strcmp(argv[i], "on_error=allow") != 0 && strcmp(argv[i], "on_error=deny") != 0)
+			return FP_HANDOVER;
+	}
+	snprintf(name, sizeof name, "policy-%016llx", (unsigned long long)fnv64a(policy));
+	dirfd = open(FP_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return FP_HANDOVER;
+	table = read_trusted(dirfd, name);
+	close(dirfd);
+	if (table == NULL)
+		return FP_HANDOVER;
+	decide(policy, table, user, service, &d);
+	free(table);
+	trace(); /* decided */
+	if (d.result != FP_PLACED)
+		return d.result;
+	if (place(d.vrf, dir, sizeof dir, &ifindex) != 0)
+		return FP_HANDOVER;
+	pam_syslog(pamh, LOG_INFO, "user \"%s\" placed in VRF \"%s\" (%s, ifindex %u, cgroup %s)", user, d.vrf,
+		   d.rule, ifindex, dir);
+#ifdef PAMVRF_TRACE
+	if (trace_n == 7)
+		pam_syslog(pamh, LOG_DEBUG, "trace_us: decide=%.1f lookup=%.1f mkdir=%.1f attach=%.1f move=%.1f verify=%.1f",
+			   trace_t[1] - trace_t[0], trace_t[2] - trace_t[1], trace_t[3] - trace_t[2],
+			   trace_t[4] - trace_t[3], trace_t[5] - trace_t[4], trace_t[6] - trace_t[5]);
+#endif
+	return FP_PLACED;
+}
