@@ -32,11 +32,11 @@ $(BUILD)/pam_vrf/core.so: $(GO_SOURCES) cgo/shim.c cgo/shim.h
 	CGO_ENABLED=1 $(GO) build $(GOFLAGS) -buildmode=c-shared -ldflags='$(CORE_LDFLAGS)' -o $@ ./cgo
 	@rm -f $(@D)/core.h
 
-# Host-test variant: the same C module, with a Go part that accepts a veth
-# device in place of a VRF (no VRF driver on the CI kernel). Never installed.
-$(BUILD)/test/pam_vrf.so: $(BUILD)/pam_vrf.so
+# Host-test variant: accepts a veth device in place of a VRF (no VRF driver
+# on the CI kernel), in C and in Go. Never installed.
+$(BUILD)/test/pam_vrf.so: cgo/module/pam_vrf.c cgo/module/fastpath.c cgo/module/fastpath.h
 	@mkdir -p $(@D)
-	cp $< $@
+	$(CC) $(MODULE_CFLAGS) -DPAMVRF_ANYDEVICE $(CPPFLAGS) -o $@ cgo/module/pam_vrf.c cgo/module/fastpath.c $(MODULE_LDFLAGS) -lpam -ldl
 
 $(BUILD)/test/pam_vrf/core.so: $(GO_SOURCES) cgo/shim.c cgo/shim.h
 	@mkdir -p $(@D)
@@ -48,7 +48,7 @@ TEST_MODULE = $(BUILD)/test/pam_vrf.so $(BUILD)/test/pam_vrf/core.so
 # make bench: the test module with per-step timing in the C fast path.
 $(BUILD)/bench/pam_vrf.so: cgo/module/pam_vrf.c cgo/module/fastpath.c cgo/module/fastpath.h
 	@mkdir -p $(@D)
-	$(CC) $(MODULE_CFLAGS) -DPAMVRF_TRACE $(CPPFLAGS) -o $@ cgo/module/pam_vrf.c cgo/module/fastpath.c $(MODULE_LDFLAGS) -lpam -ldl
+	$(CC) $(MODULE_CFLAGS) -DPAMVRF_ANYDEVICE -DPAMVRF_TRACE $(CPPFLAGS) -o $@ cgo/module/pam_vrf.c cgo/module/fastpath.c $(MODULE_LDFLAGS) -lpam -ldl
 
 $(BUILD)/bench/pam_vrf/core.so: $(BUILD)/test/pam_vrf/core.so
 	@mkdir -p $(@D)

@@ -85,21 +85,6 @@ func pin(fd int, ifindex uint32) error {
 	return nil
 }
 
-// Pinned reports the kernel ID and tag of the pinned program for ifindex
-// (ok false when there is none): what pam_vrf.so's C fast path may attach.
-func Pinned(ifindex uint32) (id uint32, tag string, ok bool) {
-	fd := pinnedFD(ifindex)
-	if fd < 0 {
-		return 0, "", false
-	}
-	defer unix.Close(fd)
-	info, err := objInfo(fd)
-	if err != nil {
-		return 0, "", false
-	}
-	return info.id, info.tag, true
-}
-
 // isOurs reports whether the program fd is ours for ifindex: type
 // cgroup_sock, name ProgramName, and the tag of Instructions(ifindex).
 func isOurs(fd int, ifindex uint32) (bool, error) {

@@ -6,35 +6,22 @@
 // (cgo/module/pam_vrf.c) replays them only while they still match the
 // system; on any doubt it hands the session to the Go part.
 //
-// Two kinds of file, in Dir (root's, 0755; files 0644, written atomically):
+// The file, in Dir (root's, 0755; the file 0644, written atomically), is
+// policy-<fnv64a(policy path)>: the decision table of one policy file, valid
+// while the file's identity (dev, ino, size, mtime, ctime) is the one
+// recorded:
 //
-//   - policy-<fnv64a(policy path)>: the decision table of one policy file,
-//     valid while the file's identity (dev, ino, size, mtime, ctime) is the
-//     one recorded:
+//	pam_vrf-fastpath 1
+//	policy DEV INO SIZE MTIME_NS CTIME_NS
+//	cgroup2 MOUNT                   the cgroup2 mount (as cgroup.Mount finds it)
+//	services S...                   the policy's services gate
+//	group-services S...|*|-         services some group rule applies to
+//	default VRF|- LINE              the top-level default and its line
+//	user NAME VRF|- LINE S...|*     one line per user rule ("-": vrf = "")
 //
-//     pam_vrf-fastpath 1
-//     policy DEV INO SIZE MTIME_NS CTIME_NS
-//     services S...              the policy's services gate
-//     group-services S...|*|-    services some group rule applies to
-//     default VRF|- LINE         the top-level default and its line
-//     user NAME VRF|- LINE S...|*  one line per user rule ("-": vrf = "")
-//
-//     A policy with a name the format cannot carry (whitespace) gets no
-//     file; neither does one changed in the last racy window (its identity
-//     does not yet pin its content, see config.FileID.Settled).
-//
-//   - vrf-<netns inode>-<VRF>: a VRF the Go part placed a session into, in
-//     the network namespace with that inode:
-//
-//     pam_vrf-fastpath 1
-//     vrf IFINDEX TAG NETNS|- MOUNT
-//
-//     IFINDEX is the VRF device's index when the Go part checked that it is a
-//     VRF; TAG the kernel tag of the program pinned at bpf.PinPath(IFINDEX);
-//     NETNS the namespace's name under /var/run/netns ("-": none), for
-//     iproute2's <netns>-ns cgroup level; MOUNT the cgroup2 mount. The C part
-//     replays it only while if_nametoindex(VRF) is still IFINDEX and the
-//     pin's tag is TAG.
+// A policy with a name the format cannot carry (whitespace, a marker) gets no
+// file; neither does one changed within the racy window (its identity does
+// not yet pin its content, see config.FileID.Settled).
 //
 // What the C part does with a decision, and when it hands over, is written
 // at its top.
@@ -65,19 +52,14 @@ func PolicyFile(dir, path string) string {
 	return filepath.Join(dir, fmt.Sprintf("policy-%016x", h.Sum64()))
 }
 
-// VRFFile is the file of VRF vrf in the network namespace with inode netns.
-func VRFFile(dir string, netns uint64, vrf string) string {
-	return filepath.Join(dir, fmt.Sprintf("vrf-%d-%s", netns, vrf))
-}
-
-// PolicyTable renders the decision table of pol, or "" when the format
-// cannot carry it.
-func PolicyTable(pol *config.Policy) string {
-	if pol == nil || !pol.Exists || pol.File == (config.FileID{}) || !pol.File.Settled() {
+// PolicyTable renders the decision table of pol for cgroup2 mount mount, or
+// "" when the format cannot carry it.
+func PolicyTable(pol *config.Policy, mount string) string {
+	if pol == nil || !pol.Exists || pol.File == (config.FileID{}) || !pol.File.Settled() || !strings.HasPrefix(mount, "/") {
 		return ""
 	}
 	// Every name the policy gives must be one word that is not a marker.
-	names := slices.Clone(pol.Services)
+	names := append(slices.Clone(pol.Services), mount)
 	if pol.Default != nil {
 		names = append(names, *pol.Default)
 	}
@@ -101,6 +83,7 @@ func PolicyTable(pol *config.Policy) string {
 	f := pol.File
 	fmt.Fprintf(&b, "policy %d %d %d %d %d\n", f.Dev, f.Ino, f.Size, f.Mtime, f.Ctime)
 	line := func(ws ...string) { b.WriteString(strings.Join(ws, " ") + "\n") }
+	line("cgroup2", mount)
 	line(append([]string{"services"}, pol.Services...)...)
 	var gs []string
 	for _, r := range pol.Groups {
@@ -136,19 +119,6 @@ func orMarker(list []string, marker string) []string {
 		return []string{marker}
 	}
 	return list
-}
-
-// VRFEntry renders a VRF file.
-func VRFEntry(ifindex int, tag, netnsName, mount string) string {
-	if netnsName == "" {
-		netnsName = "-"
-	}
-	for _, w := range []string{tag, netnsName, mount} {
-		if w == "" || strings.ContainsFunc(w, unicode.IsSpace) {
-			return ""
-		}
-	}
-	return magic + "vrf " + strconv.Itoa(ifindex) + " " + tag + " " + netnsName + " " + mount + "\n"
 }
 
 // Put writes content to file atomically unless it already holds exactly

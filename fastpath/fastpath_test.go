@@ -29,18 +29,19 @@ services = ["su"]
 	p.File = config.FileID{Dev: 1, Ino: 2, Size: 3, Mtime: old, Ctime: old}
 	want := "pam_vrf-fastpath 1\n" +
 		"policy 1 2 3 " + itoa(old) + " " + itoa(old) + "\n" +
+		"cgroup2 /sys/fs/cgroup\n" +
 		"services sshd su\n" +
 		"group-services su\n" +
 		"default mgmt 1\n" +
 		"user alice blue 5 sshd\n" +
 		"user root - 3 *\n"
-	if got := PolicyTable(p); got != want {
+	if got := PolicyTable(p, "/sys/fs/cgroup"); got != want {
 		t.Errorf("table:\n%s\nwant:\n%s", got, want)
 	}
 	// A file changed within the racy window, a name with a space, a marker
 	// as a name: no table (the C part hands over).
 	p.File.Ctime = time.Now().UnixNano()
-	if PolicyTable(p) != "" {
+	if PolicyTable(p, "/sys/fs/cgroup") != "" {
 		t.Errorf("table for a file changed just now")
 	}
 	p.File.Ctime = old
@@ -50,11 +51,11 @@ services = ["su"]
 			t.Fatal(err)
 		}
 		q.File = p.File
-		if got := PolicyTable(q); got != "" {
+		if got := PolicyTable(q, "/sys/fs/cgroup"); got != "" {
 			t.Errorf("%q: table %q, want none", bad, got)
 		}
 	}
-	if PolicyTable(&config.Policy{Path: "/x"}) != "" {
+	if PolicyTable(&config.Policy{Path: "/x"}, "/sys/fs/cgroup") != "" {
 		t.Errorf("table for a missing policy")
 	}
 }

@@ -1,7 +1,7 @@
 package pam
 
 import (
-	"github.com/pam-vrf/pam-vrf/bpf"
+	"github.com/pam-vrf/pam-vrf/cgroup"
 	"github.com/pam-vrf/pam-vrf/config"
 	"github.com/pam-vrf/pam-vrf/fastpath"
 	"github.com/pam-vrf/pam-vrf/nss"
@@ -21,19 +21,13 @@ func SystemEnv(opt placement.Options) *Env {
 	}
 }
 
-// learn writes what the C fast path may replay (package fastpath). Errors
-// only cost speed: without the files every login takes the Go path.
-func learn(pol *config.Policy, vrf string, res *placement.Result) {
-	if res == nil {
-		_ = fastpath.Put(fastpath.PolicyFile(fastpath.Dir, pol.Path), fastpath.PolicyTable(pol))
-		return
+// learn writes the decision table of a policy read with every check, for
+// pam_vrf.so's C fast path (package fastpath). Errors only cost speed:
+// without the table every login takes the Go path.
+func learn(pol *config.Policy) {
+	mount, err := cgroup.Mount()
+	if err != nil {
+		mount = ""
 	}
-	if res.Ifindex == 0 {
-		return // the default VRF: always the Go path
-	}
-	entry := ""
-	if _, tag, ok := bpf.Pinned(uint32(res.Ifindex)); ok {
-		entry = fastpath.VRFEntry(res.Ifindex, tag, res.NetnsName, res.Mount)
-	}
-	_ = fastpath.Put(fastpath.VRFFile(fastpath.Dir, res.NetnsIno, vrf), entry)
+	_ = fastpath.Put(fastpath.PolicyFile(fastpath.Dir, pol.Path), fastpath.PolicyTable(pol, mount))
 }

@@ -137,9 +137,9 @@ type Env struct {
 	Groups func(user string, names []string, timeout time.Duration) ([]bool, error)
 	// Enter places pid into the VRF (placement.DefaultVRF: the default VRF).
 	Enter func(pid int, vrf string) (placement.Result, error)
-	// Learn, if set, records for pam_vrf.so's C fast path a policy read
-	// with every check (res nil) or a VRF a session was placed into.
-	Learn func(pol *config.Policy, vrf string, res *placement.Result)
+	// Learn, if set, records a policy read with every check for
+	// pam_vrf.so's C fast path.
+	Learn func(pol *config.Policy)
 }
 
 // Open runs pam_sm_open_session's logic. It never panics on bad input; the
@@ -165,7 +165,7 @@ func open(req Request, log Logger, env *Env) Outcome {
 	if polErr != nil {
 		pol = nil // ActsFor(nil) is the default services list
 	} else if env.Learn != nil {
-		env.Learn(pol, "", nil)
+		env.Learn(pol)
 	}
 	if !pol.ActsFor(req.Service) {
 		// Whatever is wrong, a service we do not act for is never denied.
@@ -206,9 +206,6 @@ func open(req Request, log Logger, env *Env) Outcome {
 	if err != nil {
 		class, what := placementWhat(d.VRF, err)
 		return fail(req, failure{class: class, vrf: d.VRF, rule: d.Rule, err: err, what: what}, set, log)
-	}
-	if env.Learn != nil {
-		env.Learn(pol, d.VRF, &res)
 	}
 	if d.VRF == config.DefaultVRF {
 		log.Log(Info, fmt.Sprintf("user %q placed in the default VRF (%s, cgroup %s)", req.User, d.Rule, res.Dir))

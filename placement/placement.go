@@ -75,12 +75,9 @@ type Options struct {
 
 // Result describes a successful placement.
 type Result struct {
-	Dir       string     // cgroup directory, e.g. /sys/fs/cgroup/user.slice/…/session-3.scope/vrf/mgmt
-	Ifindex   int        // VRF device ifindex in the caller's network namespace (0: the default VRF)
-	Program   bpf.Result // what happened to the sock_create program
-	Mount     string     // the cgroup2 mount Dir is below
-	NetnsName string     // the caller's network namespace under /var/run/netns ("" none)
-	NetnsIno  uint64     // its inode (/proc/thread-self/ns/net)
+	Dir     string     // cgroup directory, e.g. /sys/fs/cgroup/user.slice/…/session-3.scope/vrf/mgmt
+	Ifindex int        // VRF device ifindex in the caller's network namespace (0: the default VRF)
+	Program bpf.Result // what happened to the sock_create program
 }
 
 // kindError prints its own message and unwraps to a sentinel and a cause.
@@ -151,17 +148,13 @@ func enter(pid int, vrf string, opt Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	var nsSt unix.Stat_t
-	if err := unix.Stat("/proc/thread-self/ns/net", &nsSt); err != nil {
-		return Result{}, fmt.Errorf("stat own network namespace: %w", err)
-	}
 	base, levels := cgroup.VRFLevels(procPath, ns, leaf)
 	d, err := cgroup.OpenVRFDir(mount, base, levels)
 	if err != nil {
 		return Result{}, err
 	}
 	defer d.Close()
-	res := Result{Dir: d.Path, Ifindex: ifindex, Mount: mount, NetnsName: ns, NetnsIno: nsSt.Ino}
+	res := Result{Dir: d.Path, Ifindex: ifindex}
 
 	// Attach first: from the moment the pid is in the directory, its new
 	// sockets must be bound. The default VRF's directory gets no program.

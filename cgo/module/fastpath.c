@@ -1,8 +1,15 @@
 /*
- * The fast path: what pam_vrf.so may decide and do in C, without starting
- * the Go runtime, from the files the Go part wrote (Go package fastpath has
- * their format and says when they are written). A new ssh login is a new
- * process; starting Go in it costs more than the placement itself.
+ * The fast path: what pam_vrf.so decides and does in C, without starting the
+ * Go runtime. A new ssh login is a new process; starting Go in it costs more
+ * than the placement itself (make bench).
+ *
+ * The decision comes from the policy's decision table, which the Go part
+ * writes after it has read the policy with every check (Go package fastpath
+ * has the format and says when): parsing TOML, the safety checks and NSS
+ * stay in Go. The placement is placement.Enter step by step: the device must
+ * be a VRF, iproute2's cgroup path, every directory root's and not
+ * delegated, our program (pinned, or loaded and pinned) attached with flags
+ * 0 through the same directory fd the process is moved through, verified.
  *
  * Every step either matches what the Go part would do, exactly, or hands the
  * session over to it (FP_HANDOVER), which then decides from scratch and
@@ -12,15 +19,14 @@
  *   - the module line has an option other than config= and on_error=
  *     (debug, or a misspelt one: the Go part reports it);
  *   - there is no decision table for the policy file, or the file's
- *     identity (dev, ino, size, mtime, ctime) is not the recorded one, or a
- *     file here is not root's and 0644 or stricter;
+ *     identity (dev, ino, size, mtime, ctime) is not the recorded one, or
+ *     the table is not root's and 0644 or stricter;
  *   - a group rule could decide (NSS lookups are bounded in Go only), or the
  *     VRF is "default" (rare: su back to the default VRF);
- *   - anything about the VRF differs from what Go recorded when it last
- *     placed a session there (ifindex, the pinned program, the namespace);
- *   - the cgroup walk meets a directory that is not root's or is delegated,
- *     a path with "..", another program or attach mode on the hook, or any
- *     system call fails.
+ *   - the device is missing or not a VRF, the program cannot be found or
+ *     loaded, the cgroup walk meets a directory that is not root's or is
+ *     delegated, a path with "..", another program or attach mode on the
+ *     hook, or any system call fails: the Go part then says why.
  * What it may leave behind on a handover (a VRF cgroup directory created, our
  * program attached to it) is what the Go part does first anyway.
  */
@@ -28,9 +34,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <dirent.h>
 #include <linux/bpf.h>
 #include <linux/magic.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <sys/socket.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,6 +144,7 @@ static uint64_t fnv64a(const char *s)
 /* The decision, from the policy's table. */
 struct decision {
 	enum fp_result result;
+	char mount[PATH_MAX]; /* the cgroup2 mount the Go part found */
 	char vrf[64];
 	char rule[PATH_MAX + 300]; /* as config.Decision.Rule */
 };
@@ -146,6 +157,7 @@ static void decide(const char *policy, char *table, const char *user, const char
 	int n, have_policy = 0, have_services = 0, acts = 0, groups = 0, have_user = 0, have_default = 0;
 
 	d->result = FP_HANDOVER;
+	d->mount[0] = '\0';
 	line = strtok_r(table, "\n", &save);
 	if (line == NULL || strcmp(line, MAGIC) != 0)
 		return;
@@ -163,6 +175,8 @@ static void decide(const char *policy, char *table, const char *user, const char
 			    strtoll(w[5], NULL, 10) != (long long)st.st_ctim.tv_sec * 1000000000LL + st.st_ctim.tv_nsec)
 				return;
 			have_policy = 1;
+		} else if (n == 2 && strcmp(w[0], "cgroup2") == 0) {
+			snprintf(d->mount, sizeof d->mount, "%s", w[1]);
 		} else if (n >= 2 && strcmp(w[0], "services") == 0) {
 			have_services = 1;
 			acts = listed(w + 1, n - 1, service);
@@ -201,53 +215,178 @@ static void decide(const char *policy, char *table, const char *user, const char
 		snprintf(d->rule, sizeof d->rule, "default (%s:%s)", policy, def_line);
 		d->result = FP_PLACED;
 	}
-	if (d->result == FP_PLACED && strcmp(d->vrf, "default") == 0)
+	if (d->result == FP_PLACED && (strcmp(d->vrf, "default") == 0 || d->mount[0] != '/'))
 		d->result = FP_HANDOVER;
 }
 
-/* ---- placement ---- */
+/* ---- placement: placement.Enter, in C ---- */
 
 static long sys_bpf(int cmd, union bpf_attr *attr)
 {
 	return syscall(SYS_bpf, cmd, attr, sizeof *attr);
 }
 
-/* pinned_prog opens the pinned program for ifindex if its tag is tag. */
-static int pinned_prog(unsigned ifindex, const char *tag, uint32_t *id)
+/*
+ * vrf_index resolves name in this thread's network namespace with one
+ * RTM_GETLINK and returns its ifindex if it is a VRF (any device in the
+ * host-test build, as the Go part's pamvrf_anydevice build), else 0.
+ */
+static unsigned vrf_index(const char *name)
 {
-	char path[128], hex[2 * BPF_TAG_SIZE + 1];
+	struct {
+		struct nlmsghdr nh;
+		struct ifinfomsg ifi;
+		char attrs[64];
+	} req;
+	char buf[16384];
+	struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
+	struct rtattr *rta;
+	unsigned ifindex = 0;
+	int is_vrf = 0, len, fd;
+	size_t nlen = strlen(name) + 1;
+
+	if (nlen > IFNAMSIZ)
+		return 0;
+	memset(&req, 0, sizeof req);
+	req.nh.nlmsg_type = RTM_GETLINK;
+	req.nh.nlmsg_flags = NLM_F_REQUEST;
+	req.nh.nlmsg_len = NLMSG_LENGTH(sizeof req.ifi);
+	req.ifi.ifi_family = AF_UNSPEC;
+	rta = (struct rtattr *)((char *)&req + NLMSG_ALIGN(req.nh.nlmsg_len));
+	rta->rta_type = IFLA_IFNAME;
+	rta->rta_len = RTA_LENGTH(nlen);
+	memcpy(RTA_DATA(rta), name, nlen);
+	req.nh.nlmsg_len = NLMSG_ALIGN(req.nh.nlmsg_len) + RTA_ALIGN(rta->rta_len);
+	rta = (struct rtattr *)((char *)&req + req.nh.nlmsg_len);
+	rta->rta_type = IFLA_EXT_MASK;
+	rta->rta_len = RTA_LENGTH(sizeof(uint32_t));
+	*(uint32_t *)RTA_DATA(rta) = RTEXT_FILTER_SKIP_STATS;
+	req.nh.nlmsg_len += RTA_ALIGN(rta->rta_len);
+
+	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	if (fd < 0)
+		return 0;
+	if (sendto(fd, &req, req.nh.nlmsg_len, 0, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+	    (len = (int)recv(fd, buf, sizeof buf, 0)) < 0) {
+		close(fd);
+		return 0;
+	}
+	close(fd);
+	for (struct nlmsghdr *nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, (unsigned)len); nh = NLMSG_NEXT(nh, len)) {
+		struct ifinfomsg *ifi;
+		int alen;
+
+		if (nh->nlmsg_type != RTM_NEWLINK)
+			return 0; /* NLMSG_ERROR: ENODEV and the like, for Go to report */
+		ifi = NLMSG_DATA(nh);
+		alen = (int)IFLA_PAYLOAD(nh);
+		for (rta = IFLA_RTA(ifi); RTA_OK(rta, alen); rta = RTA_NEXT(rta, alen)) {
+			if (rta->rta_type != IFLA_LINKINFO)
+				continue;
+			int ilen = (int)RTA_PAYLOAD(rta);
+			for (struct rtattr *i = RTA_DATA(rta); RTA_OK(i, ilen); i = RTA_NEXT(i, ilen))
+				if (i->rta_type == IFLA_INFO_KIND && RTA_PAYLOAD(i) >= 4 &&
+				    strncmp(RTA_DATA(i), "vrf", RTA_PAYLOAD(i)) == 0)
+					is_vrf = 1;
+		}
+		ifindex = (unsigned)ifi->ifi_index;
+		break;
+	}
+#ifdef PAMVRF_ANYDEVICE
+	is_vrf = 1;
+#endif
+	return is_vrf ? ifindex : 0;
+}
+
+/* netns_name: the name under /var/run/netns of this thread's network
+ * namespace ("" for none), iproute2's netns_identify_pid. */
+static void netns_name(char *out, size_t len)
+{
+	struct stat self, st;
+	struct dirent *e;
+	DIR *d;
+
+	out[0] = '\0';
+	if (stat("/proc/thread-self/ns/net", &self) != 0)
+		return;
+	d = opendir("/var/run/netns");
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		char p[300];
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof p, "/var/run/netns/%s", e->d_name);
+		if (stat(p, &st) == 0 && st.st_dev == self.st_dev && st.st_ino == self.st_ino) {
+			snprintf(out, len, "%s", e->d_name);
+			break;
+		}
+	}
+	closedir(d);
+}
+
+/*
+ * program returns an fd of our program for ifindex: the pin (bpf.PinPath),
+ * else a fresh load, which it pins. The pin directory is root's and 0700
+ * in a bpffs, so a pin there was made by pam_vrf (Go or C) for that ifindex;
+ * type and name are checked all the same.
+ */
+static int program(unsigned ifindex)
+{
+	struct bpf_insn insns[] = {
+		/* bpf.Instructions: r2 = ifindex; *(u32 *)(r1 + 0) = r2; r0 = 1; exit */
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_2, .imm = (int32_t)ifindex },
+		{ .code = BPF_STX | BPF_MEM | BPF_W, .dst_reg = BPF_REG_1, .src_reg = BPF_REG_2, .off = 0 },
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = 1 },
+		{ .code = BPF_JMP | BPF_EXIT },
+	};
+	char path[128];
 	struct bpf_prog_info info;
 	union bpf_attr attr;
-	int fd;
-
 	struct stat st;
+	struct statfs sfs;
+	int fd, have_dir;
 
-	/* bpffs' root is world-writable: only a directory of root's counts. */
-	if (lstat(FP_PIN_DIR, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022))
-		return -1;
 	snprintf(path, sizeof path, FP_PIN_DIR "/sock-%u", ifindex);
+	/* bpffs' root is world-writable: only a directory of root's counts. */
+	have_dir = lstat(FP_PIN_DIR, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == 0 && !(st.st_mode & 022);
+	if (have_dir) {
+		memset(&attr, 0, sizeof attr);
+		attr.pathname = (uint64_t)(uintptr_t)path;
+		fd = (int)sys_bpf(BPF_OBJ_GET, &attr);
+		if (fd >= 0) {
+			memset(&info, 0, sizeof info);
+			memset(&attr, 0, sizeof attr);
+			attr.info.bpf_fd = (uint32_t)fd;
+			attr.info.info_len = sizeof info;
+			attr.info.info = (uint64_t)(uintptr_t)&info;
+			if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr) == 0 && info.type == BPF_PROG_TYPE_CGROUP_SOCK &&
+			    strncmp(info.name, PROG_NAME, sizeof info.name) == 0)
+				return fd;
+			close(fd);
+			return -1; /* something else sits there: Go sorts it out */
+		}
+	}
 	memset(&attr, 0, sizeof attr);
-	attr.pathname = (uint64_t)(uintptr_t)path;
-	fd = (int)sys_bpf(BPF_OBJ_GET, &attr);
+	attr.prog_type = BPF_PROG_TYPE_CGROUP_SOCK;
+	attr.expected_attach_type = BPF_CGROUP_INET_SOCK_CREATE;
+	attr.insns = (uint64_t)(uintptr_t)insns;
+	attr.insn_cnt = sizeof insns / sizeof *insns;
+	attr.license = (uint64_t)(uintptr_t)"GPL";
+	snprintf(attr.prog_name, sizeof attr.prog_name, "%s", PROG_NAME);
+	fd = (int)sys_bpf(BPF_PROG_LOAD, &attr);
 	if (fd < 0)
 		return -1;
-	memset(&info, 0, sizeof info);
-	memset(&attr, 0, sizeof attr);
-	attr.info.bpf_fd = (uint32_t)fd;
-	attr.info.info_len = sizeof info;
-	attr.info.info = (uint64_t)(uintptr_t)&info;
-	if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr) != 0 || info.type != BPF_PROG_TYPE_CGROUP_SOCK ||
-	    strncmp(info.name, PROG_NAME, sizeof info.name) != 0)
-		goto bad;
-	for (int i = 0; i < BPF_TAG_SIZE; i++)
-		snprintf(hex + 2 * i, 3, "%02x", info.tag[i]);
-	if (strcmp(hex, tag) != 0)
-		goto bad;
-	*id = info.id;
+	if (!have_dir && statfs(FP_BPFFS, &sfs) == 0 && sfs.f_type == BPF_FS_MAGIC && mkdir(FP_PIN_DIR, 0700) == 0)
+		have_dir = 1;
+	if (have_dir) {
+		memset(&attr, 0, sizeof attr);
+		attr.pathname = (uint64_t)(uintptr_t)path;
+		attr.bpf_fd = (uint32_t)fd;
+		sys_bpf(BPF_OBJ_PIN, &attr); /* best effort; EEXIST: a concurrent login pinned it */
+	}
 	return fd;
-bad:
-	close(fd);
-	return -1;
 }
 
 /* proc_cgroup reads this process's cgroup2 path; refuses ".." (another
@@ -302,43 +441,25 @@ bad:
 	return -1;
 }
 
-/* place puts this process into VRF vrf, as placement.Enter would; 0 = done
- * (dir holds the cgroup directory, ifindex the device). */
-static int place(const char *vrf, char *dir, size_t dirlen, unsigned *ifindex_out)
+/* place puts this process into VRF vrf below cgroup2 mount mnt, as
+ * placement.Enter does; 0 = done (dir: the cgroup directory). */
+static int place(const char *vrf, const char *mnt, char *dir, size_t dirlen, unsigned *ifindex_out)
 {
-	char name[128], *entry, *w[8], cg[PATH_MAX], base[PATH_MAX], walk[PATH_MAX], level[300], *p;
-	char want[PATH_MAX + 400];
-	struct stat st;
+	char cg[PATH_MAX], base[PATH_MAX], walk[PATH_MAX], ns[256], level[300], want[PATH_MAX + 400], *p;
 	struct statfs sfs;
 	union bpf_attr attr;
-	uint32_t prog_id = 0, ids[2];
+	struct bpf_prog_info info;
+	uint32_t ids[2];
 	unsigned ifindex;
-	int dirfd, fd = -1, prog = -1, rc = -1, n;
+	int fd = -1, prog = -1, rc = -1, n;
 
-	if (stat("/proc/thread-self/ns/net", &st) != 0)
+	ifindex = vrf_index(vrf);
+	if (ifindex == 0)
 		return -1;
-	snprintf(name, sizeof name, "vrf-%llu-%s", (unsigned long long)st.st_ino, vrf);
-	dirfd = open(FP_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dirfd < 0)
-		return -1;
-	entry = read_trusted(dirfd, name);
-	close(dirfd);
-	if (entry == NULL)
-		return -1;
-	p = strchr(entry, '\n');
-	if (p == NULL || strncmp(entry, MAGIC "\n", sizeof MAGIC) != 0)
-		goto out;
-	p[strcspn(p + 1, "\n") + 1] = '\0';
-	n = words(p + 1, w, 8);
-	if (n != 5 || strcmp(w[0], "vrf") != 0)
-		goto out;
-	ifindex = (unsigned)strtoul(w[1], NULL, 10);
-	if (ifindex == 0 || if_nametoindex(vrf) != ifindex)
-		goto out;
-	prog = pinned_prog(ifindex, w[2], &prog_id);
+	prog = program(ifindex);
 	if (prog < 0)
-		goto out;
-	trace(); /* program lookup done */
+		return -1;
+	trace(); /* device checked, program found */
 
 	/* iproute2's path: <mount><cgroup cut at "/vrf">[/<netns>-ns]/vrf/<vrf> */
 	if (proc_cgroup(cg, sizeof cg) != 0)
@@ -346,9 +467,10 @@ static int place(const char *vrf, char *dir, size_t dirlen, unsigned *ifindex_ou
 	snprintf(base, sizeof base, "%s", cg);
 	if ((p = strstr(base, "/vrf")) != NULL)
 		*p = '\0';
+	netns_name(ns, sizeof ns);
 	level[0] = '\0';
-	if (strcmp(w[3], "-") != 0) {
-		snprintf(level, sizeof level, "%s-ns", w[3]);
+	if (ns[0] != '\0') {
+		snprintf(level, sizeof level, "%s-ns", ns);
 		p = strrchr(base, '/');
 		if (p != NULL && strcmp(p + 1, level) == 0)
 			*p = '\0';
@@ -356,7 +478,7 @@ static int place(const char *vrf, char *dir, size_t dirlen, unsigned *ifindex_ou
 	if (snprintf(want, sizeof want, "%s%s%s/vrf/%s", strcmp(base, "/") == 0 ? "" : base,
 		     level[0] ? "/" : "", level, vrf) >= (int)sizeof want)
 		goto out;
-	fd = open(w[4], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || fstatfs(fd, &sfs) != 0 || sfs.f_type != CGROUP2_SUPER_MAGIC)
 		goto out;
 	snprintf(walk, sizeof walk, "%s", base);
@@ -369,17 +491,24 @@ static int place(const char *vrf, char *dir, size_t dirlen, unsigned *ifindex_ou
 		goto out;
 	trace(); /* cgroup read, walked, made */
 
-	/* The hook: ours already (nothing to do), empty (attach with flags 0,
-	 * iproute2's mode), or anything else (the Go part sorts it out). */
+	/* The hook, as bpf.Ensure sees it. */
+	memset(&info, 0, sizeof info);
+	memset(&attr, 0, sizeof attr);
+	attr.info.bpf_fd = (uint32_t)prog;
+	attr.info.info_len = sizeof info;
+	attr.info.info = (uint64_t)(uintptr_t)&info;
+	if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr) != 0)
+		goto out;
 	memset(&attr, 0, sizeof attr);
 	attr.query.target_fd = (uint32_t)fd;
 	attr.query.attach_type = BPF_CGROUP_INET_SOCK_CREATE;
 	attr.query.prog_ids = (uint64_t)(uintptr_t)ids;
 	attr.query.prog_cnt = 2;
-	if (sys_bpf(BPF_PROG_QUERY, &attr) != 0 || attr.query.prog_cnt > 1 ||
-	    (attr.query.prog_cnt == 1 && (attr.query.attach_flags != 0 || ids[0] != prog_id)))
-		goto out;
-	if (attr.query.prog_cnt == 0) {
+	if (sys_bpf(BPF_PROG_QUERY, &attr) != 0 || (attr.query.prog_cnt > 0 && attr.query.attach_flags != 0))
+		goto out; /* multi/override/link attachments: bpf.ErrConflict, from Go */
+	if (!(attr.query.prog_cnt == 1 && ids[0] == info.id)) {
+		/* empty, or one flags-0 program for another ifindex or iproute2's:
+		 * attaching with flags 0 replaces it, as bpf.Ensure does. */
 		memset(&attr, 0, sizeof attr);
 		attr.target_fd = (uint32_t)fd;
 		attr.attach_bpf_fd = (uint32_t)prog;
@@ -410,16 +539,14 @@ static int place(const char *vrf, char *dir, size_t dirlen, unsigned *ifindex_ou
 		trace();
 	}
 	trace(); /* verified */
-	if (snprintf(dir, dirlen, "%s%s", w[4], want) >= (int)dirlen)
+	if (snprintf(dir, dirlen, "%s%s", mnt, want) >= (int)dirlen)
 		goto out;
 	*ifindex_out = ifindex;
 	rc = 0;
 out:
 	if (fd >= 0)
 		close(fd);
-	if (prog >= 0)
-		close(prog);
-	free(entry);
+	close(prog);
 	return rc;
 }
 
@@ -457,13 +584,13 @@ enum fp_result pamvrf_fastpath(pam_handle_t *pamh, const char *user, const char 
 	trace(); /* decided */
 	if (d.result != FP_PLACED)
 		return d.result;
-	if (place(d.vrf, dir, sizeof dir, &ifindex) != 0)
+	if (place(d.vrf, d.mount, dir, sizeof dir, &ifindex) != 0)
 		return FP_HANDOVER;
 	pam_syslog(pamh, LOG_INFO, "user \"%s\" placed in VRF \"%s\" (%s, ifindex %u, cgroup %s)", user, d.vrf,
 		   d.rule, ifindex, dir);
 #ifdef PAMVRF_TRACE
 	if (trace_n == 7)
-		pam_syslog(pamh, LOG_DEBUG, "trace_us: decide=%.1f lookup=%.1f mkdir=%.1f attach=%.1f move=%.1f verify=%.1f",
+		pam_syslog(pamh, LOG_DEBUG, "trace_us: decide=%.1f device+program=%.1f mkdir=%.1f attach=%.1f move=%.1f verify=%.1f",
 			   trace_t[1] - trace_t[0], trace_t[2] - trace_t[1], trace_t[3] - trace_t[2],
 			   trace_t[4] - trace_t[3], trace_t[5] - trace_t[4], trace_t[6] - trace_t[5]);
 #endif

@@ -10,9 +10,10 @@ enum fp_result {
 	FP_HANDOVER,	/* not sure: the Go part decides (and may redo what was done) */
 };
 
-/* Directories; the Go side has the same (fastpath.Dir, bpf.PinDir). */
+/* Paths; the Go side has the same (fastpath.Dir, bpf.BPFFSMount, bpf.PinDir). */
 #define FP_DIR "/run/pam-vrf/fastpath"
-#define FP_PIN_DIR "/sys/fs/bpf/pam_vrf"
+#define FP_BPFFS "/sys/fs/bpf"
+#define FP_PIN_DIR FP_BPFFS "/pam_vrf"
 
 __attribute__((visibility("hidden")))
 enum fp_result pamvrf_fastpath(pam_handle_t *pamh, const char *user, const char *service, int argc,

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pam-vrf/pam-vrf/bpf"
 	"github.com/pam-vrf/pam-vrf/fastpath"
 )
 
@@ -114,18 +115,25 @@ func TestFastPathHandsOver(t *testing.T) {
 		t.Fatalf("fast path not back after re-recording (threads %d)", th)
 	}
 
-	// The VRF re-created: a new ifindex. The Go part places into the new
-	// device and records it; then the fast path again.
+	// The VRF re-created: a new ifindex, no program for it yet. The fast
+	// path loads, pins and attaches it itself (first-ever placement in C).
 	run(t, "ip", "-n", n.name, "link", "del", n.dev)
+	os.Remove(bpf.PinPath(77))
 	run(t, "ip", "-n", n.name, "link", "add", n.dev, "index", "77", "type", "veth", "peer", "name", n.dev+"p")
 	run(t, "ip", "-n", n.name, "link", "set", n.dev, "up")
-	th, r := n.threadsHeld(t, s, "sshd", "root")
-	if th == 1 || !r.logged(`ifindex 77,`) {
-		t.Errorf("after re-creating the VRF: threads %d, want the Go part placing into ifindex 77", th)
-	}
 	if th, r := n.threadsHeld(t, s, "sshd", "root"); th != 1 || !r.logged(`ifindex 77,`) {
-		t.Errorf("fast path not into the new ifindex (threads %d)", th)
+		t.Errorf("after re-creating the VRF: threads %d, want the fast path placing into ifindex 77", th)
 	}
+	if _, err := os.Stat(bpf.PinPath(77)); err != nil {
+		t.Errorf("the fast path did not pin the program it loaded: %v", err)
+	}
+	// The VRF gone: the Go part says so (the failure rule).
+	run(t, "ip", "-n", n.name, "link", "del", n.dev)
+	if th, r := n.threadsHeld(t, s, "sshd", "root"); th == 1 || !r.logged(`VRF .* does not exist`) {
+		t.Errorf("VRF deleted: threads %d; want the Go part to report it", th)
+	}
+	run(t, "ip", "-n", n.name, "link", "add", n.dev, "type", "veth", "peer", "name", n.dev+"p")
+	run(t, "ip", "-n", n.name, "link", "set", n.dev, "up")
 
 	// A policy with a group rule for the service: NSS is asked in Go only.
 	write := func(text string) {
