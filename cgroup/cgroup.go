@@ -332,10 +332,10 @@ func OpenVRFDir(mount, base string, levels []string) (*Dir, error) {
 	return &Dir{FD: fd, Path: cur}, nil
 }
 
-// delegateXattrs mark a cgroup systemd delegated (systemd.resource-control(5),
-// Delegate=): trusted.* since v251, user.* since v252 for unprivileged
-// managers.
-var delegateXattrs = []string{"trusted.delegate", "user.delegate"}
+// delegateXattr marks a cgroup systemd delegated (systemd.resource-control(5),
+// Delegate=; since v251). The user.delegate of unprivileged managers marks
+// only user-owned cgroups, which the owner check refuses already.
+const delegateXattr = "trusted.delegate"
 
 func checkOwner(fd int, p string) error {
 	var st unix.Stat_t
@@ -346,11 +346,8 @@ func checkOwner(fd int, p string) error {
 		return fmt.Errorf("cgroup %s is owned by uid %d: %w", p, st.Uid, ErrUnsafe)
 	}
 	var buf [8]byte
-	for _, x := range delegateXattrs {
-		n, err := unix.Fgetxattr(fd, x, buf[:])
-		if err == nil && n > 0 && buf[0] == '1' {
-			return fmt.Errorf("cgroup %s is delegated (%s): %w", p, x, ErrUnsafe)
-		}
+	if n, err := unix.Fgetxattr(fd, delegateXattr, buf[:]); err == nil && n > 0 && buf[0] == '1' {
+		return fmt.Errorf("cgroup %s is delegated (%s): %w", p, delegateXattr, ErrUnsafe)
 	}
 	return nil
 }

@@ -417,7 +417,6 @@ static int proc_cgroup(char *buf, size_t len)
  * root's and not delegated; fd is closed. */
 static int step(int fd, const char *name, int create)
 {
-	static const char *const xattrs[] = { "trusted.delegate", "user.delegate" };
 	struct stat st;
 	char v[8];
 	int nfd;
@@ -430,11 +429,10 @@ static int step(int fd, const char *name, int create)
 	close(fd);
 	if (nfd < 0)
 		return -1;
-	if (fstat(nfd, &st) != 0 || st.st_uid != 0)
+	/* user.delegate marks only user-owned cgroups, refused above. */
+	if (fstat(nfd, &st) != 0 || st.st_uid != 0 ||
+	    (fgetxattr(nfd, "trusted.delegate", v, sizeof v) > 0 && v[0] == '1'))
 		goto bad;
-	for (size_t i = 0; i < sizeof xattrs / sizeof *xattrs; i++)
-		if (fgetxattr(nfd, xattrs[i], v, sizeof v) > 0 && v[0] == '1')
-			goto bad;
 	return nfd;
 bad:
 	close(nfd);

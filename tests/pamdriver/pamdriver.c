@@ -25,7 +25,7 @@
  *                           login would (logind's move just before ours).
  *                           With -m DIR, inside the timed open+close, the
  *                           driver itself does the bare kernel part of a
- *                           placement: mkdir DIR, move itself into it (the
+ *                           placement: mkdir -p DIR, move itself into it (the
  *                           "floor + mkdir + move" baseline). The "time:"
  *                           line ends with the threads and RSS after the
  *                           last cycle.
@@ -251,11 +251,22 @@ static int move_self(const char *dir)
 	return fclose(f) == 0 && ok ? 0 : -1;
 }
 
-/* bare_place: mkdir dir (if missing) and move this process into it. */
+/* bare_place: mkdir -p dir (iproute2's make_path: every missing level is
+ * a new cgroup) and move this process into it. */
 static int bare_place(const char *dir)
 {
-	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-		return -1;
+	char p[4096];
+
+	snprintf(p, sizeof p, "%s", dir);
+	for (char *s = strchr(p + 1, '/');; s = strchr(s + 1, '/')) {
+		if (s != NULL)
+			*s = '\0';
+		if (mkdir(p, 0755) != 0 && errno != EEXIST)
+			return -1;
+		if (s == NULL)
+			break;
+		*s = '/';
+	}
 	return move_self(dir);
 }
 

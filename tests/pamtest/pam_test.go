@@ -35,8 +35,9 @@ func TestMain(m *testing.M) {
 		os.Exit(sockCheck())
 	}
 	if os.Geteuid() != 0 {
-		fmt.Println("pamtest: needs root (cgroups, BPF, network namespaces)")
-		os.Exit(1)
+		// A plain `go test ./...` as a user: say why, do not fail.
+		fmt.Println("pamtest: skipped: needs root (cgroups, BPF, network namespaces); make test-host runs it")
+		os.Exit(0)
 	}
 	dir := os.Getenv("PAMVRF_BUILD")
 	cleanup := func() {}
