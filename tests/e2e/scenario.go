@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -255,6 +256,56 @@ systemctl is-active ssh`, batch, sshCmd("alice", "ip vrf identify")))
 	s.check(fmt.Sprintf("soak/%d of %d logins placed in mgmt (%v)", total, n, time.Since(start).Round(time.Second)), total == n, "%d of %d attempted logins placed", total, done)
 	out, _, code := s.run(ctx, `systemctl is-active ssh && ! journalctl -u ssh --since=-60min -o cat | grep -iE 'segfault|panic|fatal error|core dump|hung'`)
 	s.check("soak/sshd still active, no crash in its log", sshdUp && code == 0, "exit %d, output %q", code, out)
+}
+
+// LoginRate compares ssh logins per second with pam_vrf.so in the stack and
+// with its line commented out, in alternating rounds (drift on a shared TCG
+// host hits both alike). It prints both rates and their ratio; the target
+// (within 5%) is printed, not asserted: a timing is no test.
+func (s *Scenario) LoginRate(ctx context.Context, perRound, rounds int) {
+	s.R.Step("Login rate with and without pam_vrf.so", fmt.Sprintf("%d rounds of %d logins each way, 4 parallel streams", rounds, perRound))
+	batch := fmt.Sprintf(`t0=$(date +%%s%%N)
+for stream in 1 2 3 4; do
+  ( for i in $(seq %d); do %s >/dev/null 2>&1 || echo fail; done ) &
+done; wait
+t1=$(date +%%s%%N); echo "elapsed_ns $((t1-t0))"`, (perRound+3)/4, sshCmd("alice", "true"))
+	off := `cp /etc/pam.d/common-session /run/common-session.pamvrf && sed -i '/pam_vrf\.so/s/^/#PAMVRF-RATE-OFF /' /etc/pam.d/common-session && grep -c PAMVRF-RATE-OFF /etc/pam.d/common-session`
+	on := `mv /run/common-session.pamvrf /etc/pam.d/common-session && grep -c '^[^#]*pam_vrf\.so' /etc/pam.d/common-session`
+	elapsed := map[bool]time.Duration{}
+	fails := 0
+	for r := 0; r < rounds; r++ {
+		for _, with := range []bool{r%2 == 0, r%2 != 0} {
+			if !with {
+				if out, _, code := s.run(ctx, off); code != 0 || strings.TrimSpace(out) != "1" {
+					s.check("rate/module line switched off", false, "exit %d, %q", code, out)
+					return
+				}
+			}
+			out, _, _ := s.run(ctx, batch)
+			fails += strings.Count(out, "fail")
+			var ns int64
+			if m := regexp.MustCompile(`elapsed_ns (\d+)`).FindStringSubmatch(out); m != nil {
+				ns, _ = strconv.ParseInt(m[1], 10, 64)
+			}
+			elapsed[with] += time.Duration(ns)
+			if !with {
+				if out, _, code := s.run(ctx, on); code != 0 || strings.TrimSpace(out) != "1" {
+					s.check("rate/module line restored", false, "exit %d, %q", code, out)
+					return
+				}
+			}
+		}
+	}
+	n := float64(4 * ((perRound + 3) / 4) * rounds)
+	rateWith, rateWithout := n/elapsed[true].Seconds(), n/elapsed[false].Seconds()
+	ratio := rateWith / rateWithout
+	target := "MISS"
+	if ratio >= 0.95 {
+		target = "PASS"
+	}
+	fmt.Printf("login rate: with pam_vrf.so %.2f/s, without %.2f/s (same guest, alternating rounds): %.1f%% of the rate without; target within 5%%: %s\n",
+		rateWith, rateWithout, 100*ratio, target)
+	s.check("rate/every login of both runs succeeded", fails == 0 && elapsed[true] > 0 && elapsed[false] > 0, "%d failed", fails)
 }
 
 // VRFRecreated deletes the VRF under a live session, checks that logins
