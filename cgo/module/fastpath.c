@@ -114,9 +114,11 @@ static char *read_trusted(int dirfd, const char *name)
 /* words splits line (modified in place) at spaces into at most max words. */
 static int words(char *line, char **w, int max)
 {
+	char *save = NULL;
 	int n = 0;
 
-	for (char *tok = strtok(line, " "); tok != NULL && n < max; tok = strtok(NULL, " "))
+	/* strtok_r: a PAM host may open sessions from several threads. */
+	for (char *tok = strtok_r(line, " ", &save); tok != NULL && n < max; tok = strtok_r(NULL, " ", &save))
 		w[n++] = tok;
 	return n;
 }
