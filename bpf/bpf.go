@@ -342,11 +342,11 @@ func ensureFD(cg int, cgroupDir string, ifindex uint32, reuse bool) (Result, err
 			return Result{}, fmt.Errorf("attach sock program to %s: %w", cgroupDir, err)
 		}
 	}
+	if !pinned && reuse {
+		fd = pinOrAdopt(fd, ifindex) // the next login finds it in O(1)
+	}
 	// The cgroup keeps its own reference; our fd is not needed afterwards.
 	defer unix.Close(fd)
-	if !pinned && reuse {
-		_ = pin(fd, ifindex) // best effort: the next login finds it in O(1)
-	}
 
 	// Flags 0: replace semantics, iproute2-compatible; see package doc.
 	if err := attach(cg, fd); err != nil {

@@ -85,6 +85,36 @@ func pin(fd int, ifindex uint32) error {
 	return nil
 }
 
+// pinOrAdopt pins the freshly loaded program fd for ifindex; when a
+// concurrent first login pinned its copy first, it closes fd and returns
+// that one, so that one program serves every session of the VRF.
+func pinOrAdopt(fd int, ifindex uint32) int {
+	if pin(fd, ifindex) != nil {
+		return fd
+	}
+	if won := pinnedFD(ifindex); won >= 0 {
+		if same, _ := sameProgram(fd, won); same {
+			unix.Close(won)
+			return fd
+		}
+		unix.Close(fd)
+		return won
+	}
+	return fd
+}
+
+func sameProgram(a, b int) (bool, error) {
+	ia, err := objInfo(a)
+	if err != nil {
+		return false, err
+	}
+	ib, err := objInfo(b)
+	if err != nil {
+		return false, err
+	}
+	return ia.id == ib.id, nil
+}
+
 // isOurs reports whether the program fd is ours for ifindex: type
 // cgroup_sock, name ProgramName, and the tag of Instructions(ifindex).
 func isOurs(fd int, ifindex uint32) (bool, error) {

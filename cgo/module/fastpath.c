@@ -386,7 +386,17 @@ static int program(unsigned ifindex)
 		memset(&attr, 0, sizeof attr);
 		attr.pathname = (uint64_t)(uintptr_t)path;
 		attr.bpf_fd = (uint32_t)fd;
-		sys_bpf(BPF_OBJ_PIN, &attr); /* best effort; EEXIST: a concurrent login pinned it */
+		if (sys_bpf(BPF_OBJ_PIN, &attr) != 0 && errno == EEXIST) {
+			/* A concurrent first login pinned its copy: use that one,
+			 * so that one program serves every session of the VRF. */
+			memset(&attr, 0, sizeof attr);
+			attr.pathname = (uint64_t)(uintptr_t)path;
+			int won = (int)sys_bpf(BPF_OBJ_GET, &attr);
+			if (won >= 0) {
+				close(fd);
+				fd = won;
+			}
+		}
 	}
 	return fd;
 }

@@ -37,6 +37,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/pam-vrf/pam-vrf/bpf"
 	"github.com/pam-vrf/pam-vrf/cgroup"
 )
 
@@ -115,6 +116,16 @@ var theEnv *env
 func teardown() {
 	if theEnv == nil {
 		return
+	}
+	// The programs pinned for this namespace's devices (pins are per
+	// ifindex and outlive the devices).
+	if out, err := exec.Command("ip", "-n", theEnv.ns, "-o", "link", "show").Output(); err == nil {
+		for _, l := range strings.Split(string(out), "\n") {
+			var idx int
+			if _, err := fmt.Sscanf(l, "%d:", &idx); err == nil {
+				os.Remove(bpf.PinPath(uint32(idx)))
+			}
+		}
 	}
 	exec.Command("ip", "netns", "del", theEnv.ns).Run()
 	rmTree(theEnv.cgRoot)

@@ -162,10 +162,12 @@ func newProcess(b *testing.B, e *env) {
 			case "login (Go)":
 				os.Remove(fastpath.PolicyFile(fastpath.Dir, filepath.Join(stack, "pam_vrf.toml")))
 			case "first":
+				// A new ifindex: no program for it yet. The old one's pin
+				// goes too (it would stay until reboot, see bpf.PinDir).
 				dev = firstDev
+				os.Remove(bpf.PinPath(uint32(ifindexOf(b, e, dev))))
 				e.delDev(dev)
 				e.addDev(b, dev)
-				os.Remove(bpf.PinPath(uint32(ifindexOf(b, e, dev))))
 			}
 			out, errOut := e.runNew(b, pre, sess, stack, extra...)
 			o, c := timed(b, out)

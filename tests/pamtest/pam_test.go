@@ -360,7 +360,9 @@ func TestTenThousandSessionsInOneProcess(t *testing.T) {
 		t.Skip("long load test; run without -short")
 	}
 	n := newNetns(t)
-	s := newStack(t, "sshd", testSO, "", fmt.Sprintf("[user.root]\nvrf = %q\n", n.dev))
+	// debug takes the Go part on every cycle (the C fast path keeps no
+	// state between sessions; the Go runtime is where a leak would hide).
+	s := newStack(t, "sshd", testSO, "config={policy} debug", fmt.Sprintf("[user.root]\nvrf = %q\n", n.dev))
 	r := n.session(t, s, "sshd", "root", "-n", "10000")
 	m := regexp.MustCompile(`loop: cycles=(\d+) failed=(\d+) warmup=(\d+) fds=(\d+)/(\d+)/(\d+) threads=(\d+)/(\d+)/(\d+) rss_kb=(\d+)/(\d+)/(\d+) us_per_cycle=([0-9.]+)`).FindStringSubmatch(r.stdout)
 	if m == nil {
