@@ -45,30 +45,25 @@
 //
 // Each ssh login gets a new session scope and therefore a new
 // …/vrf/<name> cgroup, so a naive implementation loads (and verifies) a new
-// program per login and keeps one copy per session in kernel memory. Before
-// loading, Ensure walks the loaded programs (BPF_PROG_GET_NEXT_ID +
-// GET_FD_BY_ID + OBJ_GET_INFO_BY_FD) and reuses one of type cgroup_sock named
-// ProgramName with the expected tag. This is stateless (no bpffs, nothing to
-// clean up, no stale pins after a VRF is re-created, nothing to mount) and
-// works across processes; it also keeps one program per VRF in kernel memory
-// instead of one per session.
+// program per login and keeps one copy per session in kernel memory. Ensure
+// instead finds the program already loaded for the ifindex:
 //
-// Measured on kernel 6.18 (2-vCPU AMD EPYC VM, otherwise idle; numbers
-// rise 2–10x when the machine is busy; BenchmarkEnsure, BenchmarkFindLoaded
-// and a one-shot process):
-//   - fresh load in a NEW process (what a login really pays): ~350–400 µs,
-//     mostly cilium/ebpf's one-time feature probes, plus the verifier;
-//     ~25 µs once the process is warm;
-//   - reuse walk: ~60 µs in a new process with a handful of programs loaded,
-//     plus ~3.6 µs per loaded program (4 syscalls each), so it beats a
-//     first load up to roughly 90 loaded programs and costs ~2 ms on a host
-//     with 500; negligible next to an ssh login either way, so the walk is
-//     not capped;
-//   - no-op (right program already attached): ~9 µs.
+//   - first its pin, PinPath(ifindex) in the bpffs systemd mounts at
+//     /sys/fs/bpf: one BPF_OBJ_GET, O(1) whatever else is loaded. The C fast
+//     path of pam_vrf.so (cgo/module) uses the same pin, and attaching a
+//     pinned program needs only CAP_NET_ADMIN, not CAP_BPF;
+//   - else a walk of the loaded programs (BPF_PROG_GET_NEXT_ID +
+//     GET_FD_BY_ID + OBJ_GET_INFO_BY_FD) for one of type cgroup_sock named
+//     ProgramName with the expected tag, capped at maxWalk programs (each
+//     costs ~3.6 µs, and a host where users may load programs must not
+//     make every login pay for theirs);
+//   - else it loads one (the verifier runs) and pins it. When concurrent
+//     first logins race, the loser of the pin adopts the winner's copy, so
+//     one program serves every session of a VRF.
 //
-// A bpffs pin per ifindex would make the lookup O(1) but needs a mounted
-// bpffs (not present everywhere), a naming/eviction scheme and cleanup of
-// stale pins; not worth it at these numbers.
+// A pin for a deleted device's ifindex holds a 4-instruction program until
+// reboot (bpffs lives in memory) or the package's removal; ifindexes are
+// not reused while the kernel runs, so it is never wrong, only idle.
 //
 // Without CAP_SYS_ADMIN the walk (and the tag check of an attached program)
 // is not permitted; Ensure then simply loads a fresh program and replaces,

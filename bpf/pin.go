@@ -16,7 +16,7 @@ import (
 // fast path of pam_vrf.so (cgo/module) alike. The program for an ifindex
 // never changes (the ifindex is its only input), so a pin is never stale in
 // content; a VRF re-created with a new ifindex gets a new pin, and the old
-// one holds a 4-instruction program until reboot or `vrf-netsetup revert`
+// one holds a 4-instruction program until reboot or the package's removal
 // (which removes the directory). Without a bpffs at BPFFSMount, nothing is
 // pinned and Ensure falls back to the walk.
 const (
