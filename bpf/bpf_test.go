@@ -108,6 +108,15 @@ func wantBinds(tb testing.TB, dir string, ifindex uint32) ebpf.ProgramID {
 
 // uniqueIfindex avoids matching programs other tests (or other packages'
 // tests running in parallel) loaded for small, real ifindexes.
+// TestMain removes the pins the tests made (Ensure pins every program it
+// loads, and pins outlive their devices).
+func TestMain(m *testing.M) {
+	before := Pins()
+	code := m.Run()
+	UnpinExcept(before)
+	os.Exit(code)
+}
+
 func uniqueIfindex() uint32 { return 1<<24 + rand.Uint32N(1<<24) }
 
 func TestInstructions(t *testing.T) {

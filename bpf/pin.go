@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"unsafe"
 
@@ -139,4 +140,24 @@ func attach(cg, prog int) error {
 	attr := attachAttr{targetFD: uint32(cg), attachBPFFD: uint32(prog), attachType: attachCgroupInetSockCreate}
 	_, err := bpfCall(unix.BPF_PROG_ATTACH, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
 	return err
+}
+
+// Pins lists the pins in PinDir (file names, sock-<ifindex>).
+func Pins() []string {
+	entries, _ := os.ReadDir(PinDir)
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// UnpinExcept removes every pin in PinDir whose name is not in keep (test
+// suites: a pin outlives the device it was made for).
+func UnpinExcept(keep []string) {
+	for _, n := range Pins() {
+		if !slices.Contains(keep, n) {
+			os.Remove(PinDir + "/" + n)
+		}
+	}
 }

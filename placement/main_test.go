@@ -33,6 +33,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/pam-vrf/pam-vrf/bpf"
 	"github.com/pam-vrf/pam-vrf/cgroup"
 )
 
@@ -47,7 +48,10 @@ func TestMain(m *testing.M) {
 		os.Exit(childMain())
 	}
 	runtime.UnlockOSThread()
-	os.Exit(m.Run())
+	pins := bpf.Pins()
+	code := m.Run()
+	bpf.UnpinExcept(pins) // pins outlive the test devices
+	os.Exit(code)
 }
 
 type sockReport struct {

@@ -43,8 +43,8 @@ import (
 
 var (
 	testSO, benchSO, driver, sockloop string
-	samples                  = 2000 // from -benchtime Nx
-	mnt                      string // cgroup2 mount
+	samples                           = 2000 // from -benchtime Nx
+	mnt                               string // cgroup2 mount
 )
 
 func TestMain(m *testing.M) {
@@ -94,7 +94,9 @@ func TestMain(m *testing.M) {
 		fmt.Printf("bench: build sockloop: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	pins := bpf.Pins()
 	code := m.Run()
+	bpf.UnpinExcept(pins) // pins outlive the bench's devices
 	teardown()
 	os.RemoveAll(tmp)
 	printTable()
@@ -116,16 +118,6 @@ var theEnv *env
 func teardown() {
 	if theEnv == nil {
 		return
-	}
-	// The programs pinned for this namespace's devices (pins are per
-	// ifindex and outlive the devices).
-	if out, err := exec.Command("ip", "-n", theEnv.ns, "-o", "link", "show").Output(); err == nil {
-		for _, l := range strings.Split(string(out), "\n") {
-			var idx int
-			if _, err := fmt.Sscanf(l, "%d:", &idx); err == nil {
-				os.Remove(bpf.PinPath(uint32(idx)))
-			}
-		}
 	}
 	exec.Command("ip", "netns", "del", theEnv.ns).Run()
 	rmTree(theEnv.cgRoot)

@@ -190,7 +190,7 @@ func newProcess(b *testing.B, e *env) {
 	add(row{"1", "new process, floor + the bare mkdir -p <ns>-ns/vrf/<dev> + move of itself (no module)", us(bare), us(pct(cy["floor+move"], 99)), "", "", "", "", ""})
 	for _, t := range []struct {
 		k, what, target string
-		limit          float64
+		limit           float64
 	}{
 		{"login", "new process login, program already loaded (C fast path)", "≤ 2x", 2},
 		{"first", "new process, FIRST-EVER placement (new device: load + verifier + pin)", "≤ 3x", 3},

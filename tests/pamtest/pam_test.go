@@ -64,7 +64,9 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
+	pins := bpf.Pins()
 	code := m.Run()
+	bpf.UnpinExcept(pins) // pins outlive the test devices
 	cleanup()
 	os.Exit(code)
 }
