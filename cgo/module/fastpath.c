@@ -169,6 +169,8 @@ static void decide(const char *policy, char *table, const char *user, const char
 		return;
 	while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
 		n = words(line, w, 64);
+		if (n == 64)
+			return; /* a line longer than we read: the Go part decides */
 		if (n == 6 && strcmp(w[0], "policy") == 0) {
 			if (strtoull(w[1], NULL, 10) != (unsigned long long)st.st_dev ||
 			    strtoull(w[2], NULL, 10) != (unsigned long long)st.st_ino ||
