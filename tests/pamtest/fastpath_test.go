@@ -153,3 +153,45 @@ func TestFastPathHandsOver(t *testing.T) {
 		t.Errorf("changed policy: threads %d; want the Go part to read it and place nobody", th)
 	}
 }
+
+// The fast path decides as the Go part does: the same policies, users and
+// services through both (debug forces the Go part), same outcome, and the
+// fast path without starting Go.
+func TestFastPathAgreesWithGo(t *testing.T) {
+	n := newNetns(t)
+	policies := []string{
+		fmt.Sprintf("default = %q\n[user.root]\nvrf = \"\"\n[user.nobody]\nvrf = %q\nservices = [\"login\"]\n", n.dev, n.dev),
+		fmt.Sprintf("services = [\"sshd\", \"su\"]\n[user.nobody]\nvrf = %q\n", n.dev),
+		fmt.Sprintf("default = %q\nservices = [\"login\"]\n", n.dev),
+		fmt.Sprintf("[user.root]\nvrf = %q\nservices = [\"su\", \"login\"]\n", n.dev),
+	}
+	type combo struct{ svc, user string }
+	var stacks [][2]*stack // [fast, go] per policy and service
+	for _, p := range policies {
+		fast := newStack(t, "sshd", testSO, "", p)
+		stacks = append(stacks, [2]*stack{fast, nil})
+	}
+	settle()
+	placedIn := regexp.MustCompile(`held: rc=0 .* cgroup: .*/vrf/` + regexp.QuoteMeta(n.dev) + `\n`)
+	outcomes := map[bool]int{}
+	for i := range policies {
+		for _, c := range []combo{{"sshd", "root"}, {"sshd", "nobody"}, {"login", "nobody"}, {"login", "root"}, {"su", "root"}, {"su", "nobody"}, {"cron", "root"}} {
+			fast := newStack(t, c.svc, testSO, "config="+stacks[i][0].policy, "")
+			slow := newStack(t, c.svc, testSO, "config="+stacks[i][0].policy+" debug", "")
+			_, rg := n.threadsHeld(t, slow, c.svc, c.user) // the Go part (and it writes the table)
+			th, rc := n.threadsHeld(t, fast, c.svc, c.user)
+			if placedIn.MatchString(rg.stdout) != placedIn.MatchString(rc.stdout) {
+				t.Errorf("policy %d, %s/%s: Go placed=%v, fast path placed=%v", i, c.svc, c.user,
+					placedIn.MatchString(rg.stdout), placedIn.MatchString(rc.stdout))
+			}
+			if th != 1 {
+				t.Errorf("policy %d, %s/%s: the fast path started Go (%d threads)", i, c.svc, c.user, th)
+			}
+			outcomes[placedIn.MatchString(rc.stdout)]++
+		}
+	}
+	if outcomes[true] < 4 || outcomes[false] < 4 {
+		t.Errorf("the combinations do not exercise both outcomes: %v", outcomes)
+	}
+	t.Logf("placed %d, left alone %d, all alike in both parts", outcomes[true], outcomes[false])
+}
