@@ -210,8 +210,14 @@ func planRules(st *State) []Step {
 	return steps
 }
 
+// localRule is the rule for the local table. It is added as RTPROT_KERNEL,
+// like the kernel's own at pref 0: networkd then never treats it as foreign
+// (whether or not it manages any link here), and it is not declared in the
+// VRF's .network either, where networkd would delete it together with the VRF
+// device (`ip link del mgmt` left the host without local delivery: no ping
+// to 127.0.0.1, no ssh to its own address).
 func localRule(fam int, pref uint32) Rule {
-	return Rule{Family: fam, Pref: pref, Table: unix.RT_TABLE_LOCAL, Action: frActToTbl}
+	return Rule{Family: fam, Pref: pref, Table: unix.RT_TABLE_LOCAL, Action: frActToTbl, Proto: unix.RTPROT_KERNEL}
 }
 
 func famTag(fam int) string {

@@ -280,10 +280,15 @@ func TestPlanNetworkdHost(t *testing.T) {
 				t.Errorf("drop-in:\n%s", f.Content)
 			}
 		case "/etc/systemd/network/mgmt.network":
-			for _, w := range []string{"Name=mgmt", "Address=127.0.0.1/8", "Address=::1/128", "Type=unreachable", "Metric=4278198272", "Priority=32765"} {
+			for _, w := range []string{"Name=mgmt", "Address=127.0.0.1/8", "Address=::1/128", "Type=unreachable", "Metric=4278198272"} {
 				if !strings.Contains(f.Content, w) {
 					t.Errorf("vrf network lacks %q:\n%s", w, f.Content)
 				}
+			}
+			// The local rule must outlive the VRF device: networkd drops a
+			// link's declared rules with the link.
+			if strings.Contains(f.Content, "Table=local") {
+				t.Errorf("vrf network declares the local rule (it would go with the VRF):\n%s", f.Content)
 			}
 		case DhclientHook:
 			if !f.Remove {

@@ -304,14 +304,10 @@ func (f *failRule) vrfGone(ctx context.Context) {
 	out, _, _ := f.run(ctx, `/lib/systemd/systemd-networkd-wait-online -i eth0 --timeout=60
 ip rule | grep -q 'lookup local' || echo NO-LOCAL-RULE
 ip rule; ip route`)
-	if strings.Contains(out, "NO-LOCAL-RULE") {
-		// The moved local rule (pref 32765) is declared in mgmt.network:
-		// networkd drops it with the device, and then no local address
-		// (192.0.2.10, 127.0.0.1) is reachable at all. Put it back by
-		// hand so that the failure rule can be tested over ssh.
-		fmt.Println("note: after `ip link del mgmt` the host has no `lookup local` rule (reported); adding it back by hand")
-		f.run(ctx, "ip rule add pref 32765 lookup local; ip -6 rule add pref 32765 lookup local")
-	}
+	// The moved local rule (pref 32765) must outlive the VRF device: without
+	// it no local address (192.0.2.10, 127.0.0.1) is reachable at all, and
+	// nobody can log in to repair anything.
+	f.check(st+"/the local rule survives the VRF's deletion", !strings.Contains(out, "NO-LOCAL-RULE"), "ip rule / ip route:\n%s", out)
 	_, _, code = f.run(ctx, "for i in $(seq 60); do ip netns exec "+vm.UpstreamNetns+" ping -c1 -W1 "+vm.GuestAddr4+" >/dev/null && exit 0; sleep 0.5; done; exit 1")
 	f.check(st+"/the guest is reachable in the default VRF", code == 0, "exit %d", code)
 
