@@ -120,7 +120,7 @@ func TestE2E(t *testing.T) {
 	s.WaitOnline(ctx, "after reboot")
 	s.Check(ctx, "after reboot")
 	s.Logins(ctx, "after reboot")
-	s.LoginRate(ctx, 20, 4)
+	s.LoginRate(ctx, 16, 2)
 	s.Soak(ctx, soakLogins())
 	s.VRFRecreated(ctx)
 }
