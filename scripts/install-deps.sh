@@ -7,8 +7,10 @@ want="gcc make libc6-dev libpam0g-dev iproute2 kmod"
 for set in "$@"; do
 	case "$set" in
 	build) ;;
-	test) want="$want pamtester" ;;
-	vm) want="$want qemu-system-x86 qemu-utils debootstrap e2fsprogs cpio openssh-client" ;;
+	# prometheus for promtool: the host and VM tests lint the metrics of
+	# vrf-netsetup check --metrics-file with it
+	test) want="$want pamtester prometheus" ;;
+	vm) want="$want qemu-system-x86 qemu-utils debootstrap e2fsprogs cpio openssh-client prometheus" ;;
 	deb) want="$want dpkg-dev debhelper lintian fakeroot" ;;
 	*) echo "install-deps: unknown set '$set' (build|test|vm|deb)" >&2; exit 2 ;;
 	esac
@@ -26,3 +28,10 @@ echo "install-deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
+# prometheus is here for promtool only: do not leave its server running.
+case " $missing " in
+*" prometheus "*)
+	if [ -d /run/systemd/system ]; then
+		systemctl disable --now prometheus.service >/dev/null 2>&1 || :
+	fi ;;
+esac
