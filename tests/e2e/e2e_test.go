@@ -75,6 +75,27 @@ func bootGuest(ctx context.Context, t *testing.T) *vm.VM {
 	return m
 }
 
+// guestScenario boots a guest with the build installed; when the test ends
+// it prints "e2e NAME (duration): N passed, M failed" and, on failure, the
+// tail of the guest's console.
+func guestScenario(ctx context.Context, t *testing.T, name string) *Scenario {
+	t.Helper()
+	start := time.Now()
+	m := bootGuest(ctx, t)
+	r := &testReporter{t: t}
+	s := &Scenario{VM: m, Build: buildDir(t), Debs: os.Getenv("PAMVRF_DEBS"), R: r}
+	t.Cleanup(func() { // before bootGuest's Close: cleanups run last-in first-out
+		if t.Failed() {
+			t.Logf("console tail:\n%s", m.ConsoleTail(40))
+		}
+		fmt.Printf("e2e %s (%v): %d passed, %d failed\n", name, time.Since(start).Round(time.Second), r.passed, r.failed)
+	})
+	if err := s.Install(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // TestE2E is the whole story on one guest: failure, fix, logins, reboot.
 func TestE2E(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)

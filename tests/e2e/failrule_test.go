@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -31,19 +30,7 @@ import (
 func TestE2EFailureRule(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	start := time.Now()
-	m := bootGuest(ctx, t)
-	r := &testReporter{t: t}
-	s := &Scenario{VM: m, Build: buildDir(t), Debs: os.Getenv("PAMVRF_DEBS"), R: r}
-	if err := s.Install(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if t.Failed() {
-			t.Logf("console tail:\n%s", m.ConsoleTail(40))
-		}
-		fmt.Printf("e2e failure rule (%v): %d passed, %d failed\n", time.Since(start).Round(time.Second), r.passed, r.failed)
-	}()
+	s := guestScenario(ctx, t, "failure rule")
 	f := &failRule{Scenario: s}
 
 	s.R.Step("Setup", "VRF mgmt by vrf-netsetup, pam_vrf.so enabled, group netops = {bob}")

@@ -4,8 +4,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,16 +17,7 @@ import (
 func TestE2ESSHDVRFOnly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	start := time.Now()
-	m := bootGuest(ctx, t)
-	r := &testReporter{t: t}
-	s := &Scenario{VM: m, Build: buildDir(t), Debs: os.Getenv("PAMVRF_DEBS"), R: r}
-	if err := s.Install(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		fmt.Printf("e2e sshd vrf-only (%v): %d passed, %d failed\n", time.Since(start).Round(time.Second), r.passed, r.failed)
-	}()
+	s := guestScenario(ctx, t, "sshd vrf-only")
 	s.R.Step("sshd bound to the VRF (--sshd vrf-only)", "no l3mdev accept sysctl; sshd's sockets are bound to mgmt")
 	s.WaitOnline(ctx, "vrf-only")
 	out, errOut, code := s.run(ctx, "vrf-netsetup apply --vrf mgmt --table 1000 --iface eth0 --sshd vrf-only")
