@@ -15,7 +15,7 @@ CFLAGS  ?= -O2
 MODULE_CFLAGS = $(CFLAGS) -fPIC -Wall -Wextra -Werror
 MODULE_LDFLAGS = $(LDFLAGS) -shared -Wl,-soname,pam_vrf.so -Wl,-z,defs
 
-.PHONY: all deps test test-host e2e demo bench bench-vm vet fuzz deb clean
+.PHONY: all deps test test-host e2e soak demo bench bench-vm vet fuzz deb clean
 
 all: $(BUILD)/pam_vrf.so $(BUILD)/pam_vrf/core.so $(BUILD)/vrf-netsetup $(BUILD)/pamdriver
 
@@ -77,7 +77,15 @@ test-host: deps all $(TEST_MODULE) vet
 # The guest gets pam-vrf from the Debian packages, as an admin would.
 e2e: all deb
 	@scripts/install-deps.sh vm
-	PAMVRF_BUILD=$(abspath $(BUILD)) PAMVRF_DEBS=$(abspath dist) $(GO) test -count=1 -tags vm -timeout 40m -v -run 'TestE2E' ./tests/e2e/
+	PAMVRF_SOAK=$(SOAK) PAMVRF_BUILD=$(abspath $(BUILD)) PAMVRF_DEBS=$(abspath dist) $(GO) test -count=1 -tags vm -timeout 40m -v -run 'TestE2E' ./tests/e2e/
+
+# make e2e logs in SOAK times in a row (100); `make soak` runs the main
+# scenario with the long soak: LONG_SOAK (500) logins through sshd.
+SOAK ?= 100
+LONG_SOAK ?= 500
+soak: all deb
+	@scripts/install-deps.sh vm
+	PAMVRF_SOAK=$(LONG_SOAK) PAMVRF_BUILD=$(abspath $(BUILD)) PAMVRF_DEBS=$(abspath dist) $(GO) test -count=1 -tags vm -timeout 60m -v -run 'TestE2E$$' ./tests/e2e/
 
 test: test-host e2e
 
