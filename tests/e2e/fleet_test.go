@@ -324,6 +324,61 @@ func TestE2EFleetTry(t *testing.T) {
 	s.check("try/alice's ssh login lands in VRF mgmt", got == "mgmt", "got %q", got)
 }
 
+// TestE2ECloudInit runs contrib/cloud-init/user-data.yaml's write_files
+// and runcmd in a fresh guest the way cloud-init would (the guest has no
+// cloud-init): the packages come over HTTP from the upstream namespace's
+// server; afterwards the policy is live, the module enabled, the guest
+// provisioned, check's JSON says ok, and alice's ssh login lands in mgmt.
+func TestE2ECloudInit(t *testing.T) {
+	debs, _ := filepath.Glob(filepath.Join(os.Getenv("PAMVRF_DEBS"), "*.deb"))
+	if len(debs) == 0 {
+		t.Fatal("no .deb in $PAMVRF_DEBS: run through make e2e, which builds the packages")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	start := time.Now()
+	m := bootGuest(ctx, t)
+	r := &testReporter{t: t}
+	s := &Scenario{VM: m, R: r}
+	defer func() {
+		fmt.Printf("e2e cloud-init: %d passed, %d failed (%v)\n", r.passed, r.failed, time.Since(start).Round(time.Second))
+	}()
+	for _, d := range debs {
+		if err := m.Push(ctx, d, "/srv/mirror/pam-vrf/"+filepath.Base(d), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Push(ctx, "../../contrib/cloud-init/user-data.yaml", "/root/user-data.yaml", 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.R.Step("cloud-init user-data (contrib/cloud-init/user-data.yaml)", "write_files, then runcmd with the packages from http://"+vm.MirrorName+"/pam-vrf")
+	s.WaitOnline(ctx, "cloud-init")
+	out, errOut, code := s.run(ctx, `cd /root && python3 - <<'PY'
+import os, yaml
+d = yaml.safe_load(open("user-data.yaml"))
+for f in d["write_files"]:
+    with open(f["path"], "w") as w:
+        w.write(f["content"])
+    os.chmod(f["path"], int(f["permissions"], 8))
+argv = d["runcmd"][0]
+open("runcmd.sh", "w").write(argv[2].replace("https://repo.example.net/pam-vrf", "http://`+vm.MirrorName+`/pam-vrf"))
+open("runcmd.flags", "w").write(argv[1])
+assert argv[0] == "sh"
+PY
+sh $(cat runcmd.flags) "$(cat runcmd.sh)"`)
+	s.check("cloud-init/runcmd succeeds", code == 0, "exit %d\n%s%s", code, out, errOut)
+	out, _, _ = s.run(ctx, `stat -c '%U %a' /etc/security/pam_vrf.toml; ls /etc/security/pam_vrf.toml.new 2>&1
+grep -c pam_vrf.so /etc/pam.d/common-session`)
+	s.check("cloud-init/the policy is live (root, 0644), the module enabled", strings.HasPrefix(out, "root 644\n") &&
+		strings.Contains(out, "No such file") && strings.HasSuffix(strings.TrimSpace(out), "1"), "%q", out)
+	out, _, _ = s.run(ctx, "cat /var/log/pam-vrf-check.json")
+	s.check("cloud-init/check's JSON in /var/log says ok", validJSON(t, "vrf-netsetup-check.schema.json", out, "ok"), "%s", out)
+	out, _, _ = s.run(ctx, "cat /var/log/pam-vrf-apply.json")
+	s.check("cloud-init/apply's JSON in /var/log says changed", validJSON(t, "vrf-netsetup-result.schema.json", out, "ok", "changed"), "%s", out)
+	out, _, code = s.run(ctx, sshCmd("alice", `echo "vrf=[$(ip vrf identify)]"`))
+	s.check("cloud-init/alice's ssh login lands in VRF mgmt", code == 0 && strings.Contains(out, "vrf=[mgmt]"), "exit %d %q", code, out)
+}
+
 // taskTimes lists the tasks of an ansible junit report, slowest first.
 func taskTimes(junitXML string) string {
 	var doc struct {
