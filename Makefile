@@ -77,7 +77,7 @@ test-host: deps all $(TEST_MODULE) vet
 # The guest gets pam-vrf from the Debian packages, as an admin would.
 e2e: all deb
 	@scripts/install-deps.sh vm
-	PAMVRF_SOAK=$(SOAK) PAMVRF_BUILD=$(abspath $(BUILD)) PAMVRF_DEBS=$(abspath dist) $(GO) test -count=1 -tags vm -timeout 80m -v -run 'TestE2E' ./tests/e2e/
+	PAMVRF_SOAK=$(SOAK) PAMVRF_BUILD=$(abspath $(BUILD)) PAMVRF_DEBS=$(abspath dist) $(GO) test -count=1 -tags vm -timeout 80m -parallel 2 -v -run 'TestE2E' ./tests/e2e/
 
 # make e2e logs in SOAK times in a row (100); `make soak` runs the main
 # scenario with the long soak: LONG_SOAK (500) logins through sshd.

@@ -21,6 +21,7 @@ type quiet struct{}
 func (quiet) Step(title, why string)                       {}
 func (quiet) Command(cmd, stdout, stderr string, code int) {}
 func (quiet) Check(name string, ok bool, detail string)    {}
+func (quiet) Note(text string)                             { fmt.Println(text) }
 
 // BenchmarkVMNetsetup (make bench-vm): vrf-netsetup apply on an already
 // converged host and check, wall time, in the QEMU guest of tests/vm (the

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,7 +24,9 @@ type testReporter struct {
 	lines          []string
 }
 
-func (r *testReporter) Step(title, why string) { fmt.Printf("\n== %s\n   %s\n", title, why) }
+func (r *testReporter) Step(title, why string) { say(r.t, "\n== %s\n   %s\n", title, why) }
+
+func (r *testReporter) Note(text string) { say(r.t, "%s\n", text) }
 
 func (r *testReporter) Command(cmd, stdout, stderr string, code int) {
 	r.t.Logf("guest$ %s\n[exit %d]\n%s%s", cmd, code, stdout, stderr)
@@ -39,7 +42,46 @@ func (r *testReporter) Check(name string, ok bool, detail string) {
 		r.t.Errorf("%s: %s", name, detail)
 	}
 	r.lines = append(r.lines, line)
-	fmt.Println(line)
+	say(r.t, "%s\n", line)
+}
+
+// Guest tests run two at a time (make e2e passes -parallel 2: two guests
+// are what the project's 2-core machines hold, and much of a guest's time
+// is spent waiting on timers, DHCP and reboots). guestTest marks a test as
+// one of them; call it first, before any deadline is set, because it blocks
+// until the test's turn comes.
+func guestTest(t *testing.T) { t.Parallel() }
+
+var sayMu sync.Mutex
+
+// say prints checklist output, each line tagged with the test it belongs
+// to, since parallel tests interleave on stdout.
+func say(t *testing.T, format string, a ...any) {
+	tag := strings.TrimPrefix(t.Name(), "TestE2E")
+	if tag == "" {
+		tag = "E2E"
+	}
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimSuffix(fmt.Sprintf(format, a...), "\n"), "\n") {
+		if l == "" {
+			b.WriteString("\n")
+			continue
+		}
+		fmt.Fprintf(&b, "[%s] %s\n", tag, l)
+	}
+	sayMu.Lock()
+	defer sayMu.Unlock()
+	os.Stdout.WriteString(b.String())
+}
+
+var imageMu sync.Mutex
+
+// ensureImage builds the guest image once even when parallel tests ask
+// for it at the same time (a fresh CI machine has no cached image).
+func ensureImage(ctx context.Context) (vm.Image, error) {
+	imageMu.Lock()
+	defer imageMu.Unlock()
+	return vm.EnsureImage(ctx)
 }
 
 func buildDir(t *testing.T) string {
@@ -63,7 +105,7 @@ func buildDir(t *testing.T) string {
 // powers it off when the test ends.
 func bootGuest(ctx context.Context, t *testing.T) *vm.VM {
 	t.Helper()
-	img, err := vm.EnsureImage(ctx)
+	img, err := ensureImage(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +130,7 @@ func guestScenario(ctx context.Context, t *testing.T, name string) *Scenario {
 		if t.Failed() {
 			t.Logf("console tail:\n%s", m.ConsoleTail(40))
 		}
-		fmt.Printf("e2e %s (%v): %d passed, %d failed\n", name, time.Since(start).Round(time.Second), r.passed, r.failed)
+		say(t, "e2e %s (%v): %d passed, %d failed\n", name, time.Since(start).Round(time.Second), r.passed, r.failed)
 	})
 	if err := s.Install(ctx); err != nil {
 		t.Fatal(err)
@@ -98,14 +140,15 @@ func guestScenario(ctx context.Context, t *testing.T, name string) *Scenario {
 
 // TestE2E is the whole story on one guest: failure, fix, logins, reboot.
 func TestE2E(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	guestTest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	start := time.Now()
-	img, err := vm.EnsureImage(ctx)
+	img, err := ensureImage(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("e2e: image %s (built now: %v) in %v\n", img.Dir, img.Built, time.Since(start).Round(time.Second))
+	say(t, "e2e: image %s (built now: %v) in %v\n", img.Dir, img.Built, time.Since(start).Round(time.Second))
 	m, err := vm.Boot(ctx, img, vm.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -120,12 +163,12 @@ func TestE2E(t *testing.T) {
 		if t.Failed() {
 			t.Logf("console tail:\n%s", m.ConsoleTail(40))
 		}
-		fmt.Printf("\ne2e summary (%v):\n  %s\n", time.Since(start).Round(time.Second), strings.Join(r.lines, "\n  "))
-		fmt.Printf("e2e: %d passed, %d failed\n", r.passed, r.failed)
+		say(t, "\ne2e summary (%v):\n  %s\n", time.Since(start).Round(time.Second), strings.Join(r.lines, "\n  "))
+		say(t, "e2e: %d passed, %d failed\n", r.passed, r.failed)
 	}()
 
 	if s.Break != "" {
-		fmt.Printf("e2e: product deliberately broken: %s (assertions are expected to fail)\n", s.Break)
+		say(t, "e2e: product deliberately broken: %s (assertions are expected to fail)\n", s.Break)
 	}
 	s.Before(ctx)
 	// A clean network for the real provisioning: the hand-made VRF was
@@ -158,11 +201,12 @@ func soakLogins() int {
 // and purges the Debian packages in a fresh guest (debian/tests/
 // vm-install-purge.sh prints one ok/FAIL line per assertion).
 func TestE2EPackage(t *testing.T) {
+	guestTest(t)
 	debs := os.Getenv("PAMVRF_DEBS")
 	if debs == "" {
 		t.Fatal("PAMVRF_DEBS is not set: run through make e2e, which builds the packages")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	m := bootGuest(ctx, t)
 	files, _ := filepath.Glob(filepath.Join(debs, "*.deb"))
@@ -178,7 +222,7 @@ func TestE2EPackage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Print(out)
+	say(t, "%s", out)
 	passed, failed := 0, 0
 	for _, l := range strings.Split(out, "\n") {
 		switch {
@@ -189,7 +233,7 @@ func TestE2EPackage(t *testing.T) {
 			t.Error(l)
 		}
 	}
-	fmt.Printf("e2e package: %d passed, %d failed\n", passed, failed)
+	say(t, "e2e package: %d passed, %d failed\n", passed, failed)
 	if code != 0 || passed == 0 {
 		t.Errorf("vm-install-purge.sh exited %d with %d assertions passed\n%s", code, passed, errOut)
 	}

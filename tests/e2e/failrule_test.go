@@ -28,7 +28,8 @@ import (
 // not for `ssh host cmd`; a refused session prints it in either form. So the
 // allow cases log in interactively (ssh -tt, commands on stdin) to see it.
 func TestE2EFailureRule(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	guestTest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	s := guestScenario(ctx, t, "failure rule")
 	f := &failRule{Scenario: s}

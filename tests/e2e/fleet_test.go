@@ -65,8 +65,8 @@ func newFleet(ctx context.Context, t *testing.T, name string) *fleet {
 		if t.Failed() {
 			t.Logf("console tail:\n%s", m.ConsoleTail(40))
 		}
-		fmt.Printf("\n%s summary (%v):\n  %s\n", name, time.Since(start).Round(time.Second), strings.Join(r.lines, "\n  "))
-		fmt.Printf("%s: %d passed, %d failed (%v)\n", name, r.passed, r.failed, time.Since(start).Round(time.Second))
+		say(t, "\n%s summary (%v):\n  %s\n", name, time.Since(start).Round(time.Second), strings.Join(r.lines, "\n  "))
+		say(t, "%s: %d passed, %d failed (%v)\n", name, r.passed, r.failed, time.Since(start).Round(time.Second))
 	})
 	var guestDebs []string
 	for _, d := range debs {
@@ -154,7 +154,7 @@ func (f *fleet) play(stage, ansible, varsFile, flags string) (recap, string, int
 		rc.failed, _ = strconv.Atoi(mm[4])
 		rc.skipped, _ = strconv.Atoi(mm[5])
 	}
-	fmt.Printf("   %s: exit %d, PLAY RECAP %s (%v)\n", stage, code, rc, time.Since(t0).Round(time.Second))
+	say(f.t, "   %s: exit %d, PLAY RECAP %s (%v)\n", stage, code, rc, time.Since(t0).Round(time.Second))
 	s.check(stage+"/ansible-playbook printed a PLAY RECAP", mm != nil, "exit %d\n%s", code, out)
 	return rc, out, code
 }
@@ -193,6 +193,7 @@ const localAnsible = "ansible-playbook -c local -i localhost,"
 // docs/schema), its exit codes, and the metrics of a healthy and a broken
 // guest (promtool on the host).
 func TestE2EFleet(t *testing.T) {
+	guestTest(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	f := newFleet(ctx, t, "e2e fleet")
@@ -294,6 +295,7 @@ systemctl start pam-vrf-check-metrics.service && cat /var/lib/prometheus/node-ex
 // confirms; the host is then provisioned, the try confirmed and its
 // rollback disarmed.
 func TestE2EFleetTry(t *testing.T) {
+	guestTest(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	f := newFleet(ctx, t, "e2e fleet try")
@@ -330,18 +332,19 @@ func TestE2EFleetTry(t *testing.T) {
 // server; afterwards the policy is live, the module enabled, the guest
 // provisioned, check's JSON says ok, and alice's ssh login lands in mgmt.
 func TestE2ECloudInit(t *testing.T) {
+	guestTest(t)
 	debs, _ := filepath.Glob(filepath.Join(os.Getenv("PAMVRF_DEBS"), "*.deb"))
 	if len(debs) == 0 {
 		t.Fatal("no .deb in $PAMVRF_DEBS: run through make e2e, which builds the packages")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	start := time.Now()
 	m := bootGuest(ctx, t)
 	r := &testReporter{t: t}
 	s := &Scenario{VM: m, R: r}
 	defer func() {
-		fmt.Printf("e2e cloud-init: %d passed, %d failed (%v)\n", r.passed, r.failed, time.Since(start).Round(time.Second))
+		say(t, "e2e cloud-init: %d passed, %d failed (%v)\n", r.passed, r.failed, time.Since(start).Round(time.Second))
 	}()
 	for _, d := range debs {
 		if err := m.Push(ctx, d, "/srv/mirror/pam-vrf/"+filepath.Base(d), 0o644); err != nil {

@@ -55,7 +55,8 @@ same() {
 // netsetup/fault.go) is reported by check and converges on the next apply;
 // a try cut short by a reboot is rolled back by the boot unit, not kept.
 func TestE2ENetsetup(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	guestTest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	start := time.Now()
 	bin := t.TempDir()
@@ -75,10 +76,10 @@ func TestE2ENetsetup(t *testing.T) {
 		if t.Failed() {
 			t.Logf("console tail:\n%s", m.ConsoleTail(40))
 		}
-		fmt.Printf("e2e netsetup: %d passed, %d failed (%v)\n", r.passed, r.failed, time.Since(start).Round(time.Second))
+		say(t, "e2e netsetup: %d passed, %d failed (%v)\n", r.passed, r.failed, time.Since(start).Round(time.Second))
 	}()
 	run := func(title, script string, limit time.Duration) string {
-		fmt.Printf("\n== %s\n", title)
+		say(t, "\n== %s\n", title)
 		rctx, c := context.WithTimeout(ctx, limit)
 		defer c()
 		t0 := time.Now()
@@ -94,7 +95,7 @@ func TestE2ENetsetup(t *testing.T) {
 				r.Check(strings.TrimPrefix(l, "FAIL "), false, out)
 				n++
 			case strings.HasPrefix(l, "| "):
-				fmt.Println("   " + l)
+				say(t, "   %s\n", l)
 			}
 		}
 		r.Check(title+": script completed", err == nil && code == 0 && n > 0, fmt.Sprintf("exit %d, err %v, %d assertions\n%s", code, err, n, errOut))
@@ -172,7 +173,7 @@ for what in 'save the pre-apply' 'write /etc/systemd/network/mgmt.netdev' 'netwo
 	online >/dev/null
 done
 same "fault/state as before after the last revert" /root/s1
-`, 6*time.Minute)
+`, 10*time.Minute)
 
 	run("try interrupted by a reboot is rolled back at boot", `
 online; res $? "reboot/eth0 online"
@@ -182,7 +183,7 @@ grep -q '"status": "pending"' /var/lib/pam-vrf/try.json && [ -s /var/lib/pam-vrf
 ip vrf exec mgmt getent hosts mirror.test >/dev/null; res $? "reboot/applied: DNS works inside the VRF"
 sync
 `, 3*time.Minute)
-	fmt.Printf("\n== reboot before confirming\n")
+	say(t, "\n== reboot before confirming\n")
 	rerr := m.Reboot(ctx)
 	r.Check("reboot/guest rebooted inside the try window", rerr == nil, fmt.Sprint(rerr))
 	if rerr != nil {

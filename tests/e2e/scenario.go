@@ -24,6 +24,7 @@ type Reporter interface {
 	Step(title, why string)                       // a new stage of the story
 	Command(cmd, stdout, stderr string, code int) // a command run in the guest
 	Check(name string, ok bool, detail string)    // one assertion
+	Note(text string)                             // a figure or remark worth printing
 }
 
 // Scenario drives one guest.
@@ -303,8 +304,8 @@ t1=$(date +%%s%%N); echo "elapsed_ns $((t1-t0))"`, (perRound+3)/4, sshCmd("alice
 	if ratio >= 0.95 {
 		target = "PASS"
 	}
-	fmt.Printf("login rate: with pam_vrf.so %.2f/s, without %.2f/s (same guest, alternating rounds): %.1f%% of the rate without; target within 5%%: %s\n",
-		rateWith, rateWithout, 100*ratio, target)
+	s.R.Note(fmt.Sprintf("login rate: with pam_vrf.so %.2f/s, without %.2f/s (same guest, alternating rounds): %.1f%% of the rate without; target within 5%%: %s",
+		rateWith, rateWithout, 100*ratio, target))
 	s.check("rate/every login of both runs succeeded", fails == 0 && elapsed[true] > 0 && elapsed[false] > 0, "%d failed", fails)
 }
 

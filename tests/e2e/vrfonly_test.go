@@ -15,7 +15,8 @@ import (
 // stays off and sshd itself runs bound to the VRF, so management logins
 // are possible through the management network only, also after a reboot.
 func TestE2ESSHDVRFOnly(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	guestTest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	s := guestScenario(ctx, t, "sshd vrf-only")
 	s.R.Step("sshd bound to the VRF (--sshd vrf-only)", "no l3mdev accept sysctl; sshd's sockets are bound to mgmt")

@@ -457,16 +457,19 @@ func (v *VM) request(ctx context.Context, header string, payload []byte) (frame,
 	return v.wait(ctx, "RES", id)
 }
 
-// guestTimeout derives the guest-side timeout from ctx (slightly shorter).
+// guestTimeout derives the guest-side timeout: max when given, else ctx's
+// deadline (slightly shorter, so the guest kills the script and its output
+// still comes back), else defaultRunTime. A ctx deadline always bounds it; a
+// caller that sets a longer deadline than the default gets it (the fault
+// script of TestE2ENetsetup was cut at 5 minutes despite its 6-minute limit).
 func guestTimeout(ctx context.Context, max time.Duration) int {
 	d := defaultRunTime
-	if max > 0 {
-		d = max
+	dl, hasDeadline := ctx.Deadline()
+	if hasDeadline {
+		d = time.Until(dl) - 2*time.Second
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		if r := time.Until(dl) - 2*time.Second; r < d {
-			d = r
-		}
+	if max > 0 && (!hasDeadline || max < d) {
+		d = max
 	}
 	s := int(d / time.Second)
 	if s < 1 {
@@ -477,7 +480,7 @@ func guestTimeout(ctx context.Context, max time.Duration) int {
 
 // Run runs script with bash as root in the guest (stdin /dev/null, cwd /).
 // code is the script's exit status (124 = killed by the guest-side timeout,
-// which is derived from ctx's deadline, default 5 minutes); err reports
+// which is derived from ctx's deadline, 5 minutes without one); err reports
 // transport failures only.
 func (v *VM) Run(ctx context.Context, script string) (stdout, stderr string, code int, err error) {
 	v.mu.Lock()

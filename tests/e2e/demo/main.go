@@ -35,6 +35,8 @@ func (n *narrator) Command(cmd, stdout, stderr string, code int) {
 	fmt.Printf("    [exit %d]\n", code)
 }
 
+func (n *narrator) Note(text string) { fmt.Printf("  %s\n", text) }
+
 func (n *narrator) Check(name string, ok bool, detail string) {
 	if ok {
 		fmt.Printf("  \033[32m✔ %s\033[0m\n", name)

@@ -28,6 +28,7 @@ func (printer) Command(cmd, stdout, stderr string, code int) {
 	fmt.Printf("%s%s[exit %d]\n", stdout, stderr, code)
 }
 func (printer) Check(name string, ok bool, detail string) {}
+func (printer) Note(text string)                          { fmt.Println(text) }
 
 func main() {
 	build := flag.String("build", "build", "directory with pam_vrf.so and vrf-netsetup")
