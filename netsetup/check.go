@@ -135,7 +135,9 @@ func (c *Checker) Run(cfg Config) ([]CheckResult, error) {
 
 	add(c.checkCgroup())
 	add(c.checkStubTrap(cfg, st, dns, hasVRF))
-	add(c.checkResolver(cfg, st, hasVRF))
+	for _, r := range c.checkDNS(cfg, st, hasVRF) {
+		add(r)
+	}
 	add(c.checkPAM())
 	add(c.checkPolicy())
 	add(c.checkTry())
@@ -309,48 +311,6 @@ func (c *Checker) checkStubTrap(cfg Config, st *State, dns string, hasVRF bool) 
 		return ok("dns stub trap", "VRF %s not present (the trap needs a VRF)", cfg.VRF)
 	}
 	return ok("dns stub trap", "%s does not use the lo-bound stub %s", ResolvConf, stubAddr)
-}
-
-// checkResolver sends a real query from a socket bound to the VRF device to
-// every nameserver a VRF process would use per /etc/resolv.conf.
-func (c *Checker) checkResolver(cfg Config, st *State, hasVRF bool) CheckResult {
-	servers, _ := resolvConfServers(st.file(ResolvConf).Content)
-	if len(servers) == 0 {
-		return fail("resolver", "vrf-netsetup apply ... --dns static --nameserver IP", "%s lists no nameserver", ResolvConf)
-	}
-	if !hasVRF {
-		return fail("resolver", "create the VRF first", "cannot query from VRF %s: it does not exist", cfg.VRF)
-	}
-	timeout := c.DNSTimeout
-	if timeout == 0 {
-		timeout = 3 * time.Second
-	}
-	var good, bad []string
-	for _, s := range servers {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			bad = append(bad, s+": not an address")
-			continue
-		}
-		rc, err := QueryDNS(c.Reader.Net.NS, cfg.VRF, netip.AddrPortFrom(a, 53), cfg.QueryName, timeout)
-		switch {
-		case err != nil:
-			bad = append(bad, err.Error())
-		case rc == 0 || rc == 3:
-			good = append(good, fmt.Sprintf("%s answered %s for %s SOA", s, RcodeName(rc), cfg.QueryName))
-		default:
-			bad = append(bad, fmt.Sprintf("%s answered %s", s, RcodeName(rc)))
-		}
-	}
-	if len(good) == 0 {
-		return fail("resolver", "vrf-netsetup apply ... --dns static --nameserver IP (a server reachable through "+cfg.Iface+")",
-			"no nameserver reachable from VRF %s: %s", cfg.VRF, strings.Join(bad, "; "))
-	}
-	detail := strings.Join(good, "; ")
-	if len(bad) > 0 {
-		detail += " (unreachable: " + strings.Join(bad, "; ") + ")"
-	}
-	return ok("resolver", "from VRF %s: %s", cfg.VRF, detail)
 }
 
 // checkPAM: pam_vrf.so in the sshd session stack, after pam_systemd (which

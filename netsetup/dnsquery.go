@@ -19,15 +19,21 @@ import (
 // DNS rcodes we report by name.
 var rcodeNames = map[int]string{0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 
-// QueryDNS sends one real DNS query (type SOA for name) over UDP to server
-// from a socket bound with SO_BINDTODEVICE to dev (the VRF device), in netns
-// ns - exactly the path a resolver in a VRF-bound process takes. It returns
-// the response code. The socket is created on a thread inside ns; once
-// created it stays in that netns.
-func QueryDNS(ns netns.NsHandle, dev string, server netip.AddrPort, name string, timeout time.Duration) (int, error) {
-	q, id, err := buildQuery(name, 6) // 6 = SOA
+// DNSAnswer is what check needs from a response.
+type DNSAnswer struct {
+	Rcode   int // response code (0 NOERROR, 5 REFUSED, ...)
+	Answers int // answer records (ANCOUNT)
+}
+
+// Query sends one real DNS query over UDP to server from a socket bound with
+// SO_BINDTODEVICE to dev (the VRF device), in netns ns - exactly the path a
+// resolver in a VRF-bound process takes. The socket is created on a thread
+// inside ns; once created it stays in that netns. An error means no answer
+// at all (unreachable, refused port, timeout).
+func Query(ns netns.NsHandle, dev string, server netip.AddrPort, name string, qtype uint16, timeout time.Duration) (DNSAnswer, error) {
+	q, id, err := buildQuery(name, qtype)
 	if err != nil {
-		return 0, err
+		return DNSAnswer{}, err
 	}
 	var conn net.Conn
 	err = inNS(ns, func() error {
@@ -46,12 +52,12 @@ func QueryDNS(ns netns.NsHandle, dev string, server netip.AddrPort, name string,
 		return derr
 	})
 	if err != nil {
-		return 0, fmt.Errorf("socket to %s bound to %s: %w", server, dev, err)
+		return DNSAnswer{}, fmt.Errorf("socket to %s bound to %s: %w", server, dev, err)
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(timeout))
 	if _, err := conn.Write(q); err != nil {
-		return 0, fmt.Errorf("send query to %s via %s: %w", server, dev, err)
+		return DNSAnswer{}, fmt.Errorf("send query to %s via %s: %w", server, dev, err)
 	}
 	buf := make([]byte, 4096)
 	for {
@@ -59,14 +65,14 @@ func QueryDNS(ns netns.NsHandle, dev string, server netip.AddrPort, name string,
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				return 0, fmt.Errorf("no answer from %s via %s within %s", server, dev, timeout)
+				return DNSAnswer{}, fmt.Errorf("no answer from %s via %s within %s", server, dev, timeout)
 			}
-			return 0, fmt.Errorf("read answer from %s via %s: %w", server, dev, err)
+			return DNSAnswer{}, fmt.Errorf("read answer from %s via %s: %w", server, dev, err)
 		}
 		if n < 12 || binary.BigEndian.Uint16(buf) != id || buf[2]&0x80 == 0 {
 			continue // not our response; keep waiting until the deadline
 		}
-		return int(buf[3] & 0x0f), nil
+		return DNSAnswer{Rcode: int(buf[3] & 0x0f), Answers: int(binary.BigEndian.Uint16(buf[6:]))}, nil
 	}
 }
 

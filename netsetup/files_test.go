@@ -197,9 +197,9 @@ func TestDNSQueryThroughVeth(t *testing.T) {
 		resp[3] = 0x80  // RA, NOERROR
 		pc.WriteTo(resp, from)
 	}()
-	rc, err := QueryDNS(nsA, "eth0", netip.MustParseAddrPort("10.9.0.2:53"), ".", 2*time.Second)
-	if err != nil || rc != 0 {
-		t.Fatalf("query: rc %d err %v", rc, err)
+	ans, err := Query(nsA, "eth0", netip.MustParseAddrPort("10.9.0.2:53"), ".", qtypeSOA, 2*time.Second)
+	if err != nil || ans.Rcode != 0 {
+		t.Fatalf("query: %+v err %v", ans, err)
 	}
 	q := <-got
 	if len(q) != 17 || q[12] != 0 || q[14] != 6 { // root name, type SOA
@@ -207,7 +207,7 @@ func TestDNSQueryThroughVeth(t *testing.T) {
 	}
 	// bound to the loopback device, the same server is unreachable: the
 	// device binding really steers the socket
-	if _, err := QueryDNS(nsA, "lo", netip.MustParseAddrPort("10.9.0.2:53"), ".", 300*time.Millisecond); err == nil {
+	if _, err := Query(nsA, "lo", netip.MustParseAddrPort("10.9.0.2:53"), ".", qtypeSOA, 300*time.Millisecond); err == nil {
 		t.Fatal("query via lo must fail")
 	}
 	_ = netns.None()
