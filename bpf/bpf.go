@@ -360,6 +360,13 @@ func ensureFD(cg int, cgroupDir string, ifindex uint32, reuse bool) (Result, err
 	return Result{Changed: true, Reused: reused, ProgramID: info.id}, nil
 }
 
+// BindsTo reports whether the loaded program id is ours (or iproute2's)
+// for ifindex: what a cgroup that systemd attached a pinned copy to (a
+// unit's BPFProgram=) binds its sockets to. Needs CAP_SYS_ADMIN.
+func BindsTo(id ebpf.ProgramID, ifindex uint32) (bool, error) {
+	return bindsTo(uint32(id), ifindex)
+}
+
 // bindsTo reports whether program id is ours (or iproute2's) for ifindex.
 func bindsTo(id, ifindex uint32) (bool, error) {
 	fd, err := progFDByID(id)
