@@ -133,6 +133,11 @@ func (c *Checker) Run(cfg Config) ([]CheckResult, error) {
 		}
 	}
 
+	apply += servicesFlags(cfg)
+	for _, r := range c.checkServices(cfg, st, apply) {
+		add(r)
+	}
+	add(c.checkRouteDaemons(cfg, apply))
 	add(c.checkCgroup())
 	add(c.checkStubTrap(cfg, st, dns, hasVRF))
 	for _, r := range c.checkDNS(cfg, st, hasVRF) {

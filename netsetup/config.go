@@ -62,6 +62,9 @@ type Config struct {
 	SSHD             string   `toml:"sshd"`
 	QueryName        string   `toml:"query_name,omitempty"`
 	ResolvedListener string   `toml:"resolved_listener,omitempty"`
+	// Services are systemd units whose sockets are bound to the VRF
+	// (--service, services.go), normalised: "chrony" is "chrony.service".
+	Services []string `toml:"services,omitempty"`
 }
 
 // Defaults returns the settings used when neither file nor flag sets a value.
@@ -119,6 +122,11 @@ func (c *Config) Validate() error {
 	if err != nil || !a.Is4() || !netip.MustParsePrefix("127.0.0.0/8").Contains(a) ||
 		a == netip.MustParseAddr("127.0.0.53") || a == netip.MustParseAddr("127.0.0.54") {
 		return &FlagError{"resolved-listener", fmt.Sprintf("%q: want an IPv4 address in 127.0.0.0/8 other than 127.0.0.53/54", c.ResolvedListener)}
+	}
+	for _, u := range c.Services {
+		if _, err := NormalizeUnit(u); err != nil {
+			return &FlagError{"service", err.Error()}
+		}
 	}
 	return nil
 }

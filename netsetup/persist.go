@@ -49,7 +49,7 @@ type fileSpec struct {
 	Mode    uint32
 	Remove  bool
 	// Kind groups files for the service actions they need afterwards.
-	Kind string // "unit", "networkd", "resolved", ""
+	Kind string // "unit", "ssh", "units" (--service drop-ins), "networkd", "resolved", ""
 }
 
 // desiredFiles renders the persistent configuration for cfg on this host.
@@ -69,6 +69,7 @@ func desiredFiles(cfg Config, dns string, st *State) ([]fileSpec, error) {
 	} else {
 		fs = append(fs, fileSpec{Path: SSHDropIn, Remove: true, Kind: "ssh"})
 	}
+	fs = append(fs, serviceFiles(cfg, st)...)
 	if st.Manager.Kind == "networkd" {
 		fs = append(fs,
 			fileSpec{Path: netdevPath(cfg), Content: renderNetdev(cfg), Mode: 0o644, Kind: "networkd"},
@@ -146,7 +147,7 @@ func stepFile(f fileSpec, old FileState) Step {
 		Do: func(e *Env) error {
 			switch {
 			case f.Remove:
-				return e.FS.Remove(f.Path)
+				return e.FS.Restore(f.Path, FileState{}) // and an emptied drop-in dir
 			case f.Symlink != "":
 				return e.FS.SymlinkAtomic(f.Path, f.Symlink)
 			default:

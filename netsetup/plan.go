@@ -22,6 +22,9 @@ func Plan(cfg Config, live *State) ([]Step, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := refuseUnits(cfg, live); err != nil {
+		return nil, err
+	}
 	svc := planServices(cfg, dns, live, files)
 	dnsRules := planDNSRules(cfg, dns, live)
 
@@ -62,7 +65,7 @@ func Plan(cfg Config, live *State) ([]Step, error) {
 		// networkd has created it.
 		var early, late []Step
 		for _, st := range svc {
-			if st.ID == "ssh-pin" || st.ID == "svc-ssh-restart" {
+			if st.ID == "ssh-pin" || st.ID == "svc-ssh-restart" || strings.HasPrefix(st.ID, "svc-unit-restart:") {
 				late = append(late, st)
 			} else {
 				early = append(early, st)

@@ -125,16 +125,19 @@ func planServices(cfg Config, dns string, st *State, files []Step) []Step {
 		changed[k] = true // an interrupted apply may have written them already
 	}
 	var steps []Step
-	if cfg.SSHD == SSHDVRFOnly {
+	pinned := false
+	if needsPin(cfg) {
 		vrf, ok := st.link(cfg.VRF)
 		if !ok || !st.SSHPin.Exists || st.SSHPin.Ifindex != vrf.Index {
 			steps = append(steps, stepSSHPin(cfg))
-			changed["ssh"] = true
+			pinned = true
+			changed["ssh"] = cfg.SSHD == SSHDVRFOnly
 		}
 	}
-	if changed["unit"] || changed["ssh"] {
+	if changed["unit"] || changed["ssh"] || changed["units"] || unitsNeedReload(st) {
 		steps = append(steps, svcStep("daemon-reload", "systemctl daemon-reload", []string{"daemon-reload"}, nil))
 	}
+	steps = append(steps, planUnitRestarts(cfg, st, pinned)...)
 	if changed["ssh"] {
 		// Debian's ssh.service has KillMode=process: restarting keeps the
 		// running sessions, the new listener gets the VRF binding.

@@ -55,12 +55,28 @@ func (r *Reader) Read(cfg Config) (*State, error) {
 		st.ResolvedActive = r.Svc.IsActive("systemd-resolved.service")
 	}
 	paths := append(candidatePaths(cfg, st.Manager), r.FS.Glob("/etc/systemd/resolved.conf.d/*.conf")...)
+	paths = append(paths, r.FS.Glob("/etc/systemd/system/*.service.d/"+ServiceDropInName)...)
+	for _, u := range cfg.services() {
+		paths = append(paths, unitDropInPath(u))
+	}
 	for _, p := range paths {
 		fs, err := r.FS.Stat(p)
 		if err != nil {
 			return nil, err
 		}
 		st.Files[p] = fs
+	}
+	if ur, ok := r.Svc.(UnitReader); ok {
+		if units := unitsToRead(cfg, st.Files); len(units) > 0 {
+			vrf := 0
+			if l, ok := st.link(cfg.VRF); ok && l.Kind == "vrf" {
+				vrf = l.Index
+			}
+			var err error
+			if st.Units, st.SystemdVersion, err = readUnits(ur, units, vrf); err != nil {
+				return nil, fmt.Errorf("read units %s: %w", strings.Join(units, " "), err)
+			}
+		}
 	}
 	st.Upstream = HarvestNameservers(r.FS, st.Files[ResolvConf])
 	if m, err := r.FS.Stat(ApplyMarker); err == nil && m.Exists {

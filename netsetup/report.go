@@ -88,6 +88,8 @@ type ReportConfig struct {
 	Iface string `json:"iface"`
 	DNS   string `json:"dns"`
 	SSHD  string `json:"sshd"`
+	// Services: the --service units (omitted when none).
+	Services []string `json:"services,omitempty"`
 }
 
 // StepReport is one planned step and what became of it.
@@ -117,7 +119,7 @@ func NewTryReport(ts *TryState) *TryReport {
 
 // NewReportConfig is cfg as reported.
 func NewReportConfig(cfg Config) *ReportConfig {
-	return &ReportConfig{VRF: cfg.VRF, Table: cfg.Table, Iface: cfg.Iface, DNS: cfg.DNS, SSHD: cfg.SSHD}
+	return &ReportConfig{VRF: cfg.VRF, Table: cfg.Table, Iface: cfg.Iface, DNS: cfg.DNS, SSHD: cfg.SSHD, Services: cfg.services()}
 }
 
 // Recorder builds a Report from the events of one command: set

@@ -165,6 +165,8 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 		steps = append(steps, Step{ID: "revert-file:" + p, Desc: "restore " + p,
 			Do: func(e *Env) error { return e.FS.Restore(p, o) }, Undo: func(e *Env) error { return e.FS.Restore(p, l) }})
 	}
+	unitFiles, unitRestarts := planRevertUnits(old, live)
+	steps = append(steps, unitFiles...)
 	if nd {
 		steps = append(steps, svcStep("revert-networkd-reload", "networkctl reload (restored .network files)", []string{"networkctl-reload"}, nil))
 		if hasVRF && !hadVRF {
@@ -198,6 +200,7 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 		steps = append(steps, svcStep("revert-resolved-restart", "restart systemd-resolved (drops the extra listener)", []string{"restart", "systemd-resolved.service"}, nil))
 	}
 	steps = append(steps, svcStep("revert-reload", "systemctl daemon-reload", []string{"daemon-reload"}, nil))
+	steps = append(steps, unitRestarts...)
 	if ob := old.file(BackupPath); !ob.Exists {
 		steps = append(steps, Step{ID: "revert-backup", Desc: "remove " + BackupPath,
 			Do: func(e *Env) error { return e.FS.Remove(BackupPath) }})

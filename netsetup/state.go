@@ -21,6 +21,11 @@ type State struct {
 	Upstream []string `json:"upstream,omitempty"`
 	// SSHPin: the pinned program for sshd mode vrf-only.
 	SSHPin SSHPin `json:"ssh_pin"`
+	// Units named by --service, and those still carrying our drop-in
+	// (services.go); nil when systemd was not asked (--root, fakes).
+	Units map[string]UnitState `json:"units,omitempty"`
+	// SystemdVersion: 252 for systemd 252; 0 when not asked.
+	SystemdVersion int `json:"systemd_version,omitempty"`
 	// Interrupted: an apply died after writing ApplyMarker (SIGKILL, crash):
 	// the service kinds it meant to reload/restart ("unit", "ssh",
 	// "networkd", "resolved"). The files may already be in place, so only

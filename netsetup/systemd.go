@@ -35,6 +35,15 @@ func (Systemctl) Run(verb string, units ...string) error {
 		cmd = exec.Command("networkctl", "reload")
 	case "networkctl-reconfigure":
 		cmd = exec.Command("networkctl", append([]string{"reconfigure"}, units...)...)
+	case "try-restart":
+		// --service units are ordered after the boot unit: restarted from
+		// it (at boot, or by systemctl restart of it), a blocking restart
+		// would wait for its own caller. Queued, systemd starts them as
+		// soon as the boot unit is done, bound (the plan leaves units with
+		// a queued job alone, so verify does not ask again).
+		if runningIn(UnitName) {
+			cmd = exec.Command("systemctl", append([]string{"--no-block", "try-restart"}, units...)...)
+		}
 	case "restart-no-block":
 		// Queue the restart without waiting for it: in vrf-only mode
 		// ssh.service Requires= and is After= our boot unit, so a

@@ -20,6 +20,7 @@ type options struct {
 	root                     string
 	dryRun, force, quiet, js bool
 	nameservers              []string
+	services                 []string
 	timeout                  time.Duration // try
 	ifUnconfirmed            bool          // revert
 	exitChanged              bool          // apply, try, revert: exit 3 when changed
@@ -50,6 +51,14 @@ func parseFlags(cmd string, args []string) (*options, error) {
 		for _, x := range strings.Split(s, ",") {
 			if x = strings.TrimSpace(x); x != "" {
 				o.nameservers = append(o.nameservers, x)
+			}
+		}
+		return nil
+	})
+	fs.Func("service", "", func(s string) error {
+		for _, x := range strings.Split(s, ",") {
+			if x = strings.TrimSpace(x); x != "" {
+				o.services = append(o.services, x)
 			}
 		}
 		return nil
@@ -129,6 +138,14 @@ func parseFlags(cmd string, args []string) (*options, error) {
 	}
 	if o.set["nameserver"] {
 		c.Nameservers = o.nameservers
+	}
+	// like --nameserver, the flags replace the file's list (a unit left
+	// out is unbound again); "chrony" is stored as "chrony.service"
+	if o.set["service"] {
+		c.Services = o.services
+	}
+	if c.Services, err = netsetup.NormalizeServices(c.Services); err != nil {
+		return nil, err
 	}
 	o.cfg = c
 	return o, nil

@@ -15,6 +15,7 @@ import (
 const usage = `usage:
   vrf-netsetup apply --vrf NAME --table N --iface DEV [--dns auto|static|resolved|none]
                      [--nameserver IP ...] [--sshd any-vrf|vrf-only] [--resolved-listener IP]
+                     [--service UNIT ...]
                      [--dry-run] [--force] [--quiet] [--json] [--exit-changed] [--root DIR] [--config FILE]
   vrf-netsetup check [--vrf NAME] [--table N] [--iface DEV] [--query-name NAME] [--json]
                      [--metrics-file FILE.prom] [--root DIR] [--config FILE]
@@ -31,6 +32,8 @@ const usage = `usage:
       which rule decides USER's VRF for PAM service S (default sshd), and why
   vrf-netsetup policy edit [--file FILE]
       edit the policy with $VISUAL/$EDITOR; installs it only if it is valid
+--service UNIT (repeatable): the unit's sockets are bound to the VRF (chrony, rsyslog,
+  apt-daily, ...); the list replaces the one in the settings file.
 Settings come from ` + netsetup.DefaultConfigPath + ` (or --config) when present; flags override.
 --json: one JSON document on stdout (schema_version 1, see vrf-netsetup(8));
 --metrics-file: check results for node_exporter's textfile collector.
@@ -63,6 +66,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdPolicy(args[1:], stdout, stderr)
 	case "__delay":
 		err = cmdDelay(args[1:])
+	case "__bind-cgroup":
+		// ExecStartPre= of the --service drop-ins (netsetup.BindOwnCgroup)
+		var msg string
+		if msg, err = netsetup.BindCgroupCommand(args[1:]); msg != "" {
+			fmt.Fprintln(stdout, msg)
+		}
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

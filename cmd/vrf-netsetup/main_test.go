@@ -20,6 +20,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"apply", "--root", root, "--iface", "eth0", "--sshd", "both"}, "--sshd"},
 		{[]string{"apply", "--root", root, "--iface", "eth0", "--nameserver", "ns1.example"}, "--nameserver"},
 		{[]string{"apply", "--root", root, "--iface", "eth0", "--vrf", "a/b"}, "--vrf"},
+		{[]string{"apply", "--root", root, "--iface", "eth0", "--service", "getty@.service"}, "--service"},
+		{[]string{"apply", "--root", root, "--iface", "eth0", "--service", "chrony,apt-daily.timer"}, "--service"},
 		{[]string{"apply", "--root", root}, "--iface"},
 		{[]string{"check", "--root", root, "--iface", "eth0", "--bogus"}, "bogus"},
 		{[]string{"frobnicate"}, "frobnicate"},
@@ -85,5 +87,23 @@ func TestConfirmWithoutTry(t *testing.T) {
 	code = run([]string{"revert", "--root", t.TempDir(), "--if-unconfirmed"}, &out, &errb)
 	if code != 0 || !strings.Contains(out.String(), "nothing to do") {
 		t.Fatalf("revert --if-unconfirmed without try: exit %d %q %q", code, out.String(), errb.String())
+	}
+}
+
+// --service: repeatable or comma-separated, normalised, and the flags replace
+// the settings file's list (like --nameserver).
+func TestServiceFlag(t *testing.T) {
+	root := t.TempDir()
+	cfgPath := root + "/netsetup.toml"
+	if err := writeFile(cfgPath, "iface = \"eth0\"\nservices = [\"chrony\", \"sssd.service\"]\n"); err != nil {
+		t.Fatal(err)
+	}
+	o, err := parseFlags("apply", []string{"--config", cfgPath})
+	if err != nil || strings.Join(o.cfg.Services, " ") != "chrony.service sssd.service" {
+		t.Fatalf("from the file: %v %v", o.cfg.Services, err)
+	}
+	o, err = parseFlags("apply", []string{"--config", cfgPath, "--service", "rsyslog,chrony", "--service", "rsyslog.service"})
+	if err != nil || strings.Join(o.cfg.Services, " ") != "rsyslog.service chrony.service" {
+		t.Fatalf("flags over the file: %v %v", o.cfg.Services, err)
 	}
 }
