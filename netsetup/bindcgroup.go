@@ -33,6 +33,9 @@ func BindOwnCgroup(vrf string) (attached bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	// Delegate=yes units run ExecStartPre= in UNIT/.control, a cgroup that
+	// goes away after it; their daemons start in UNIT itself.
+	p = strings.TrimSuffix(p, "/.control")
 	return bindCgroup(filepath.Join(mount, p), pinPath(vrf))
 }
 
