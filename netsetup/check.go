@@ -113,7 +113,7 @@ func (c *Checker) Run(cfg Config) ([]CheckResult, error) {
 	}
 
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
-		add(checkRuleOrder(st, fam, apply))
+		add(checkRuleOrder(cfg, st, fam, apply))
 	}
 
 	tcp, udp := desiredSysctls(cfg, dns)
@@ -223,7 +223,7 @@ func hasGlobalV6(st *State, iface string) bool {
 	return false
 }
 
-func checkRuleOrder(st *State, fam int, apply string) CheckResult {
+func checkRuleOrder(cfg Config, st *State, fam int, apply string) CheckResult {
 	name := "rules " + famName(fam)
 	l3, local := -1, -1
 	for _, r := range st.Rules {
@@ -245,7 +245,12 @@ func checkRuleOrder(st *State, fam int, apply string) CheckResult {
 	case local < l3:
 		return fail(name, apply, "local (pref %d) before l3mdev (pref %d): VRF lookups are shadowed by default-VRF local addresses", local, l3)
 	}
-	return ok(name, "l3mdev pref %d before local pref %d", l3, local)
+	for _, g := range guardRules(cfg.VRF, fam) {
+		if !hasRule(st, g) {
+			return fail(name, apply, "no rule %q: lookups for VRF %s that miss table %d fall through to the main table (management traffic leaves the VRF)", g.String(), cfg.VRF, cfg.Table)
+		}
+	}
+	return ok(name, "l3mdev pref %d before local pref %d; VRF %s guarded at pref %d", l3, local, cfg.VRF, PrefVRFGuard)
 }
 
 // checkCgroup: ip vrf exec / pam_vrf need cgroup2; on kernels < 5.15 an

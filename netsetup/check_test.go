@@ -4,6 +4,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestCheckOutputInNetns: check against a netns without a VRF fails the VRF
@@ -73,5 +75,26 @@ func TestPAMOrder(t *testing.T) {
 	c := &Checker{Reader: &Reader{FS: FS{Root: root}}}
 	if r := c.checkPAM(); r.OK {
 		t.Fatalf("pam_vrf before pam_systemd must fail: %+v", r)
+	}
+}
+
+// TestCheckRuleOrderWantsTheGuard: rule order right but no guard rule for
+// the VRF is a failure naming the leak; with them it passes.
+func TestCheckRuleOrderWantsTheGuard(t *testing.T) {
+	cfg := testCfg()
+	st := converge(t, cfg, freshState())
+	if r := checkRuleOrder(cfg, st, unix.AF_INET6, "apply"); !r.OK {
+		t.Fatalf("converged: %+v", r)
+	}
+	var rules []Rule
+	for _, r := range st.Rules {
+		if r.Oif == "" {
+			rules = append(rules, r)
+		}
+	}
+	st.Rules = rules
+	r := checkRuleOrder(cfg, st, unix.AF_INET6, "apply")
+	if r.OK || !strings.Contains(r.Detail, "oif mgmt unreachable") || !strings.Contains(r.Detail, "fall through to the main table") {
+		t.Fatalf("no oif guard: %+v", r)
 	}
 }

@@ -28,11 +28,9 @@ const (
 	SSHDVRFOnly = "vrf-only" // sshd bound to the VRF, sysctls untouched
 )
 
-// UnreachableMetric is the metric of the unreachable default route in the VRF
-// table: the highest metric the kernel doc (vrf.rst) and Cumulus use, so any
-// real default route wins and a lookup that misses never falls through to the
-// rules after the l3mdev rule (local/main), which would leak VRF traffic out
-// of the default VRF.
+// UnreachableMetric is the metric of the unreachable default route that
+// vrf-netsetup before the guard rules (see guardRules) put into the VRF
+// table, as vrf.rst and Cumulus do; apply removes it.
 const UnreachableMetric = 4278198272
 
 // Rule preferences. The kernel adds the l3mdev rule at 1000 on the first VRF;
@@ -41,6 +39,7 @@ const UnreachableMetric = 4278198272
 const (
 	PrefDNSRule   = 99
 	PrefL3mdev    = 1000
+	PrefVRFGuard  = 1001 // right after the l3mdev rule: see guardRules
 	PrefLocalNew  = 32765
 	PrefLocalOrig = 0
 )

@@ -290,7 +290,7 @@ func TestAddressesAndRoutesOnVeth(t *testing.T) {
 	for _, r := range mv {
 		steps = append(steps, stepMoveRoute(r, cfg.Table, false))
 	}
-	steps = append(steps, stepUnreachable(cfg.Table, unix.AF_INET), stepUnreachable(cfg.Table, unix.AF_INET6))
+	steps = append(steps, planGuard(cfg, st)...)
 	if err := Apply(env, steps); err != nil {
 		t.Fatal(err)
 	}
@@ -304,8 +304,10 @@ func TestAddressesAndRoutesOnVeth(t *testing.T) {
 		}
 	}
 	for _, f := range []int{unix.AF_INET, unix.AF_INET6} {
-		if !hasUnreachableDefault(st3, cfg.Table, f) {
-			t.Errorf("%s unreachable default missing", famName(f))
+		for _, g := range guardRules(cfg.VRF, f) {
+			if !hasRule(st3, g) {
+				t.Errorf("guard rule %s missing", g)
+			}
 		}
 	}
 	if !st3.hasAddr("eth0", "2001:db8::10/64") {

@@ -211,17 +211,15 @@ func renderNetdev(cfg Config) string {
 
 // renderVRFNetwork declares everything networkd would otherwise treat as
 // "foreign" and remove (ManageForeignRoutes=/ManageForeignRoutingPolicyRules=
-// default to yes): the unreachable defaults and the DNS steering rules, which
-// go with the VRF device when it goes. The moved local rule is not here: it
-// must outlive the VRF (see localRule).
+// default to yes): the DNS steering rules, which go with the VRF device
+// when it goes. The moved local rule is not here: it must outlive the VRF
+// (see localRule); nor are the guard rules, which are inert without it (see
+// guardRules).
 func renderVRFNetwork(cfg Config, addrs, dnsServers []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Written by vrf-netsetup (pam-vrf).\n[Match]\nName=%s\n\n[Network]\n", cfg.VRF)
 	for _, a := range addrs {
 		fmt.Fprintf(&b, "Address=%s\n", a)
-	}
-	for _, d := range []string{"0.0.0.0/0", "::/0"} {
-		fmt.Fprintf(&b, "\n[Route]\nType=unreachable\nDestination=%s\nTable=%d\nMetric=%d\n", d, cfg.Table, uint32(UnreachableMetric))
 	}
 	for _, s := range dnsServers {
 		fmt.Fprintf(&b, "\n[RoutingPolicyRule]\nTo=%s\nIncomingInterface=lo\nTable=%d\nPriority=%d\n", hostPrefix(s), cfg.Table, PrefDNSRule)

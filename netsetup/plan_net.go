@@ -52,11 +52,7 @@ func planNet(cfg Config, st *State) ([]Step, error) {
 	if (!vrfExists || !vrf.Up) && st.Manager.Kind != "networkd" {
 		steps = append(steps, stepLinkUp(cfg.VRF, vrfExists))
 	}
-	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
-		if !hasUnreachableDefault(st, cfg.Table, fam) {
-			steps = append(steps, stepUnreachable(cfg.Table, fam))
-		}
-	}
+	steps = append(steps, planGuard(cfg, st)...)
 	steps = append(steps, planRules(st)...)
 	for _, a := range vrfAddrs(cfg, EffectiveDNS(cfg, st)) {
 		if !vrfExists || !st.hasAddr(cfg.VRF, a) {
@@ -139,6 +135,39 @@ func stepNetworkdTakeover(cfg Config, st *State, disruptive, restart bool) Step 
 			}
 			return waitNetworkd(e, w)
 		}}
+}
+
+// planGuard adds the guard rules (before the iface is enslaved, so VRF
+// traffic never falls through to main), then drops an older release's
+// unreachable default routes.
+func planGuard(cfg Config, st *State) []Step {
+	var steps []Step
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+		for _, g := range guardRules(cfg.VRF, fam) {
+			if !hasRule(st, g) {
+				dir := "iif"
+				if g.Oif != "" {
+					dir = "oif"
+				}
+				steps = append(steps, stepRuleAdd("rule-guard-"+dir+"-"+famTag(fam), g))
+			}
+		}
+	}
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+		if hasUnreachableDefault(st, cfg.Table, fam) {
+			steps = append(steps, stepLegacyUnreachableDel(cfg.Table, fam))
+		}
+	}
+	return steps
+}
+
+func hasRule(st *State, r Rule) bool {
+	for _, x := range st.Rules {
+		if sameRule(x, r) {
+			return true
+		}
+	}
+	return false
 }
 
 func hasUnreachableDefault(st *State, table uint32, fam int) bool {

@@ -59,13 +59,11 @@ func converge(t *testing.T, cfg Config, st *State) *State {
 		}
 		routes = append(routes, r)
 	}
-	for _, f := range []int{unix.AF_INET, unix.AF_INET6} {
-		routes = append(routes, Route{Family: f, Table: cfg.Table, Dst: "default", Type: unix.RTN_UNREACHABLE, Metric: UnreachableMetric})
-	}
 	st.Routes = routes
 	var rules []Rule
 	for _, f := range []int{unix.AF_INET, unix.AF_INET6} {
 		rules = append(rules, Rule{Family: f, Pref: 1000, L3mdev: true, Action: 1}, localRule(f, 32765), Rule{Family: f, Pref: 32766, Table: 254, Action: 1})
+		rules = append(rules, guardRules(cfg.VRF, f)...)
 	}
 	st.Rules = rules
 	dns := EffectiveDNS(cfg, st)
@@ -125,7 +123,7 @@ func TestPlanFreshHost(t *testing.T) {
 	cfg := testCfg()
 	got := ids(mustPlan(t, cfg, freshState()))
 	wantOrder(t, got, "backup", "module-vrf", "vrf-create", "link-up-mgmt",
-		"route-unreachable-v4", "route-unreachable-v6",
+		"rule-guard-iif-v4", "rule-guard-oif-v4", "rule-guard-iif-v6", "rule-guard-oif-v6",
 		"rule-l3mdev-v4", "rule-local-add-v4", "rule-local-del0-v4",
 		"rule-l3mdev-v6", "rule-local-add-v6", "rule-local-del0-v6",
 		"addr-mgmt-127.0.0.1/8", "addr-mgmt-::1/128",
@@ -228,7 +226,7 @@ func TestPlanNetworkdHost(t *testing.T) {
 	wantOrder(t, got, "networkd-arm", "module-vrf",
 		"file-write:/etc/systemd/network/mgmt.netdev:networkd", "file-write:/etc/systemd/network/mgmt.network:networkd",
 		"file-write:/etc/systemd/network/10-netplan-eth0.network.d/pam-vrf.conf:networkd", "svc-daemon-reload", "svc-networkd-reload",
-		"networkd-reconfigure", "route-unreachable-v4", "addr-mgmt-127.0.0.1/8")
+		"networkd-reconfigure", "rule-guard-iif-v4", "addr-mgmt-127.0.0.1/8")
 	for _, s := range steps {
 		if s.ID == "networkd-reconfigure" && (!s.Disruptive || strings.Contains(s.Desc, "restart")) {
 			t.Errorf("first apply: reconfigure must be disruptive, no restart: %q", s.Desc)
@@ -280,10 +278,15 @@ func TestPlanNetworkdHost(t *testing.T) {
 				t.Errorf("drop-in:\n%s", f.Content)
 			}
 		case "/etc/systemd/network/mgmt.network":
-			for _, w := range []string{"Name=mgmt", "Address=127.0.0.1/8", "Address=::1/128", "Type=unreachable", "Metric=4278198272"} {
+			for _, w := range []string{"Name=mgmt", "Address=127.0.0.1/8", "Address=::1/128"} {
 				if !strings.Contains(f.Content, w) {
 					t.Errorf("vrf network lacks %q:\n%s", w, f.Content)
 				}
+			}
+			// No route a VRF table would keep after the VRF is gone (the
+			// guard rules do the unreachable default's job).
+			if strings.Contains(f.Content, "Type=unreachable") {
+				t.Errorf("vrf network declares an unreachable route:\n%s", f.Content)
 			}
 			// The local rule must outlive the VRF device: networkd drops a
 			// link's declared rules with the link.
@@ -431,5 +434,29 @@ func TestPlanRevertNetworkd(t *testing.T) {
 		if id == "revert-release" {
 			t.Errorf("manual release on a networkd host: %v", got)
 		}
+	}
+}
+
+// TestPlanMigratesUnreachableDefault: a host applied by a release that put
+// unreachable defaults into the VRF table gets the guard rules first, then
+// loses the routes (no moment where VRF lookups fall through to main), and
+// nothing else changes.
+func TestPlanMigratesUnreachableDefault(t *testing.T) {
+	cfg := testCfg()
+	st := converge(t, cfg, freshState())
+	var rules []Rule
+	for _, r := range st.Rules {
+		if r.Action != frActUnreachable {
+			rules = append(rules, r)
+		}
+	}
+	st.Rules = rules
+	for _, f := range []int{unix.AF_INET, unix.AF_INET6} {
+		st.Routes = append(st.Routes, Route{Family: f, Table: cfg.Table, Dst: "default", Type: unix.RTN_UNREACHABLE, Metric: UnreachableMetric})
+	}
+	got := ids(mustPlan(t, cfg, st))
+	want := []string{"rule-guard-iif-v4", "rule-guard-oif-v4", "rule-guard-iif-v6", "rule-guard-oif-v6", "route-unreachable-del-v4", "route-unreachable-del-v6"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("plan %v, want %v", got, want)
 	}
 }

@@ -110,6 +110,11 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 		if !oldHas(PrefLocalNew) && liveHas(PrefLocalNew) {
 			steps = append(steps, stepRuleDel("revert-local-del-"+famTag(fam), localRule(fam, PrefLocalNew)))
 		}
+		for _, g := range guardRules(cfg.VRF, fam) {
+			if hasRule(live, g) && !hasRule(old, g) {
+				steps = append(steps, stepRuleDel("revert-guard-"+g.Iif+g.Oif+"-"+famTag(fam), g))
+			}
+		}
 	}
 	// DNS steering rules: back to the saved set (none before a first apply;
 	// a try rolled back on an applied host restores the earlier servers).

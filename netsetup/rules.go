@@ -22,6 +22,7 @@ type Rule struct {
 	Action uint8  `json:"action"`        // FR_ACT_TO_TBL = 1
 	Dst    string `json:"dst,omitempty"` // prefix, e.g. "192.0.2.53/32"
 	Iif    string `json:"iif,omitempty"`
+	Oif    string `json:"oif,omitempty"`
 	// Proto is the FRA_PROTOCOL sent when adding (not parsed from dumps).
 	// Rules that stand in for the kernel's own (local at pref 0, l3mdev)
 	// are added as RTPROT_KERNEL: systemd-networkd (ManageForeignRouting-
@@ -35,7 +36,42 @@ type Rule struct {
 	Other bool `json:"other,omitempty"`
 }
 
-const frActToTbl = 1
+// FIB rule actions (linux/fib_rules.h).
+const (
+	frActToTbl       = 1
+	frActUnreachable = 7
+)
+
+// actionOf: the kernel reports FR_ACT_TO_TBL for a rule added with action 0.
+func actionOf(r Rule) uint8 {
+	if r.Action == 0 {
+		return frActToTbl
+	}
+	return r.Action
+}
+
+// guardRules keep the VRF's lookups inside it: a lookup for the VRF (its
+// sockets have oif VRF, its received packets iif VRF) that misses the VRF
+// table ends at pref PrefVRFGuard instead of falling through to the local
+// and main tables, which would leak management traffic out of the default
+// VRF. They replace the "unreachable default" route in the VRF table that
+// vrf.rst suggests, because a route outlives the VRF: after `ip link del
+// mgmt` (or a VRF that never came up) it stayed in the table, and the DNS
+// steering rule (to SERVER iif lo lookup TABLE) then blackholed all locally
+// originated traffic to the DNS server. A rule naming a device is inert
+// while the device does not exist and comes back with it. Added as
+// RTPROT_KERNEL, so networkd leaves them alone (see Rule.Proto).
+func guardRules(vrf string, fam int) []Rule {
+	return []Rule{
+		{Family: fam, Pref: PrefVRFGuard, Iif: vrf, Action: frActUnreachable, Proto: unix.RTPROT_KERNEL},
+		{Family: fam, Pref: PrefVRFGuard, Oif: vrf, Action: frActUnreachable, Proto: unix.RTPROT_KERNEL},
+	}
+}
+
+// sameRule: r and x select and act alike (Proto aside: dumps do not carry it).
+func sameRule(x, r Rule) bool {
+	return x.Family == r.Family && x.Pref == r.Pref && x.L3mdev == r.L3mdev && x.Table == r.Table && x.Dst == r.Dst && x.Iif == r.Iif && x.Oif == r.Oif && actionOf(x) == actionOf(r) && !x.Other
+}
 
 // String renders the rule like `ip rule`.
 func (r Rule) String() string {
@@ -46,7 +82,12 @@ func (r Rule) String() string {
 	if r.Iif != "" {
 		s += " iif " + r.Iif
 	}
+	if r.Oif != "" {
+		s += " oif " + r.Oif
+	}
 	switch {
+	case r.Action == frActUnreachable:
+		s += " unreachable"
 	case r.L3mdev:
 		s += " lookup [l3mdev-table]"
 	case r.Table == unix.RT_TABLE_LOCAL:
@@ -69,12 +110,12 @@ func famName(f int) string {
 
 // IsLocal: the plain "lookup local" rule.
 func (r Rule) IsLocal() bool {
-	return r.Table == unix.RT_TABLE_LOCAL && !r.L3mdev && r.Dst == "" && r.Iif == "" && !r.Other && r.Action == frActToTbl
+	return r.Table == unix.RT_TABLE_LOCAL && !r.L3mdev && r.Dst == "" && r.Iif == "" && r.Oif == "" && !r.Other && r.Action == frActToTbl
 }
 
 // IsL3mdev: the plain "l3mdev-table" rule.
 func (r Rule) IsL3mdev() bool {
-	return r.L3mdev && r.Dst == "" && r.Iif == "" && !r.Other && r.Action == frActToTbl
+	return r.L3mdev && r.Dst == "" && r.Iif == "" && r.Oif == "" && !r.Other && r.Action == frActToTbl
 }
 
 // RuleList dumps the rules of one family.
@@ -125,6 +166,8 @@ func (n *Net) ruleDump(family int) ([]Rule, error) {
 				}
 			case nl.FRA_IIFNAME:
 				r.Iif = cstring(a.Value)
+			case nl.FRA_OIFNAME:
+				r.Oif = cstring(a.Value)
 			case nl.FRA_PROTOCOL, nl.FRA_SUPPRESS_PREFIXLEN, nl.FRA_SUPPRESS_IFGROUP, unix.FRA_UNSPEC:
 				// not selectors
 			default:
@@ -170,6 +213,9 @@ func (n *Net) ruleMsg(typ, flags int, r Rule) (*nl.NetlinkRequest, error) {
 	}
 	if r.Iif != "" {
 		attrs = append(attrs, nl.NewRtAttr(nl.FRA_IIFNAME, append([]byte(r.Iif), 0)))
+	}
+	if r.Oif != "" {
+		attrs = append(attrs, nl.NewRtAttr(nl.FRA_OIFNAME, append([]byte(r.Oif), 0)))
 	}
 	attrs = append(attrs, nl.NewRtAttr(nl.FRA_PRIORITY, nl.Uint32Attr(r.Pref)))
 	if r.Table > 0 {

@@ -66,18 +66,20 @@ func defaultDst(fam int) *net.IPNet {
 	return &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
 }
 
-// stepUnreachable: see UnreachableMetric for why the VRF table needs it.
-func stepUnreachable(table uint32, fam int) Step {
+// stepLegacyUnreachableDel removes the unreachable default an older
+// vrf-netsetup put into the VRF table (see guardRules for why it went); the
+// guard rules are in place by then.
+func stepLegacyUnreachableDel(table uint32, fam int) Step {
 	r := func() *netlink.Route {
 		return &netlink.Route{Family: fam, Table: int(table), Dst: defaultDst(fam), Type: unix.RTN_UNREACHABLE, Priority: UnreachableMetric}
 	}
-	return Step{ID: "route-unreachable-" + famTag(fam),
-		Desc: fmt.Sprintf("add %s unreachable default metric %d to table %d", famName(fam), uint32(UnreachableMetric), table),
+	return Step{ID: "route-unreachable-del-" + famTag(fam),
+		Desc: fmt.Sprintf("delete the %s unreachable default from table %d (an older vrf-netsetup's; it outlived the VRF)", famName(fam), table),
 		Do: func(e *Env) error {
-			return wrap(ignore(e.Net.H.RouteAdd(r()), unix.EEXIST), "add %s unreachable default to table %d", famName(fam), table)
+			return wrap(ignore(e.Net.H.RouteDel(r()), unix.ESRCH, unix.ENOENT), "delete %s unreachable default from table %d", famName(fam), table)
 		},
 		Undo: func(e *Env) error {
-			return wrap(ignore(e.Net.H.RouteDel(r()), unix.ESRCH, unix.ENOENT), "delete unreachable default from table %d", table)
+			return wrap(ignore(e.Net.H.RouteAdd(r()), unix.EEXIST), "restore %s unreachable default in table %d", famName(fam), table)
 		}}
 }
 
@@ -93,7 +95,7 @@ func stepRuleAdd(id string, r Rule) Step {
 				return err
 			}
 			for _, x := range have {
-				if x.Pref == r.Pref && x.L3mdev == r.L3mdev && x.Table == r.Table && x.Dst == r.Dst && x.Iif == r.Iif && !x.Other {
+				if sameRule(x, r) {
 					return nil
 				}
 			}

@@ -326,6 +326,14 @@ func (s *Scenario) VRFRecreated(ctx context.Context) {
 	s.check("vrf gone/she is told why and that she is not in the VRF", strings.Contains(errOut+out, "pam_vrf: VRF mgmt is not available: the VRF device does not exist; this session continues without VRF placement"), "output %q %q", out, errOut)
 	out, _, _ = s.run(ctx, "journalctl --since=-2min -o cat | grep 'pam_vrf' | tail -n 3")
 	s.check("vrf gone/auth log names user, VRF and reason", strings.Contains(out, `user "alice" service "sshd" VRF "mgmt"`) && strings.Contains(out, "does not exist; session continues unbound (on_error=allow, the default)"), "output %q", out)
+	// Nothing vrf-netsetup added captures traffic while the VRF is gone:
+	// the DNS steering rule (to 192.0.2.1 iif lo lookup 1000) once met an
+	// unreachable default left in table 1000 and blackholed every reply to
+	// the DNS server's address (issue 16).
+	out, _, code = s.run(ctx, "ip -4 route get 192.0.2.1; ip rule")
+	s.check("vrf gone/the DNS server's address routes through eth0, not into a leftover VRF table", code == 0 && strings.Contains(out, "dev eth0"), "exit %d, output %q", code, out)
+	out, _, code = s.run(ctx, "for i in 1 2 3; do "+sshCmd("root", "echo reached")+" && break; sleep 2; done")
+	s.check("vrf gone/ssh from the DNS server's address (192.0.2.1) reaches the host", code == 0 && strings.Contains(out, "reached"), "exit %d, output %q", code, out)
 
 	// --force: alice's sleeping session is an established ssh connection
 	// through eth0, and apply's lockout guard rightly refuses otherwise.
@@ -336,4 +344,10 @@ func (s *Scenario) VRFRecreated(ctx context.Context) {
 	s.check("vrf back/the new mgmt has a new ifindex", strings.TrimSpace(now) != "" && strings.TrimSpace(now) != strings.TrimSpace(old), "old %q new %q", old, now)
 	out, _, code = s.run(ctx, sshCmd("alice", "ip vrf identify; getent hosts "+vm.MirrorName))
 	s.check("vrf back/new logins are bound to the new mgmt and resolve names", code == 0 && strings.HasPrefix(out, "mgmt\n") && ipRe.MatchString(out), "exit %d, output %q", code, out)
+	// The guard rules (iif/oif mgmt unreachable) named the old device and
+	// apply to the new one: a VRF lookup its table misses must not fall
+	// through to the main table, here to a prefix only main has.
+	out, _, code = s.run(ctx, "ip link add pvguard0 type dummy && ip addr add 203.0.113.10/24 dev pvguard0 && ip link set pvguard0 up && "+
+		"ip vrf exec mgmt ping -n -c1 -W1 203.0.113.99 2>&1; echo rc=$?; ip link del pvguard0")
+	s.check("vrf back/VRF traffic does not leak into the main table (guard rules)", strings.Contains(out, "Network is unreachable") && !strings.Contains(out, "rc=0"), "exit %d, output %q", code, out)
 }
