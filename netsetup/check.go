@@ -126,8 +126,14 @@ func (c *Checker) Run(cfg Config) ([]CheckResult, error) {
 		}
 	}
 	if cfg.SSHD == SSHDVRFOnly {
-		if f := st.file(SSHDropIn); f.Exists && strings.Contains(f.Content, "BPFProgram=sock_create:") {
-			add(ok("sshd", "ssh.service bound to %s via %s", cfg.VRF, SSHDropIn))
+		if f := st.file(SSHSocketDropIn); st.SSHSocket && !(f.Exists && strings.Contains(f.Content, "BindToDevice="+cfg.VRF+"\n")) {
+			add(fail("sshd", apply+" --sshd vrf-only", "ssh.socket (socket-activated sshd) is active and %s does not bind it: its listener is not bound to %s", SSHSocketDropIn, cfg.VRF))
+		} else if f := st.file(SSHDropIn); f.Exists && strings.Contains(f.Content, "BPFProgram=sock_create:") {
+			how := "ssh.service bound to %s via %s"
+			if st.SSHSocket {
+				how += " and the ssh.socket listener via " + SSHSocketDropIn
+			}
+			add(ok("sshd", how, cfg.VRF, SSHDropIn))
 		} else {
 			add(fail("sshd", apply+" --sshd vrf-only", "%s missing: sshd is not bound to %s", SSHDropIn, cfg.VRF))
 		}

@@ -19,9 +19,11 @@ const (
 	// which would shadow the package's (and survive its purge).
 	PackagedUnit = "/lib/systemd/system/" + UnitName
 	SSHDropIn    = "/etc/systemd/system/ssh.service.d/pam-vrf.conf"
-	DhclientHook = "/etc/dhcp/dhclient-exit-hooks.d/pam-vrf"
-	BackupPath   = "/var/lib/pam-vrf/netsetup-backup.json"
-	BPFPinDir    = "/sys/fs/bpf/pam-vrf"
+	// SSHSocketDropIn binds a socket-activated sshd's listener (ssh.socket).
+	SSHSocketDropIn = "/etc/systemd/system/ssh.socket.d/pam-vrf.conf"
+	DhclientHook    = "/etc/dhcp/dhclient-exit-hooks.d/pam-vrf"
+	BackupPath      = "/var/lib/pam-vrf/netsetup-backup.json"
+	BPFPinDir       = "/sys/fs/bpf/pam-vrf"
 )
 
 func netdevPath(cfg Config) string     { return "/etc/systemd/network/" + cfg.VRF + ".netdev" }
@@ -32,7 +34,7 @@ func ifaceDropInPath(m Manager) string {
 
 // candidatePaths: every file the plan may write, remove or parse.
 func candidatePaths(cfg Config, m Manager) []string {
-	ps := []string{ConfigPath, SysctlConf, UnitPath, UnitWants, PackagedUnit, SSHDropIn, DhclientHook, BackupPath,
+	ps := []string{ConfigPath, SysctlConf, UnitPath, UnitWants, PackagedUnit, SSHDropIn, SSHSocketDropIn, DhclientHook, BackupPath,
 		ResolvConf, ResolvedUplink, ResolvedStub, ResolvedDropIn, ResolvedConf,
 		netdevPath(cfg), vrfNetworkPath(cfg)}
 	if m.Kind == "networkd" {
@@ -68,6 +70,11 @@ func desiredFiles(cfg Config, dns string, st *State) ([]fileSpec, error) {
 		fs = append(fs, fileSpec{Path: SSHDropIn, Content: renderSSHDropIn(cfg), Mode: 0o644, Kind: "ssh"})
 	} else {
 		fs = append(fs, fileSpec{Path: SSHDropIn, Remove: true, Kind: "ssh"})
+	}
+	if cfg.SSHD == SSHDVRFOnly && st.SSHSocket {
+		fs = append(fs, fileSpec{Path: SSHSocketDropIn, Content: renderSSHSocketDropIn(cfg), Mode: 0o644, Kind: "ssh"})
+	} else {
+		fs = append(fs, fileSpec{Path: SSHSocketDropIn, Remove: true, Kind: "ssh"})
 	}
 	fs = append(fs, serviceFiles(cfg, st)...)
 	if st.Manager.Kind == "networkd" {
@@ -203,6 +210,22 @@ After=%[2]s
 [Service]
 BPFProgram=sock_create:%[3]s/%[1]s
 `, cfg.VRF, UnitName, BPFPinDir)
+}
+
+// renderSSHSocketDropIn: with socket activation (ssh.socket, Debian's
+// Accept=yes or Ubuntu's Accept=no) the listener belongs to systemd, not to
+// ssh.service, so it is bound where systemd creates it: BindToDevice= puts
+// SO_BINDTODEVICE on it, and accepted connections inherit the binding.
+// ssh.service's drop-in still binds what a socket-triggered sshd opens itself.
+func renderSSHSocketDropIn(cfg Config) string {
+	return fmt.Sprintf(`# Written by vrf-netsetup (pam-vrf, sshd mode vrf-only): the ssh.socket listener only in VRF %[1]s.
+[Unit]
+Requires=%[2]s
+After=%[2]s
+
+[Socket]
+BindToDevice=%[1]s
+`, cfg.VRF, UnitName)
 }
 
 func renderNetdev(cfg Config) string {

@@ -139,9 +139,7 @@ func planServices(cfg Config, dns string, st *State, files []Step) []Step {
 	}
 	steps = append(steps, planUnitRestarts(cfg, st, pinned)...)
 	if changed["ssh"] {
-		// Debian's ssh.service has KillMode=process: restarting keeps the
-		// running sessions, the new listener gets the VRF binding.
-		steps = append(steps, svcStep("ssh-restart", "restart ssh.service (listener bound to "+cfg.VRF+"; open sessions stay)", []string{"restart-no-block", "ssh.service"}, []string{"restart-no-block", "ssh.service"}))
+		steps = append(steps, sshRestart("ssh", "bound to "+cfg.VRF, st)...)
 	}
 	if changed["networkd"] {
 		steps = append(steps, svcStep("networkd-reload", "networkctl reload (networkd takes over VRF, enslavement and DHCP routes)", []string{"networkctl-reload"}, nil))
@@ -208,4 +206,23 @@ func Notes(cfg Config, st *State) []string {
 		n = append(n, "nameservers harvested: "+strings.Join(st.Upstream, " "))
 	}
 	return n
+}
+
+// sshRestart gives sshd's listener its new binding (why) without touching
+// open sessions, and leaves whichever unit owns the listener in charge.
+// Debian's ssh.service has KillMode=process: a restart keeps the sessions.
+// With socket activation the listener is ssh.socket's: restarting
+// ssh.service would start a second sshd next to the socket. Per-connection
+// sshds (Accept=yes) are units of their own and stay; a socket-triggered
+// ssh.service (Accept=no) holds the listening fd, so it is stopped first
+// (the next connection starts it again on the new socket).
+func sshRestart(id, why string, st *State) []Step {
+	if !st.SSHSocket {
+		return []Step{svcStep(id+"-restart", "restart ssh.service (listener "+why+"; open sessions stay)", []string{"restart-no-block", "ssh.service"}, []string{"restart-no-block", "ssh.service"})}
+	}
+	var steps []Step
+	if st.SSHService {
+		steps = append(steps, svcStep(id+"-service-stop", "stop ssh.service (socket-activated: ssh.socket owns the listener; open sessions stay)", []string{"stop", "ssh.service"}, nil))
+	}
+	return append(steps, svcStep(id+"-socket-restart", "restart ssh.socket (listener "+why+"; ssh.service is left to socket activation; open sessions stay)", []string{"restart", "ssh.socket"}, []string{"restart", "ssh.socket"}))
 }

@@ -414,7 +414,7 @@ func TestPlanRevert(t *testing.T) {
 	old.Files[ConfigPath] = FileState{}
 	live := converge(t, cfg, freshState())
 	got := ids(PlanRevert(cfg, old, live))
-	wantOrder(t, got, "revert-release", "revert-local0-v4", "revert-l3mdev-del-v4", "revert-local-del-v4", "revert-local0-v6", "revert-l3mdev-del-v6", "revert-local-del-v6",
+	wantOrder(t, got, "revert-release", "revert-local0-v4", "revert-l3mdev-del-v4", "revert-local-del-v4", "revert-guard-mgmt-v4", "revert-local0-v6", "revert-l3mdev-del-v6", "revert-local-del-v6", "revert-guard-mgmt-v6",
 		"revert-vrf-delete", "revert-net.ipv4.tcp_l3mdev_accept", "revert-file:"+ConfigPath, "revert-file:"+ResolvConf, "svc-revert-reload", "revert-backup")
 }
 
@@ -458,5 +458,57 @@ func TestPlanMigratesUnreachableDefault(t *testing.T) {
 	want := []string{"rule-guard-iif-v4", "rule-guard-oif-v4", "rule-guard-iif-v6", "rule-guard-oif-v6", "route-unreachable-del-v4", "route-unreachable-del-v6"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("plan %v, want %v", got, want)
+	}
+}
+
+// TestPlanSSHDSocketActivated: with ssh.socket active, vrf-only binds the
+// socket's listener (BindToDevice=) and restarts the socket, never starting
+// ssh.service next to it; a socket-triggered ssh.service that holds the
+// listening fd is stopped first. Revert restarts whichever owns the
+// listener, which must not stay bound to a VRF revert deletes.
+func TestPlanSSHDSocketActivated(t *testing.T) {
+	cfg := testCfg()
+	cfg.SSHD = SSHDVRFOnly
+	st := freshState()
+	st.SSHSocket = true
+	steps := mustPlan(t, cfg, st)
+	got := ids(steps)
+	wantOrder(t, got, "file-write:"+SSHDropIn+":ssh", "file-write:"+SSHSocketDropIn+":ssh", "ssh-pin", "svc-daemon-reload", "svc-ssh-socket-restart")
+	for _, id := range got {
+		if id == "svc-ssh-restart" || id == "svc-ssh-service-stop" {
+			t.Errorf("socket-activated sshd: %s in %v", id, got)
+		}
+	}
+	if d := renderSSHSocketDropIn(cfg); !strings.Contains(d, "[Socket]\nBindToDevice=mgmt\n") || !strings.Contains(d, "Requires="+UnitName) {
+		t.Errorf("socket drop-in:\n%s", d)
+	}
+	st.SSHService = true
+	wantOrder(t, ids(mustPlan(t, cfg, st)), "svc-daemon-reload", "svc-ssh-service-stop", "svc-ssh-socket-restart")
+
+	// any-vrf on a socket host: no socket drop-in is written.
+	cfg.SSHD = SSHDAnyVRF
+	for _, id := range ids(mustPlan(t, cfg, st)) {
+		if strings.Contains(id, "ssh") {
+			t.Errorf("any-vrf touches ssh: %s", id)
+		}
+	}
+
+	// revert of vrf-only, plain and socket-activated
+	cfg.SSHD = SSHDVRFOnly
+	old := freshState()
+	old.Files[ConfigPath] = FileState{}
+	old.Files[SSHDropIn] = FileState{}
+	old.Files[SSHSocketDropIn] = FileState{}
+	live := converge(t, cfg, freshState())
+	live.Files[SSHDropIn] = FileState{Exists: true, Content: renderSSHDropIn(cfg)}
+	wantOrder(t, ids(PlanRevert(cfg, old, live)), "revert-file:"+SSHDropIn, "svc-revert-reload", "svc-revert-ssh-restart")
+	live.SSHSocket = true
+	live.Files[SSHSocketDropIn] = FileState{Exists: true, Content: renderSSHSocketDropIn(cfg)}
+	got = ids(PlanRevert(cfg, old, live))
+	wantOrder(t, got, "revert-file:"+SSHDropIn, "revert-file:"+SSHSocketDropIn, "svc-revert-reload", "svc-revert-ssh-socket-restart")
+	for _, id := range got {
+		if id == "svc-revert-ssh-restart" {
+			t.Errorf("revert on a socket host restarts ssh.service: %v", got)
+		}
 	}
 }

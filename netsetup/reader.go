@@ -53,6 +53,8 @@ func (r *Reader) Read(cfg Config) (*State, error) {
 	st.Manager = DetectManager(r.FS, r.Svc, cfg.Iface)
 	if r.Svc != nil {
 		st.ResolvedActive = r.Svc.IsActive("systemd-resolved.service")
+		st.SSHSocket = r.Svc.IsActive("ssh.socket")
+		st.SSHService = r.Svc.IsActive("ssh.service")
 	}
 	paths := append(candidatePaths(cfg, st.Manager), r.FS.Glob("/etc/systemd/resolved.conf.d/*.conf")...)
 	paths = append(paths, r.FS.Glob("/etc/systemd/system/*.service.d/"+ServiceDropInName)...)

@@ -17,6 +17,10 @@ type State struct {
 	Manager Manager `json:"manager"`
 	// ResolvedActive: systemd-resolved is running (DNS mode auto picks "resolved").
 	ResolvedActive bool `json:"resolved_active"`
+	// SSHSocket: ssh.socket is active (socket-activated sshd); SSHService:
+	// ssh.service is.
+	SSHSocket  bool `json:"ssh_socket,omitempty"`
+	SSHService bool `json:"ssh_service,omitempty"`
 	// Upstream nameservers harvested from resolved/networkd/resolv.conf.
 	Upstream []string `json:"upstream,omitempty"`
 	// SSHPin: the pinned program for sshd mode vrf-only.

@@ -38,8 +38,49 @@ func TestE2ESSHDVRFOnly(t *testing.T) {
 		s.check(stage+"/vrf-netsetup check passes (pam and policy aside)", !strings.Contains(strings.ReplaceAll(strings.ReplaceAll(out, "FAIL pam:", ""), "FAIL policy:", ""), "FAIL"), "exit %d, output %q", code, out)
 	}
 	verify("vrf-only")
-	if s.Reboot(ctx) {
-		s.WaitOnline(ctx, "vrf-only after reboot")
-		verify("vrf-only after reboot")
+	if !s.Reboot(ctx) {
+		return
 	}
+	s.WaitOnline(ctx, "vrf-only after reboot")
+	verify("vrf-only after reboot")
+
+	// revert must hand sshd an unbound listener again: one left bound to
+	// the VRF revert deletes accepts nothing at all.
+	unbound := func(stage string) {
+		out, _, _ := s.run(ctx, "for i in $(seq 60); do ss -Htln 'sport = :22' | grep -q '%mgmt' || break; sleep 0.5; done; ss -Htln 'sport = :22'")
+		s.check(stage+"/sshd listens unbound again", strings.Contains(out, ":22") && !strings.Contains(out, "%mgmt"), "ss: %q", out)
+		out, _, code := s.run(ctx, "for i in 1 2 3; do "+sshCmd("alice", "echo reached")+" && break; sleep 2; done")
+		s.check(stage+"/ssh through eth0 works", code == 0 && strings.Contains(out, "reached"), "exit %d, output %q", code, out)
+		out, errOut, code := s.run(ctx, "ssh -i "+vm.GuestSSHKey+" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 alice@127.0.0.1 echo reached")
+		s.check(stage+"/ssh from the default VRF works", code == 0 && strings.Contains(out, "reached"), "exit %d, output %q %q", code, out, errOut)
+	}
+	out, errOut, code = s.run(ctx, "vrf-netsetup revert")
+	s.check("revert/revert succeeds", code == 0, "exit %d\n%s%s", code, out, errOut)
+	unbound("revert")
+
+	s.R.Step("Socket-activated sshd (ssh.socket)", "apply leaves the socket in charge: its listener is bound, ssh.service is not started next to it, open sessions stay")
+	out, errOut, code = s.run(ctx, "systemctl disable --now ssh.service && systemctl enable --now ssh.socket && systemctl is-active ssh.socket")
+	s.check("socket/ssh.socket replaces ssh.service", code == 0, "exit %d\n%s%s", code, out, errOut)
+	s.WaitOnline(ctx, "socket")
+	s.run(ctx, sshCmd("alice", "exec sleep 300")+" >/dev/null 2>&1 & for i in $(seq 40); do pgrep -u alice -x sleep && break; sleep 0.5; done")
+	out, errOut, code = s.run(ctx, "vrf-netsetup apply --vrf mgmt --table 1000 --iface eth0 --sshd vrf-only --force")
+	s.check("socket/apply succeeds (--force: alice's session comes in through eth0)", code == 0, "exit %d\n%s%s", code, out, errOut)
+	s.check("socket/apply restarts ssh.socket, not ssh.service", strings.Contains(out, "restart ssh.socket") && !strings.Contains(out, "restart ssh.service"), "output %q", out)
+	out, _, _ = s.run(ctx, "systemctl is-active ssh.service; systemctl is-active ssh.socket; cat /etc/systemd/system/ssh.socket.d/pam-vrf.conf")
+	s.check("socket/ssh.service stays inactive, ssh.socket active with BindToDevice=mgmt", strings.HasPrefix(out, "inactive\nactive\n") && strings.Contains(out, "BindToDevice=mgmt"), "output %q", out)
+	out, _, _ = s.run(ctx, "ss -Htlnp 'sport = :22'")
+	s.check("socket/the socket's listener is bound to mgmt", strings.Contains(out, "%mgmt:22") && strings.Contains(out, "systemd") && !strings.Contains(out, "0.0.0.0:22 "), "ss: %q", out)
+	out, _, code = s.run(ctx, sshCmd("alice", "echo reached"))
+	s.check("socket/ssh through eth0 works", code == 0 && strings.Contains(out, "reached"), "exit %d, output %q", code, out)
+	out, errOut, code = s.run(ctx, "ssh -i "+vm.GuestSSHKey+" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 alice@127.0.0.1 echo reached")
+	s.check("socket/ssh from the default VRF is refused", code != 0 && !strings.Contains(out, "reached"), "exit %d, output %q %q", code, out, errOut)
+	out, _, code = s.run(ctx, "pgrep -u alice -x sleep")
+	s.check("socket/alice's open session survived apply", code == 0, "exit %d, output %q", code, out)
+	out, _, code = s.run(ctx, "vrf-netsetup check --vrf mgmt --iface eth0 --query-name "+vm.MirrorName+" | grep -E '^(ok|FAIL) +sshd'")
+	s.check("socket/check's sshd line names the socket", strings.HasPrefix(out, "ok   sshd:") && strings.Contains(out, "ssh.socket listener"), "exit %d, output %q", code, out)
+	out, errOut, code = s.run(ctx, "vrf-netsetup revert")
+	s.check("socket/revert succeeds", code == 0, "exit %d\n%s%s", code, out, errOut)
+	out, _, _ = s.run(ctx, "systemctl is-active ssh.service; systemctl is-active ssh.socket; ls /etc/systemd/system/ssh.socket.d/ 2>&1")
+	s.check("socket/after revert: ssh.socket still in charge, drop-in gone", strings.HasPrefix(out, "inactive\nactive\n") && !strings.Contains(out, "pam-vrf.conf"), "output %q", out)
+	unbound("socket revert")
 }
