@@ -163,16 +163,7 @@ func TestLockoutGuard(t *testing.T) {
 // TestDNSQueryThroughVeth: a real query from a socket bound (SO_BINDTODEVICE)
 // to a veth in one netns, answered by an in-test responder in the peer netns.
 func TestDNSQueryThroughVeth(t *testing.T) {
-	nsA, na := newNS(t)
-	nsB, nb := newNS(t)
-	vethPair(t, na, "eth0", "peer0", nsB)
-	pl, err := nb.H.LinkByName("peer0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nb.H.LinkSetUp(pl)
-	addAddr(t, na, "eth0", "10.9.0.1/24")
-	addAddr(t, nb, "peer0", "10.9.0.2/24")
+	nsA, _, nsB, _ := peeredNS(t, "eth0")
 
 	var pc net.PacketConn
 	if err := inNS(nsB, func() error {

@@ -43,6 +43,25 @@ func newNS(t *testing.T) (netns.NsHandle, *Net) {
 	return ns, n
 }
 
+// peeredNS: two throw-away netns joined by a veth, dev (10.9.0.1/24) in the
+// first, peer0 (10.9.0.2/24) in the second.
+func peeredNS(t *testing.T, dev string) (nsA netns.NsHandle, na *Net, nsB netns.NsHandle, nb *Net) {
+	t.Helper()
+	nsA, na = newNS(t)
+	nsB, nb = newNS(t)
+	vethPair(t, na, dev, "peer0", nsB)
+	pl, err := nb.H.LinkByName("peer0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nb.H.LinkSetUp(pl); err != nil {
+		t.Fatal(err)
+	}
+	addAddr(t, na, dev, "10.9.0.1/24")
+	addAddr(t, nb, "peer0", "10.9.0.2/24")
+	return nsA, na, nsB, nb
+}
+
 // vethPair creates a veth pair in ns a; the peer is moved into ns b (if valid).
 func vethPair(t *testing.T, na *Net, name, peer string, b netns.NsHandle) {
 	t.Helper()

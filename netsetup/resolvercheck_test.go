@@ -66,16 +66,7 @@ func dnsResponder(t *testing.T, na *Net, addr string, rcodes map[string]int) (co
 // a responder in the peer netns, for the answers forwarders and
 // split-horizon servers really give.
 func TestCheckDNSTellsRefusalFromSilence(t *testing.T) {
-	_, na := newNS(t)
-	nsB, nb := newNS(t)
-	vethPair(t, na, "vrfdev", "peer0", nsB)
-	pl, err := nb.H.LinkByName("peer0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nb.H.LinkSetUp(pl)
-	addAddr(t, na, "vrfdev", "10.9.0.1/24")
-	addAddr(t, nb, "peer0", "10.9.0.2/24")
+	_, na, _, nb := peeredNS(t, "vrfdev")
 	addAddr(t, nb, "peer0", "10.9.0.3/24") // nothing listens: port unreachable
 	c := &Checker{Reader: &Reader{Net: na}, DNSTimeout: 500 * time.Millisecond}
 	run := func(resolv, query string) (CheckResult, CheckResult) {
