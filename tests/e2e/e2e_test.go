@@ -117,6 +117,36 @@ func bootGuest(ctx context.Context, t *testing.T) *vm.VM {
 	return m
 }
 
+// guestScripts returns a runner for shell scripts in m, each prefixed by
+// prelude: a line "ok   X" or "FAIL X" of a script's output is one check,
+// "| X" a note printed as is; a script that exits non-zero or asserts
+// nothing fails "TITLE: script completed". The runner returns stdout.
+func guestScripts(ctx context.Context, t *testing.T, m *vm.VM, r *testReporter, prelude string) func(title, script string, limit time.Duration) string {
+	return func(title, script string, limit time.Duration) string {
+		say(t, "\n== %s\n", title)
+		rctx, c := context.WithTimeout(ctx, limit)
+		defer c()
+		t0 := time.Now()
+		out, errOut, code, err := m.Run(rctx, prelude+script)
+		t.Logf("guest script %q: exit %d in %v\n%s\n%s", title, code, time.Since(t0).Round(time.Second), out, errOut)
+		n := 0
+		for _, l := range strings.Split(out, "\n") {
+			switch {
+			case strings.HasPrefix(l, "ok   "):
+				r.Check(strings.TrimPrefix(l, "ok   "), true, "")
+				n++
+			case strings.HasPrefix(l, "FAIL "):
+				r.Check(strings.TrimPrefix(l, "FAIL "), false, out)
+				n++
+			case strings.HasPrefix(l, "| "):
+				say(t, "   %s\n", l)
+			}
+		}
+		r.Check(title+": script completed", err == nil && code == 0 && n > 0, fmt.Sprintf("exit %d, err %v, %d assertions\n%s", code, err, n, errOut))
+		return out
+	}
+}
+
 // guestScenario boots a guest with the build installed; when the test ends
 // it prints "e2e NAME (duration): N passed, M failed" and, on failure, the
 // tail of the guest's console.

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -78,29 +77,7 @@ func TestE2ENetsetup(t *testing.T) {
 		}
 		say(t, "e2e netsetup: %d passed, %d failed (%v)\n", r.passed, r.failed, time.Since(start).Round(time.Second))
 	}()
-	run := func(title, script string, limit time.Duration) string {
-		say(t, "\n== %s\n", title)
-		rctx, c := context.WithTimeout(ctx, limit)
-		defer c()
-		t0 := time.Now()
-		out, errOut, code, err := m.Run(rctx, netsetupShell+script)
-		t.Logf("guest script %q: exit %d in %v\n%s\n%s", title, code, time.Since(t0).Round(time.Second), out, errOut)
-		n := 0
-		for _, l := range strings.Split(out, "\n") {
-			switch {
-			case strings.HasPrefix(l, "ok   "):
-				r.Check(strings.TrimPrefix(l, "ok   "), true, "")
-				n++
-			case strings.HasPrefix(l, "FAIL "):
-				r.Check(strings.TrimPrefix(l, "FAIL "), false, out)
-				n++
-			case strings.HasPrefix(l, "| "):
-				say(t, "   %s\n", l)
-			}
-		}
-		r.Check(title+": script completed", err == nil && code == 0 && n > 0, fmt.Sprintf("exit %d, err %v, %d assertions\n%s", code, err, n, errOut))
-		return out
-	}
+	run := guestScripts(ctx, t, m, r, netsetupShell)
 
 	run("revert restores the pre-apply state", `
 online; res $? "revert/eth0 online (DHCP + RA default routes)"
