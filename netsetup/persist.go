@@ -201,10 +201,15 @@ WantedBy=multi-user.target
 // over an `ExecStart=ip vrf exec` wrapper because that creates a cgroup below
 // a non-delegated unit (systemd's CGROUP_DELEGATION rules) and breaks with
 // ProtectControlGroups=.
+//
+// Wants=, not Requires=: if the boot unit fails, sshd must still start
+// (systemd only logs a BPFProgram= pin it cannot load and runs the unit
+// unbound), so a broken VRF never takes the way in to fix it away.
 func renderSSHDropIn(cfg Config) string {
 	return fmt.Sprintf(`# Written by vrf-netsetup (pam-vrf, sshd mode vrf-only): sshd only in VRF %[1]s.
+# Wants=, not Requires=: sshd starts even when pam-vrf-netsetup.service fails.
 [Unit]
-Requires=%[2]s
+Wants=%[2]s
 After=%[2]s
 
 [Service]
@@ -217,10 +222,12 @@ BPFProgram=sock_create:%[3]s/%[1]s
 // ssh.service, so it is bound where systemd creates it: BindToDevice= puts
 // SO_BINDTODEVICE on it, and accepted connections inherit the binding.
 // ssh.service's drop-in still binds what a socket-triggered sshd opens itself.
+// Wants=, as for ssh.service: a failed boot unit must not stop the socket.
 func renderSSHSocketDropIn(cfg Config) string {
 	return fmt.Sprintf(`# Written by vrf-netsetup (pam-vrf, sshd mode vrf-only): the ssh.socket listener only in VRF %[1]s.
+# Wants=, not Requires=: the socket starts even when pam-vrf-netsetup.service fails.
 [Unit]
-Requires=%[2]s
+Wants=%[2]s
 After=%[2]s
 
 [Socket]

@@ -387,7 +387,7 @@ func TestPlanSSHDVRFOnly(t *testing.T) {
 	cfg.SSHD = SSHDVRFOnly
 	got := ids(mustPlan(t, cfg, freshState()))
 	wantOrder(t, got, "sysctl-net.ipv4.udp_l3mdev_accept", "file-write:"+SSHDropIn+":ssh", "ssh-pin", "svc-daemon-reload", "svc-ssh-restart")
-	if d := renderSSHDropIn(cfg); !strings.Contains(d, "BPFProgram=sock_create:/sys/fs/bpf/pam-vrf/mgmt") {
+	if d := renderSSHDropIn(cfg); !strings.Contains(d, "BPFProgram=sock_create:/sys/fs/bpf/pam-vrf/mgmt") || !strings.Contains(d, "Wants="+UnitName) || strings.Contains(d, "\nRequires=") {
 		t.Errorf("drop-in:\n%s", d)
 	}
 	// a recreated VRF (new ifindex) needs a re-pin
@@ -479,7 +479,7 @@ func TestPlanSSHDSocketActivated(t *testing.T) {
 			t.Errorf("socket-activated sshd: %s in %v", id, got)
 		}
 	}
-	if d := renderSSHSocketDropIn(cfg); !strings.Contains(d, "[Socket]\nBindToDevice=mgmt\n") || !strings.Contains(d, "Requires="+UnitName) {
+	if d := renderSSHSocketDropIn(cfg); !strings.Contains(d, "[Socket]\nBindToDevice=mgmt\n") || !strings.Contains(d, "Wants="+UnitName) || strings.Contains(d, "\nRequires=") {
 		t.Errorf("socket drop-in:\n%s", d)
 	}
 	st.SSHService = true

@@ -46,7 +46,7 @@ func (Systemctl) Run(verb string, units ...string) error {
 		}
 	case "restart-no-block":
 		// Queue the restart without waiting for it: in vrf-only mode
-		// ssh.service Requires= and is After= our boot unit, so a
+		// ssh.service Wants= and is After= our boot unit, so a
 		// synchronous restart from apply (itself often that unit) waits
 		// for its own caller: a deadlock the VM showed at apply and boot.
 		cmd = exec.Command("systemctl", append([]string{"--no-block", "restart"}, units...)...)
