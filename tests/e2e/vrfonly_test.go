@@ -47,7 +47,9 @@ func TestE2ESSHDVRFOnly(t *testing.T) {
 	// revert must hand sshd an unbound listener again: one left bound to
 	// the VRF revert deletes accepts nothing at all.
 	unbound := func(stage string) {
-		out, _, _ := s.run(ctx, "for i in $(seq 60); do ss -Htln 'sport = :22' | grep -q '%mgmt' || break; sleep 0.5; done; ss -Htln 'sport = :22'")
+		// revert queues sshd's restart (--no-block): wait for a listener
+		// that is there and unbound, not merely for the bound one to go
+		out, _, _ := s.run(ctx, "for i in $(seq 60); do o=$(ss -Htln 'sport = :22'); [ -n \"$o\" ] && ! echo \"$o\" | grep -q '%mgmt' && break; sleep 0.5; done; ss -Htln 'sport = :22'")
 		s.check(stage+"/sshd listens unbound again", strings.Contains(out, ":22") && !strings.Contains(out, "%mgmt"), "ss: %q", out)
 		out, _, code := s.run(ctx, "for i in 1 2 3; do "+sshCmd("alice", "echo reached")+" && break; sleep 2; done")
 		s.check(stage+"/ssh through eth0 works", code == 0 && strings.Contains(out, "reached"), "exit %d, output %q", code, out)
