@@ -20,7 +20,9 @@ const (
 	PackagedUnit = "/lib/systemd/system/" + UnitName
 	SSHDropIn    = "/etc/systemd/system/ssh.service.d/pam-vrf.conf"
 	// SSHSocketDropIn binds a socket-activated sshd's listener (ssh.socket).
-	SSHSocketDropIn = "/etc/systemd/system/ssh.socket.d/pam-vrf.conf"
+	// A runtime drop-in, written by every apply (the boot unit's too): see
+	// renderSSHSocketDropIn.
+	SSHSocketDropIn = "/run/systemd/system/ssh.socket.d/pam-vrf.conf"
 	DhclientHook    = "/etc/dhcp/dhclient-exit-hooks.d/pam-vrf"
 	BackupPath      = "/var/lib/pam-vrf/netsetup-backup.json"
 	BPFPinDir       = "/sys/fs/bpf/pam-vrf"
@@ -222,17 +224,21 @@ BPFProgram=sock_create:%[3]s/%[1]s
 // ssh.service, so it is bound where systemd creates it: BindToDevice= puts
 // SO_BINDTODEVICE on it, and accepted connections inherit the binding.
 // ssh.service's drop-in still binds what a socket-triggered sshd opens itself.
-// Wants=, as for ssh.service: a failed boot unit must not stop the socket.
+//
+// The drop-in lives in /run, so every boot starts with the stock, unbound
+// socket, and the boot unit's apply binds it once the VRF is up. A drop-in
+// in /etc cannot be made safe at boot: ssh.socket starts before
+// sockets.target, long before the VRF exists, and BindToDevice= on a missing
+// device fails the socket; ordering it after the boot unit (which is after
+// basic.target) is an ordering cycle that systemd breaks by dropping a job.
+// So if the boot unit fails, sshd still answers, unbound, from the default
+// VRF: a broken VRF never takes the way in to fix it away.
 func renderSSHSocketDropIn(cfg Config) string {
 	return fmt.Sprintf(`# Written by vrf-netsetup (pam-vrf, sshd mode vrf-only): the ssh.socket listener only in VRF %[1]s.
-# Wants=, not Requires=: the socket starts even when pam-vrf-netsetup.service fails.
-[Unit]
-Wants=%[2]s
-After=%[2]s
-
+# Runtime only: rewritten by pam-vrf-netsetup.service at every boot once %[1]s is up.
 [Socket]
 BindToDevice=%[1]s
-`, cfg.VRF, UnitName)
+`, cfg.VRF)
 }
 
 func renderNetdev(cfg Config) string {

@@ -68,7 +68,7 @@ func TestE2ESSHDVRFOnly(t *testing.T) {
 	out, errOut, code = s.run(ctx, "vrf-netsetup apply --vrf mgmt --table 1000 --iface eth0 --sshd vrf-only --force")
 	s.check("socket/apply succeeds (--force: alice's session comes in through eth0)", code == 0, "exit %d\n%s%s", code, out, errOut)
 	s.check("socket/apply restarts ssh.socket, not ssh.service", strings.Contains(out, "restart ssh.socket") && !strings.Contains(out, "restart ssh.service"), "output %q", out)
-	out, _, _ = s.run(ctx, "systemctl is-active ssh.service; systemctl is-active ssh.socket; cat /etc/systemd/system/ssh.socket.d/pam-vrf.conf")
+	out, _, _ = s.run(ctx, "systemctl is-active ssh.service; systemctl is-active ssh.socket; cat /run/systemd/system/ssh.socket.d/pam-vrf.conf")
 	s.check("socket/ssh.service stays inactive, ssh.socket active with BindToDevice=mgmt", strings.HasPrefix(out, "inactive\nactive\n") && strings.Contains(out, "BindToDevice=mgmt"), "output %q", out)
 	out, _, _ = s.run(ctx, "ss -Htlnp 'sport = :22'")
 	s.check("socket/the socket's listener is bound to mgmt", strings.Contains(out, "%mgmt:22") && strings.Contains(out, "systemd") && !strings.Contains(out, "0.0.0.0:22 "), "ss: %q", out)
@@ -80,9 +80,58 @@ func TestE2ESSHDVRFOnly(t *testing.T) {
 	s.check("socket/alice's open session survived apply", code == 0, "exit %d, output %q", code, out)
 	out, _, code = s.run(ctx, "vrf-netsetup check --vrf mgmt --iface eth0 --query-name "+vm.MirrorName+" | grep -E '^(ok|FAIL) +sshd'")
 	s.check("socket/check's sshd line names the socket", strings.HasPrefix(out, "ok   sshd:") && strings.Contains(out, "ssh.socket listener"), "exit %d, output %q", code, out)
+
+	// The socket's binding is a runtime drop-in: every boot starts the
+	// stock socket and the boot unit binds it once mgmt is up; when the
+	// boot unit fails, sshd must still answer (unbound, default VRF).
+	listener := func(stage string, bound bool) {
+		want := "%mgmt:22"
+		if !bound {
+			want = ":22"
+		}
+		out, _, _ := s.run(ctx, "for i in $(seq 120); do o=$(ss -Htlnp 'sport = :22'); echo \"$o\" | grep -q '"+want+"' && { [ "+map[bool]string{true: "1", false: "0"}[bound]+" = 1 ] || ! echo \"$o\" | grep -q '%mgmt'; } && break; sleep 0.5; done; ss -Htlnp 'sport = :22'")
+		ok := strings.Contains(out, want) && strings.Contains(out, "systemd") && (bound || !strings.Contains(out, "%mgmt"))
+		s.check(stage+"/the ssh.socket listener is "+map[bool]string{true: "bound to mgmt", false: "unbound"}[bound], ok, "ss: %q", out)
+	}
+	sshWorks := func(stage, from string, works bool) {
+		cmd := sshCmd("alice", "echo reached")
+		if from == "default VRF" {
+			cmd = "ssh -i " + vm.GuestSSHKey + " -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 alice@127.0.0.1 echo reached"
+		}
+		out, _, code := s.run(ctx, cmd)
+		verdict := map[bool]string{true: "works", false: "is refused"}[works]
+		s.check(stage+"/ssh from "+from+" "+verdict, (code == 0 && strings.Contains(out, "reached")) == works, "exit %d, output %q", code, out)
+	}
+	if !s.Reboot(ctx) {
+		return
+	}
+	s.WaitOnline(ctx, "socket after reboot")
+	listener("socket after reboot", true)
+	sshWorks("socket after reboot", "eth0", true)
+	sshWorks("socket after reboot", "default VRF", false)
+	out, _, _ = s.run(ctx, "systemctl is-active ssh.socket pam-vrf-netsetup.service; systemctl is-failed ssh.socket")
+	s.check("socket after reboot/ssh.socket and the boot unit active, ssh.socket never failed", strings.HasPrefix(out, "active\nactive\nactive\n"), "output %q", out)
+
+	s.R.Step("The boot unit fails (socket-activated sshd)", "sshd must still start and answer from the default VRF; check names the problem")
+	out, errOut, code = s.run(ctx, "mkdir -p /etc/systemd/system/pam-vrf-netsetup.service.d && printf '[Service]\\nExecStart=\\nExecStart=/bin/false\\n' > /etc/systemd/system/pam-vrf-netsetup.service.d/zz-broken.conf && systemctl daemon-reload")
+	s.check("boot unit fails/break the boot unit", code == 0, "exit %d\n%s%s", code, out, errOut)
+	if !s.Reboot(ctx) {
+		return
+	}
+	out, _, _ = s.run(ctx, "systemctl is-system-running --wait >/dev/null; systemctl is-failed pam-vrf-netsetup.service; systemctl is-active ssh.socket")
+	s.check("boot unit fails/the boot unit failed, ssh.socket is active", strings.HasPrefix(out, "failed\nactive\n"), "output %q", out)
+	listener("boot unit fails", false)
+	sshWorks("boot unit fails", "default VRF", true)
+	out, _, code = s.run(ctx, "vrf-netsetup check --vrf mgmt --iface eth0 --query-name "+vm.MirrorName+" | grep -E '^FAIL +sshd'")
+	s.check("boot unit fails/check fails on sshd and names the fix", strings.Contains(out, "FAIL sshd") && strings.Contains(out, "--sshd vrf-only"), "exit %d, output %q", code, out)
+	out, errOut, code = s.run(ctx, "rm -r /etc/systemd/system/pam-vrf-netsetup.service.d && systemctl daemon-reload && systemctl restart pam-vrf-netsetup.service")
+	s.check("boot unit fails/mended, the boot unit runs", code == 0, "exit %d\n%s%s", code, out, errOut)
+	listener("mended", true)
+	sshWorks("mended", "eth0", true)
+
 	out, errOut, code = s.run(ctx, "vrf-netsetup revert")
 	s.check("socket/revert succeeds", code == 0, "exit %d\n%s%s", code, out, errOut)
-	out, _, _ = s.run(ctx, "systemctl is-active ssh.service; systemctl is-active ssh.socket; ls /etc/systemd/system/ssh.socket.d/ 2>&1")
+	out, _, _ = s.run(ctx, "systemctl is-active ssh.service; systemctl is-active ssh.socket; ls /run/systemd/system/ssh.socket.d/ /etc/systemd/system/ssh.socket.d/ 2>&1")
 	s.check("socket/after revert: ssh.socket still in charge, drop-in gone", strings.HasPrefix(out, "inactive\nactive\n") && !strings.Contains(out, "pam-vrf.conf"), "output %q", out)
 	unbound("socket revert")
 }
