@@ -28,6 +28,13 @@ func (Systemctl) IsEnabled(unit string) bool {
 	return exec.Command("systemctl", "is-enabled", "--quiet", unit).Run() == nil
 }
 
+// ignoreReqs: restarts of units that want our boot unit (ssh.service in
+// vrf-only mode, --service units) must not pull it in: from a manual apply
+// that would start a second apply next to the running one, and the apply
+// that restarts them is already doing the boot unit's work. Ordering is
+// still honoured.
+const ignoreReqs = "--job-mode=ignore-requirements"
+
 func (Systemctl) Run(verb string, units ...string) error {
 	cmd := exec.Command("systemctl", append([]string{verb}, units...)...)
 	switch verb {
@@ -41,15 +48,16 @@ func (Systemctl) Run(verb string, units ...string) error {
 		// would wait for its own caller. Queued, systemd starts them as
 		// soon as the boot unit is done, bound (the plan leaves units with
 		// a queued job alone, so verify does not ask again).
+		cmd = exec.Command("systemctl", append([]string{ignoreReqs, "try-restart"}, units...)...)
 		if runningIn(UnitName) {
-			cmd = exec.Command("systemctl", append([]string{"--no-block", "try-restart"}, units...)...)
+			cmd = exec.Command("systemctl", append([]string{ignoreReqs, "--no-block", "try-restart"}, units...)...)
 		}
 	case "restart-no-block":
 		// Queue the restart without waiting for it: in vrf-only mode
 		// ssh.service Wants= and is After= our boot unit, so a
 		// synchronous restart from apply (itself often that unit) waits
 		// for its own caller: a deadlock the VM showed at apply and boot.
-		cmd = exec.Command("systemctl", append([]string{"--no-block", "restart"}, units...)...)
+		cmd = exec.Command("systemctl", append([]string{ignoreReqs, "--no-block", "restart"}, units...)...)
 	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
