@@ -152,6 +152,9 @@ func (c *Checker) Run(cfg Config) ([]CheckResult, error) {
 	add(c.checkPAM())
 	add(c.checkPolicy())
 	add(c.checkTry())
+	if r, ok := c.checkBootUnit(); ok {
+		add(r)
+	}
 	add(checkConverged(cfg, st, apply))
 	return rs, nil
 }
@@ -177,6 +180,33 @@ func (c *Checker) checkTry() CheckResult {
 		return ok("try", "pending: rolled back at %s unless confirmed (vrf-netsetup confirm from a new login)", ts.Deadline.Format(time.TimeOnly))
 	}
 	return ok("try", "no try pending (last: %s at %s)", ts.Status, ts.Done.Format(time.DateTime))
+}
+
+// checkBootUnit: a boot unit that failed leaves the host as the network
+// managers made it at boot (the VRF half set up, sshd and --service units
+// unbound), which the other lines show piecemeal; this names the cause.
+// ok is false when systemd cannot be asked (--root, no systemd).
+func (c *Checker) checkBootUnit() (CheckResult, bool) {
+	ur, isUR := c.Reader.Svc.(UnitReader)
+	if !isUR {
+		return CheckResult{}, false
+	}
+	us, err := ur.ShowUnits([]string{"LoadState", "ActiveState", "Result"}, UnitName)
+	if err != nil || len(us) != 1 {
+		return CheckResult{}, false
+	}
+	return bootUnitResult(us[0]), true
+}
+
+func bootUnitResult(u map[string]string) CheckResult {
+	switch {
+	case u["LoadState"] != "loaded":
+		return fail("boot unit", "vrf-netsetup apply (it installs the unit)", "%s is %s: nothing re-applies the VRF at boot", UnitName, u["LoadState"])
+	case u["ActiveState"] == "failed":
+		return fail("boot unit", "journalctl -b -u "+UnitName+", mend the cause, then systemctl restart "+UnitName,
+			"%s failed at this boot (result %s): the VRF may be half set up, sshd and --service units unbound", UnitName, u["Result"])
+	}
+	return ok("boot unit", "%s %s", UnitName, u["ActiveState"])
 }
 
 // checkConverged: what apply would still do. After an interrupted apply

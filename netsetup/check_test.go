@@ -98,3 +98,23 @@ func TestCheckRuleOrderWantsTheGuard(t *testing.T) {
 		t.Fatalf("no oif guard: %+v", r)
 	}
 }
+
+// A failed boot unit is named with where to look; one that did not run yet
+// (first apply, this boot) is fine.
+func TestCheckBootUnit(t *testing.T) {
+	for _, tc := range []struct {
+		props map[string]string
+		ok    bool
+		want  string
+	}{
+		{map[string]string{"LoadState": "loaded", "ActiveState": "active", "Result": "success"}, true, "active"},
+		{map[string]string{"LoadState": "loaded", "ActiveState": "inactive", "Result": "success"}, true, "inactive"},
+		{map[string]string{"LoadState": "loaded", "ActiveState": "failed", "Result": "exit-code"}, false, "failed at this boot (result exit-code)"},
+		{map[string]string{"LoadState": "not-found", "ActiveState": "inactive"}, false, "is not-found"},
+	} {
+		r := bootUnitResult(tc.props)
+		if r.OK != tc.ok || !strings.Contains(r.Detail, tc.want) || (!r.OK && r.Fix == "") {
+			t.Errorf("%v: got %s", tc.props, r)
+		}
+	}
+}
