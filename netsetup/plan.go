@@ -61,11 +61,11 @@ func Plan(cfg Config, live *State) ([]Step, error) {
 			mod, net = append(mod, net[0]), net[1:]
 		}
 		// Pinning the program for ssh.service needs the VRF's ifindex,
-		// and sshd must restart into a VRF that exists: both wait until
-		// networkd has created it.
+		// and sshd (its socket, --service units) must restart into a VRF
+		// that exists: they wait until networkd has created it.
 		var early, late []Step
 		for _, st := range svc {
-			if st.ID == "ssh-pin" || st.ID == "svc-ssh-restart" || strings.HasPrefix(st.ID, "svc-unit-restart:") {
+			if st.AfterVRF {
 				late = append(late, st)
 			} else {
 				early = append(early, st)

@@ -139,7 +139,11 @@ func planServices(cfg Config, dns string, st *State, files []Step) []Step {
 	}
 	steps = append(steps, planUnitRestarts(cfg, st, pinned)...)
 	if changed["ssh"] {
-		steps = append(steps, sshRestart("ssh", "bound to "+cfg.VRF, st)...)
+		dev := ""
+		if cfg.SSHD == SSHDVRFOnly {
+			dev = cfg.VRF
+		}
+		steps = append(steps, sshRestart("ssh", "bound to "+cfg.VRF, dev, st)...)
 	}
 	if changed["networkd"] {
 		steps = append(steps, svcStep("networkd-reload", "networkctl reload (networkd takes over VRF, enslavement and DHCP routes)", []string{"networkctl-reload"}, nil))
@@ -216,13 +220,23 @@ func Notes(cfg Config, st *State) []string {
 // sshds (Accept=yes) are units of their own and stay; a socket-triggered
 // ssh.service (Accept=no) holds the listening fd, so it is stopped first
 // (the next connection starts it again on the new socket).
-func sshRestart(id, why string, st *State) []Step {
-	if !st.SSHSocket {
-		return []Step{svcStep(id+"-restart", "restart ssh.service (listener "+why+"; open sessions stay)", []string{"restart-no-block", "ssh.service"}, []string{"restart-no-block", "ssh.service"})}
-	}
+// dev: the device ssh.socket's drop-in binds it to ("" for none).
+func sshRestart(id, why, dev string, st *State) []Step {
 	var steps []Step
-	if st.SSHService {
-		steps = append(steps, svcStep(id+"-service-stop", "stop ssh.service (socket-activated: ssh.socket owns the listener; open sessions stay)", []string{"stop", "ssh.service"}, nil))
+	if !st.SSHSocket {
+		steps = []Step{svcStep(id+"-restart", "restart ssh.service (listener "+why+"; open sessions stay)", []string{"restart-no-block", "ssh.service"}, []string{"restart-no-block", "ssh.service"})}
+	} else {
+		if st.SSHService {
+			steps = append(steps, svcStep(id+"-service-stop", "stop ssh.service (socket-activated: ssh.socket owns the listener; open sessions stay)", []string{"stop", "ssh.service"}, nil))
+		}
+		do := []string{"restart", "ssh.socket"}
+		if dev != "" {
+			do = []string{"restart-bound-socket", "ssh.socket", dev}
+		}
+		steps = append(steps, svcStep(id+"-socket-restart", "restart ssh.socket (listener "+why+"; ssh.service is left to socket activation; open sessions stay)", do, []string{"restart", "ssh.socket"}))
 	}
-	return append(steps, svcStep(id+"-socket-restart", "restart ssh.socket (listener "+why+"; ssh.service is left to socket activation; open sessions stay)", []string{"restart", "ssh.socket"}, []string{"restart", "ssh.socket"}))
+	for i := range steps {
+		steps[i].AfterVRF = true
+	}
+	return steps
 }

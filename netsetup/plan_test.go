@@ -406,6 +406,12 @@ func TestPlanSSHDVRFOnlyNetworkd(t *testing.T) {
 	st.Manager = Manager{Kind: "networkd", NetworkFile: "/etc/systemd/network/20-eth0.network"}
 	wantOrder(t, ids(mustPlan(t, cfg, st)), "svc-daemon-reload", "svc-networkd-reload", "networkd-reconfigure",
 		"addr-mgmt-127.0.0.1/8", "ssh-pin", "svc-ssh-restart")
+	// with ssh.socket, whose BindToDevice= makes systemd bind it to the
+	// device unit: restarted before networkd made mgmt it fails with
+	// "dependency" (seen in the VM)
+	st.SSHSocket, st.SSHService = true, true
+	wantOrder(t, ids(mustPlan(t, cfg, st)), "svc-daemon-reload", "svc-networkd-reload", "networkd-reconfigure",
+		"ssh-pin", "svc-ssh-service-stop", "svc-ssh-socket-restart")
 }
 
 func TestPlanRevert(t *testing.T) {
@@ -522,6 +528,14 @@ func TestPlanSSHDSocketActivated(t *testing.T) {
 	for _, id := range got {
 		if id == "svc-revert-ssh-restart" {
 			t.Errorf("revert on a socket host restarts ssh.service: %v", got)
+		}
+	}
+}
+
+func TestUnitEscape(t *testing.T) {
+	for in, want := range map[string]string{"mgmt": "mgmt", "mgmt-vrf": `mgmt\x2dvrf`, ".x": `\x2ex`, "a.b_c:1": "a.b_c:1"} {
+		if got := unitEscape(in); got != want {
+			t.Errorf("unitEscape(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -53,8 +53,12 @@ func (r *Reader) Read(cfg Config) (*State, error) {
 	st.Manager = DetectManager(r.FS, r.Svc, cfg.Iface)
 	if r.Svc != nil {
 		st.ResolvedActive = r.Svc.IsActive("systemd-resolved.service")
-		st.SSHSocket = r.Svc.IsActive("ssh.socket")
 		st.SSHService = r.Svc.IsActive("ssh.service")
+		// An enabled ssh.socket that is not running still owns sshd: with
+		// BindToDevice= systemd stops it when the VRF device goes away,
+		// and the apply that re-creates the VRF must bind it again, not
+		// start ssh.service instead.
+		st.SSHSocket = r.Svc.IsActive("ssh.socket") || (r.Svc.IsEnabled("ssh.socket") && !st.SSHService)
 	}
 	paths := append(candidatePaths(cfg, st.Manager), r.FS.Glob("/etc/systemd/resolved.conf.d/*.conf")...)
 	paths = append(paths, r.FS.Glob("/etc/systemd/system/*.service.d/"+ServiceDropInName)...)

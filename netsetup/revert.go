@@ -209,7 +209,7 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 	// sshd keeps the listener it has until restarted: left bound to a VRF
 	// that revert deletes, it would accept nothing at all.
 	if fileDiffers(old.file(SSHDropIn), live.file(SSHDropIn)) || fileDiffers(old.file(SSHSocketDropIn), live.file(SSHSocketDropIn)) {
-		steps = append(steps, sshRestart("revert-ssh", "as before apply", live)...)
+		steps = append(steps, sshRestart("revert-ssh", "as before apply", "", live)...)
 	}
 	if ob := old.file(BackupPath); !ob.Exists {
 		steps = append(steps, Step{ID: "revert-backup", Desc: "remove " + BackupPath,

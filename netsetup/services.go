@@ -280,9 +280,13 @@ func planUnitRestarts(cfg Config, st *State, pinned bool) []Step {
 		listed := slices.Contains(want, u)
 		switch {
 		case listed && (pinned || !s.Bound):
-			steps = append(steps, svcStep("unit-restart:"+u, fmt.Sprintf("restart %s (its sockets bound to %s)", u, cfg.VRF), []string{"try-restart", u}, nil))
+			r := svcStep("unit-restart:"+u, fmt.Sprintf("restart %s (its sockets bound to %s)", u, cfg.VRF), []string{"try-restart", u}, nil)
+			r.AfterVRF = true
+			steps = append(steps, r)
 		case !listed && s.Bound && isOurs(st.file(unitDropInPath(u))):
-			steps = append(steps, svcStep("unit-restart:"+u, fmt.Sprintf("restart %s (no longer bound to %s)", u, cfg.VRF), []string{"try-restart", u}, nil))
+			r := svcStep("unit-restart:"+u, fmt.Sprintf("restart %s (no longer bound to %s)", u, cfg.VRF), []string{"try-restart", u}, nil)
+			r.AfterVRF = true
+			steps = append(steps, r)
 		}
 	}
 	return steps

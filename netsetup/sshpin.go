@@ -38,7 +38,7 @@ func readSSHPin(hostRoot, vrf string) SSHPin {
 // stepSSHPin loads the iproute2-equivalent program for the VRF's current
 // ifindex (package bpf) and pins it, replacing an older pin.
 func stepSSHPin(cfg Config) Step {
-	return Step{ID: "ssh-pin", Desc: fmt.Sprintf("pin the sock_create program binding sockets to %s at %s (for ssh.service BPFProgram=)", cfg.VRF, pinPath(cfg.VRF)),
+	return Step{ID: "ssh-pin", AfterVRF: true, Desc: fmt.Sprintf("pin the sock_create program binding sockets to %s at %s (for ssh.service BPFProgram=)", cfg.VRF, pinPath(cfg.VRF)),
 		Do: func(e *Env) error {
 			l, err := e.linkByName(cfg.VRF)
 			if err != nil {

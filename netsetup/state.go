@@ -17,8 +17,8 @@ type State struct {
 	Manager Manager `json:"manager"`
 	// ResolvedActive: systemd-resolved is running (DNS mode auto picks "resolved").
 	ResolvedActive bool `json:"resolved_active"`
-	// SSHSocket: ssh.socket is active (socket-activated sshd); SSHService:
-	// ssh.service is.
+	// SSHSocket: sshd is socket-activated (ssh.socket active, or enabled
+	// while ssh.service is not running); SSHService: ssh.service is active.
 	SSHSocket  bool `json:"ssh_socket,omitempty"`
 	SSHService bool `json:"ssh_service,omitempty"`
 	// Upstream nameservers harvested from resolved/networkd/resolv.conf.

@@ -18,6 +18,11 @@ type Step struct {
 	// Disruptive marks steps that can cut connections through the iface
 	// (enslaving); the lockout guard looks for it.
 	Disruptive bool
+	// AfterVRF marks steps that need the VRF device to exist (a program
+	// pinned for its ifindex, a listener or daemon restarted into it): on
+	// networkd hosts, where networkd creates the device, the plan puts them
+	// after the takeover.
+	AfterVRF bool
 }
 
 // Env is what steps act on.

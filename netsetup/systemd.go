@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"time"
 )
 
 // ServiceManager is the little of systemd that apply needs. Exec'ing
@@ -52,6 +53,18 @@ func (Systemctl) Run(verb string, units ...string) error {
 		if runningIn(UnitName) {
 			cmd = exec.Command("systemctl", append([]string{ignoreReqs, "--no-block", "try-restart"}, units...)...)
 		}
+	case "restart-bound-socket":
+		// units: SOCKET DEVICE. BindToDevice= makes systemd bind the
+		// socket to the device's unit (BindsTo=), and a start fails with
+		// "dependency" until udev has announced the device: wait for it.
+		if len(units) != 2 {
+			return fmt.Errorf("restart-bound-socket: want SOCKET DEVICE, got %q", units)
+		}
+		dev := "sys-subsystem-net-devices-" + unitEscape(units[1]) + ".device"
+		for i := 0; i < 100 && exec.Command("systemctl", "is-active", "--quiet", dev).Run() != nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+		cmd = exec.Command("systemctl", "restart", units[0])
 	case "restart-no-block":
 		// Queue the restart without waiting for it: in vrf-only mode
 		// ssh.service Wants= and is After= our boot unit, so a
@@ -73,3 +86,18 @@ type Offline struct{}
 func (Offline) IsActive(string) bool        { return false }
 func (Offline) IsEnabled(string) bool       { return false }
 func (Offline) Run(string, ...string) error { return nil }
+
+// unitEscape escapes a path component as systemd does for unit names
+// (systemd-escape): "mgmt-vrf" is "mgmt\x2dvrf".
+func unitEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == ':' || c == '_' || (c == '.' && i > 0) {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "\\x%02x", c)
+		}
+	}
+	return b.String()
+}
