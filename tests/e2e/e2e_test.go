@@ -147,6 +147,38 @@ func guestScripts(ctx context.Context, t *testing.T, m *vm.VM, r *testReporter, 
 	}
 }
 
+// netsetupGuest boots a fresh guest without the packages, with vrf-netsetup
+// built from this tree at /usr/sbin/vrf-netsetup and each further binary
+// built with its build flags (name -> flags) pushed to /usr/local/sbin.
+// When the test ends it prints "e2e NAME (duration): N passed, M failed"
+// and, on failure, the console's tail.
+func netsetupGuest(ctx context.Context, t *testing.T, name string, extra map[string][]string) (*vm.VM, *testReporter) {
+	t.Helper()
+	start := time.Now()
+	bin := t.TempDir()
+	goBuild(t, filepath.Join(bin, "vrf-netsetup"))
+	for n, flags := range extra {
+		goBuild(t, filepath.Join(bin, n), flags...)
+	}
+	m := bootGuest(ctx, t)
+	if err := m.Push(ctx, filepath.Join(bin, "vrf-netsetup"), "/usr/sbin/vrf-netsetup", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for n := range extra {
+		if err := m.Push(ctx, filepath.Join(bin, n), "/usr/local/sbin/"+n, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &testReporter{t: t}
+	t.Cleanup(func() { // before bootGuest's Close: cleanups run last-in first-out
+		if t.Failed() {
+			t.Logf("console tail:\n%s", m.ConsoleTail(40))
+		}
+		say(t, "e2e %s (%v): %d passed, %d failed\n", name, time.Since(start).Round(time.Second), r.passed, r.failed)
+	})
+	return m, r
+}
+
 // guestScenario boots a guest with the build installed; when the test ends
 // it prints "e2e NAME (duration): N passed, M failed" and, on failure, the
 // tail of the guest's console.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -57,26 +56,7 @@ func TestE2ENetsetup(t *testing.T) {
 	guestTest(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
-	start := time.Now()
-	bin := t.TempDir()
-	goBuild(t, filepath.Join(bin, "vrf-netsetup"))
-	goBuild(t, filepath.Join(bin, "vrf-netsetup-fault"), "-tags", "netsetupfault")
-	m := bootGuest(ctx, t)
-	for _, f := range []struct{ src, dst string }{
-		{"vrf-netsetup", "/usr/sbin/vrf-netsetup"},
-		{"vrf-netsetup-fault", "/usr/local/sbin/vrf-netsetup-fault"},
-	} {
-		if err := m.Push(ctx, filepath.Join(bin, f.src), f.dst, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	r := &testReporter{t: t}
-	defer func() {
-		if t.Failed() {
-			t.Logf("console tail:\n%s", m.ConsoleTail(40))
-		}
-		say(t, "e2e netsetup: %d passed, %d failed (%v)\n", r.passed, r.failed, time.Since(start).Round(time.Second))
-	}()
+	m, r := netsetupGuest(ctx, t, "netsetup", map[string][]string{"vrf-netsetup-fault": {"-tags", "netsetupfault"}})
 	run := guestScripts(ctx, t, m, r, netsetupShell)
 
 	run("revert restores the pre-apply state", `
