@@ -43,8 +43,18 @@ func cmdApply(args []string, stdout io.Writer) error {
 	if err := o.cfg.Validate(); err != nil {
 		return err
 	}
+	if !o.dryRun {
+		surviveHangup()
+	}
 	return o.result("apply", stdout, func(out io.Writer) error { return apply(o, args, out) })
 }
+
+// surviveHangup: apply, try and revert change the network under the ssh
+// session that often runs them, and enslaving its NIC can end that session.
+// A SIGHUP (or EPIPE from a closed pipe) half-way would leave the host half
+// set up, with no rollback; finish instead, printing into the void (check
+// tells the outcome from a new login).
+func surviveHangup() { signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE) }
 
 func apply(o *options, args []string, out io.Writer) error {
 	r, env, done, err := setup(o, out)
@@ -111,10 +121,8 @@ func cmdTry(args []string, stdout io.Writer) error {
 	if o.dryRun {
 		return &netsetup.FlagError{Flag: "dry-run", Msg: "not with try (use apply --dry-run to see the plan)"}
 	}
-	// The session that runs try may die while the network changes under
-	// it: finish the apply (and print into the void) rather than stop
-	// half-way; the rollback timer is armed before the first step.
-	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
+	// The rollback timer is armed before the first step; see surviveHangup.
+	surviveHangup()
 	return o.result("try", stdout, func(out io.Writer) error {
 		start := time.Now().Truncate(time.Second)
 		err := try(o, out)
@@ -231,6 +239,9 @@ func cmdRevert(args []string, stdout io.Writer) error {
 	o, err := parseFlags("revert", args)
 	if err != nil {
 		return err
+	}
+	if !o.dryRun {
+		surviveHangup()
 	}
 	return o.result("revert", stdout, func(out io.Writer) error { return revert(o, out) })
 }
