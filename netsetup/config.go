@@ -36,12 +36,21 @@ const UnreachableMetric = 4278198272
 // Rule preferences. The kernel adds the l3mdev rule at 1000 on the first VRF;
 // the local table has to come after it, at 32765 (ifupdown2/Cumulus), else
 // addresses local to the default VRF shadow the VRF tables.
+//
+// The DNS steering rules (to NS iif lo lookup TABLE) come after the l3mdev
+// rule, not at 99 as Cumulus puts them: "iif lo" matches every locally
+// originated packet, including those of sockets bound to another VRF (the
+// kernel keeps flowi_iif = lo for them and moves the VRF into
+// flowi_l3mdev), so at 99 they took another VRF's queries to the same
+// server into our table. After 1000 that VRF's own table answers first;
+// default-VRF traffic has no l3mdev and still reaches the rule.
 const (
-	PrefDNSRule   = 99
-	PrefL3mdev    = 1000
-	PrefVRFGuard  = 1001 // right after the l3mdev rule: see guardRules
-	PrefLocalNew  = 32765
-	PrefLocalOrig = 0
+	PrefL3mdev        = 1000
+	PrefVRFGuard      = 1001 // right after the l3mdev rule: see guardRules
+	PrefDNSRule       = 1002
+	PrefDNSRuleLegacy = 99 // releases before: apply moves such rules of our table to PrefDNSRule
+	PrefLocalNew      = 32765
+	PrefLocalOrig     = 0
 )
 
 // DefaultResolvedListener is the extra resolved stub address used by DNS mode

@@ -50,7 +50,7 @@ func planSysctls(cfg Config, dns string, st *State) []Step {
 
 // dnsRuleServers are the servers whose queries from the default VRF are
 // steered into the VRF table (Cumulus: `ip rule add pref 99 to NS iif lo
-// lookup TABLE`): servers the admin named with --nameserver, and in resolved
+// lookup TABLE`; here after the l3mdev rule, see PrefDNSRule): servers the admin named with --nameserver, and in resolved
 // mode resolved's global DNS= servers (resolved itself runs in the default
 // VRF). Harvested servers are not steered: they may be data-plane servers.
 // Per-link servers of the enslaved link need no rule: resolved sends to them
@@ -95,24 +95,28 @@ func planDNSRules(cfg Config, dns string, st *State) []Step {
 		r := dnsRule(cfg, s)
 		want[r.Dst] = r
 	}
-	var steps []Step
+	// Only our own shape in our table: an admin's pref-99 rules for other
+	// tables (another VRF's DNS steering) or for a subnet are not ours.
 	have := map[string]bool{}
+	var stale []Step
 	for _, r := range st.Rules {
-		if r.Pref != PrefDNSRule || r.Iif != "lo" || r.Table != cfg.Table || r.Other {
+		if !isOurDNSRule(r, cfg.Table) {
 			continue
 		}
-		if _, ok := want[r.Dst]; ok {
+		if _, ok := want[r.Dst]; ok && r.Pref == PrefDNSRule {
 			have[r.Dst] = true
 			continue
 		}
-		steps = append(steps, stepRuleDel("rule-dns-del-"+r.Dst, r))
+		stale = append(stale, stepRuleDel("rule-dns-del-"+dnsTag(r), r))
 	}
+	// New rules first: a server moving from pref 99 is steered throughout.
+	var steps []Step
 	for _, k := range sortedKeys(want) {
 		if !have[k] {
 			steps = append(steps, stepRuleAdd("rule-dns-"+k, want[k]))
 		}
 	}
-	return steps
+	return append(steps, stale...)
 }
 
 // planServices adds the daemon actions the file changes need.

@@ -118,8 +118,10 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 	}
 	// DNS steering rules: back to the saved set (none before a first apply;
 	// a try rolled back on an applied host restores the earlier servers).
-	isDNS := func(x Rule) bool { return x.Pref == PrefDNSRule && x.Iif == "lo" && !x.Other }
-	dnsKey := func(x Rule) string { return fmt.Sprintf("%d %s %d", x.Family, x.Dst, x.Table) }
+	// Only those of our table: pref-99 rules for other tables are the
+	// admin's (another VRF's DNS steering), whatever happened to them.
+	isDNS := func(x Rule) bool { return isOurDNSRule(x, cfg.Table) }
+	dnsKey := func(x Rule) string { return fmt.Sprintf("%d %d %s %d", x.Family, x.Pref, x.Dst, x.Table) }
 	oldDNS := map[string]bool{}
 	for _, x := range old.Rules {
 		if isDNS(x) {
@@ -132,13 +134,13 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 			continue
 		}
 		liveDNS[dnsKey(x)] = true
-		if x.Table == cfg.Table && !oldDNS[dnsKey(x)] {
-			steps = append(steps, stepRuleDel("revert-dns-"+x.Dst, x))
+		if !oldDNS[dnsKey(x)] {
+			steps = append(steps, stepRuleDel("revert-dns-"+dnsTag(x), x))
 		}
 	}
 	for _, x := range old.Rules {
 		if isDNS(x) && !liveDNS[dnsKey(x)] {
-			steps = append(steps, stepRuleAdd("revert-dns-add-"+x.Dst, x))
+			steps = append(steps, stepRuleAdd("revert-dns-add-"+dnsTag(x), x))
 		}
 	}
 	vrfDelete := Step{ID: "revert-vrf-delete", Desc: "delete VRF " + cfg.VRF,
@@ -219,6 +221,15 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 			Do: func(e *Env) error { return e.FS.Restore(BackupPath, ob) }})
 	}
 	return steps
+}
+
+// dnsTag names a DNS steering rule in step IDs: its server, prefixed
+// "legacy-" at the pre-1002 preference (both may exist for one server).
+func dnsTag(r Rule) string {
+	if r.Pref == PrefDNSRuleLegacy {
+		return "legacy-" + r.Dst
+	}
+	return r.Dst
 }
 
 // stepRelease takes the iface out of the VRF and restores its saved

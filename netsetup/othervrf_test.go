@@ -1,0 +1,179 @@
+package netsetup
+
+import (
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Hosts that route carry VRFs of their own; these tests are about leaving
+// them alone (tables.go). The host kernel has no VRF driver, so the VRFs
+// here are hand-built States; the VM test (tests/e2e/othervrf_test.go)
+// has real ones.
+
+// withBlue adds VRF blue (table) with a port and its route and rules, as a
+// router would carry it.
+func withBlue(st *State, table uint32) *State {
+	st.Links["blue"] = Link{Name: "blue", Index: 20, Kind: "vrf", Table: table, Up: true}
+	st.Links["bd0"] = Link{Name: "bd0", Index: 21, Kind: "dummy", Master: 20, Up: true}
+	st.Rules = append(st.Rules,
+		Rule{Family: unix.AF_INET, Pref: 500, Table: table, Dst: "10.20.0.0/16", Action: frActToTbl},
+		// blue's own DNS steering, Cumulus style
+		Rule{Family: unix.AF_INET, Pref: PrefDNSRuleLegacy, Table: table, Dst: "198.51.100.53/32", Iif: "lo", Action: frActToTbl})
+	return st
+}
+
+// touches: the steps that name blue, its port, or table 2000.
+func touches(steps []Step, what ...string) []string {
+	var out []string
+	for _, s := range steps {
+		for _, w := range what {
+			if strings.Contains(s.ID, w) || strings.Contains(s.Desc, w) {
+				out = append(out, s.ID+": "+s.Desc)
+			}
+		}
+	}
+	return out
+}
+
+// TestDNSRulesAfterL3mdev: the steering rule sits after the l3mdev rule and
+// the guards (VRF-bound traffic is resolved by its own table first) and
+// before local and main (default-VRF traffic still reaches it); apply moves
+// an older release's pref-99 rules, adding the new one first; nobody's
+// pref-99 rule for another table or for a subnet is touched by apply or
+// revert.
+func TestDNSRulesAfterL3mdev(t *testing.T) {
+	cfg := testCfg()
+	cfg.Nameservers = []string{"192.0.2.53"}
+	r := dnsRule(cfg, "192.0.2.53")
+	if !(PrefL3mdev < PrefVRFGuard && PrefVRFGuard < r.Pref && r.Pref < PrefLocalNew) {
+		t.Fatalf("DNS rule at %d: want after l3mdev %d and guard %d, before local %d", r.Pref, PrefL3mdev, PrefVRFGuard, PrefLocalNew)
+	}
+	if !strings.Contains(renderVRFNetwork(cfg, nil, cfg.Nameservers), "Priority=1002\n") {
+		t.Errorf("networkd declares the rule at another preference:\n%s", renderVRFNetwork(cfg, nil, cfg.Nameservers))
+	}
+	st := converge(t, cfg, freshState())
+	st.Rules = append(st.Rules, r)
+	if steps := mustPlan(t, cfg, st); len(steps) != 0 {
+		t.Fatalf("converged: %v", ids(steps))
+	}
+
+	// an older release's rule at 99, blue's DNS rule at 99 for its table,
+	// an admin's subnet rule at 99 into our table
+	legacy := r
+	legacy.Pref = PrefDNSRuleLegacy
+	admin := Rule{Family: unix.AF_INET, Pref: PrefDNSRuleLegacy, Table: 1000, Dst: "10.0.0.0/8", Iif: "lo", Action: frActToTbl}
+	st = withBlue(converge(t, cfg, freshState()), 2000)
+	st.Rules = append(st.Rules, legacy, admin)
+	steps := mustPlan(t, cfg, st)
+	if got := strings.Join(ids(steps), " "); got != "rule-dns-192.0.2.53/32 rule-dns-del-legacy-192.0.2.53/32" {
+		t.Fatalf("migration plan %q, want the new rule added, then the old one deleted", got)
+	}
+	if bad := touches(steps, "198.51.100.53", "10.0.0.0/8", "2000"); len(bad) > 0 {
+		t.Errorf("apply touches rules that are not ours: %v", bad)
+	}
+
+	// revert: our rules go (both preferences), blue's and the admin's stay,
+	// and one of blue's that vanished since apply is not brought back
+	old := freshState()
+	old.Files[ConfigPath] = FileState{}
+	old.Rules = append(old.Rules, Rule{Family: unix.AF_INET, Pref: PrefDNSRuleLegacy, Table: 2000, Dst: "203.0.113.53/32", Iif: "lo", Action: frActToTbl})
+	live := withBlue(converge(t, cfg, freshState()), 2000)
+	live.Rules = append(live.Rules, r, legacy, admin)
+	steps = PlanRevert(cfg, old, live)
+	wantOrder(t, ids(steps), "revert-dns-192.0.2.53/32", "revert-dns-legacy-192.0.2.53/32")
+	if bad := touches(steps, "198.51.100.53", "203.0.113.53", "10.0.0.0/8", "2000"); len(bad) > 0 {
+		t.Errorf("revert touches rules that are not ours: %v", bad)
+	}
+}
+
+// TestDNSRuleOrderInNetns: in a live kernel, with the rules apply makes
+// (l3mdev 1000, guards 1001, DNS 1002, local 32765), a locally originated
+// lookup for the DNS server from the default VRF still reaches the VRF
+// table, other destinations still use main; apply moves a pref-99 rule of
+// an older release and leaves another table's pref-99 rule alone. (That
+// the l3mdev rule now answers first for another VRF's sockets needs a VRF
+// device, which this kernel cannot make: the VM test shows it.)
+func TestDNSRuleOrderInNetns(t *testing.T) {
+	ns, n := newNS(t)
+	cfg := testCfg()
+	cfg.Nameservers = []string{"192.0.2.53"}
+	vethPair(t, n, "eth9", "eth9peer", netns.None())
+	addAddr(t, n, "eth9", "198.51.100.10/24")
+	vethPair(t, n, "vrfside", "vrfpeer", netns.None())
+	addAddr(t, n, "vrfside", "10.9.9.1/24")
+	side, _ := n.H.LinkByName("vrfside")
+	for _, rt := range []*netlink.Route{
+		{Dst: &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}, Gw: net.IPv4(198, 51, 100, 1)},
+		{Dst: &net.IPNet{IP: net.IPv4(192, 0, 2, 53), Mask: net.CIDRMask(32, 32)}, LinkIndex: side.Attrs().Index, Scope: unix.RT_SCOPE_LINK, Table: int(cfg.Table)},
+	} {
+		if err := n.H.RouteAdd(rt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	legacy := dnsRule(cfg, "192.0.2.53")
+	legacy.Pref = PrefDNSRuleLegacy
+	blue := Rule{Family: unix.AF_INET, Pref: PrefDNSRuleLegacy, Table: 2000, Dst: "198.51.100.53/32", Iif: "lo", Action: frActToTbl}
+	for _, r := range []Rule{legacy, blue} {
+		if err := n.RuleAdd(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rd := testReader(ns, n, t.TempDir())
+	st, err := rd.Read(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := append(append(planGuard(cfg, st), planRules(st)...), planDNSRules(cfg, DNSStatic, st)...)
+	wantOrder(t, ids(steps), "rule-guard-iif-v4", "rule-l3mdev-v4", "rule-local-add-v4", "rule-local-del0-v4", "rule-dns-192.0.2.53/32", "rule-dns-del-legacy-192.0.2.53/32")
+	if err := Apply(testEnv(ns, n, t.TempDir()), steps); err != nil {
+		t.Fatal(err)
+	}
+
+	rules, err := n.RuleList(unix.AF_INET)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, r := range rules {
+		order = append(order, r.String())
+	}
+	want := []string{
+		"ipv4 99: from all to 198.51.100.53/32 iif lo lookup 2000",
+		"ipv4 1000: from all lookup [l3mdev-table]",
+		"ipv4 1001: from all iif mgmt unreachable",
+		"ipv4 1001: from all oif mgmt unreachable",
+		"ipv4 1002: from all to 192.0.2.53/32 iif lo lookup 1000",
+		"ipv4 32765: from all lookup local",
+		"ipv4 32766: from all lookup 254",
+		"ipv4 32767: from all lookup 253",
+	}
+	if strings.Join(order, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("rules:\n%s\nwant:\n%s", strings.Join(order, "\n"), strings.Join(want, "\n"))
+	}
+	get := func(dst string) netlink.Route {
+		t.Helper()
+		rts, err := n.H.RouteGet(net.ParseIP(dst))
+		if err != nil || len(rts) == 0 {
+			t.Fatalf("route get %s: %v", dst, err)
+		}
+		return rts[0]
+	}
+	if rt := get("192.0.2.53"); rt.LinkIndex != side.Attrs().Index || rt.Table != int(cfg.Table) {
+		t.Errorf("default VRF to the DNS server: dev index %d table %d, want vrfside (%d) table %d", rt.LinkIndex, rt.Table, side.Attrs().Index, cfg.Table)
+	}
+	if rt := get("192.0.2.54"); rt.Table != unix.RT_TABLE_MAIN {
+		t.Errorf("another destination: table %d, want main", rt.Table)
+	}
+	if err := udpRoute(t, ns, "192.0.2.53"); err != nil {
+		t.Errorf("a client's connect to the DNS server: %v", err)
+	}
+	st, _ = rd.Read(cfg)
+	if s := planDNSRules(cfg, DNSStatic, st); len(s) != 0 {
+		t.Errorf("second run: %v", ids(s))
+	}
+}
