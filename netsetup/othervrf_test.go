@@ -40,6 +40,112 @@ func touches(steps []Step, what ...string) []string {
 	return out
 }
 
+func TestPlanRefusesTableOfAnotherVRF(t *testing.T) {
+	cfg := testCfg()
+	// fresh host: blue has table 1000 already
+	_, err := Plan(cfg, withBlue(freshState(), 1000))
+	pe, ok := err.(*PlanError)
+	if !ok || !strings.Contains(pe.Msg, "table 1000 is also the table of VRF blue") || !strings.Contains(pe.Fix, "--table 1001") {
+		t.Fatalf("blue on table 1000, fresh host: %v", err)
+	}
+	// applied host, blue made since: still refused (two VRFs on one table
+	// share every route), and the fix says how to move one of them
+	_, err = Plan(cfg, withBlue(converge(t, cfg, freshState()), 1000))
+	pe, ok = err.(*PlanError)
+	if !ok || !strings.Contains(pe.Msg, "VRF blue") || !strings.Contains(pe.Fix, "ip link add blue type vrf table 1001") || !strings.Contains(pe.Fix, "vrf-netsetup revert") {
+		t.Fatalf("blue on table 1000, applied host: %v", err)
+	}
+	// the suggested table skips what other VRFs and rules use
+	st := withBlue(freshState(), 1000)
+	st.Links["red"] = Link{Name: "red", Index: 30, Kind: "vrf", Table: 1001}
+	st.Rules = append(st.Rules, Rule{Family: unix.AF_INET, Pref: 600, Table: 1002, Action: frActToTbl})
+	if _, err := Plan(cfg, st); err == nil || !strings.Contains(err.Error(), "--table 1003") {
+		t.Fatalf("free table suggestion: %v", err)
+	}
+
+	// blue on a table of its own: apply plans as without it, and no step
+	// names blue, its port or its table
+	for name, st := range map[string]*State{"fresh": withBlue(freshState(), 2000), "applied": withBlue(converge(t, cfg, freshState()), 2000)} {
+		steps, err := Plan(cfg, st)
+		if err != nil {
+			t.Fatalf("%s host, blue on 2000: %v", name, err)
+		}
+		if bad := touches(steps, "blue", "bd0", "2000", "198.51.100.53", "10.20.0.0"); len(bad) > 0 {
+			t.Errorf("%s host: steps touch blue: %v", name, bad)
+		}
+		if name == "applied" && len(steps) != 0 {
+			t.Errorf("applied host with blue beside it is not converged: %v", ids(steps))
+		}
+	}
+}
+
+func TestPlanRefusesForeignTable(t *testing.T) {
+	cfg := testCfg()
+	refused := func(name string, st *State, want ...string) {
+		t.Helper()
+		_, err := Plan(cfg, st)
+		if err == nil {
+			t.Errorf("%s: not refused", name)
+			return
+		}
+		for _, w := range append([]string{"table 1000", "VRF mgmt does not exist yet"}, want...) {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error lacks %q: %v", name, w, err)
+			}
+		}
+	}
+	accepted := func(name string, st *State) {
+		t.Helper()
+		if _, err := Plan(cfg, st); err != nil {
+			t.Errorf("%s: refused: %v", name, err)
+		}
+	}
+	foreignRoute := Route{Family: unix.AF_INET, Table: 1000, Dst: "10.0.0.0/8", Gw: "192.0.2.254", Dev: "eth0", Type: unix.RTN_UNICAST, Protocol: unix.RTPROT_STATIC}
+
+	st := freshState()
+	st.Routes = append(st.Routes, foreignRoute)
+	refused("someone's route", st, "holds 1 route(s) (10.0.0.0/8 via 192.0.2.254 dev eth0)", "--table 1001", "ip route flush table 1000")
+
+	st = freshState()
+	st.Rules = append(st.Rules, Rule{Family: unix.AF_INET, Pref: 200, Table: 1000, Dst: "10.1.0.0/16", Action: frActToTbl})
+	refused("policy routing into the table", st, `is looked up by "ipv4 200: from all to 10.1.0.0/16 lookup 1000"`, "ip rule del")
+
+	// a pref-99 rule for a subnet is not our shape (ours are /32 and /128)
+	st = freshState()
+	st.Rules = append(st.Rules, Rule{Family: unix.AF_INET, Pref: PrefDNSRuleLegacy, Table: 1000, Dst: "10.0.0.0/8", Iif: "lo", Action: frActToTbl})
+	refused("someone's pref-99 subnet rule", st, "10.0.0.0/8")
+
+	// the saved configuration is for another table: no claim on this one
+	st = freshState()
+	st.Routes = append(st.Routes, foreignRoute)
+	other := cfg
+	other.Table = 3000
+	st.Files[ConfigPath] = FileState{Exists: true, Content: string(EncodeConfig(other))}
+	refused("saved config for table 3000", st)
+
+	// what is ours, or what an earlier apply of this VRF and table left
+	st = freshState()
+	for _, f := range []int{unix.AF_INET, unix.AF_INET6} {
+		st.Routes = append(st.Routes, Route{Family: f, Table: 1000, Dst: "default", Type: unix.RTN_UNREACHABLE, Metric: UnreachableMetric})
+	}
+	st.Rules = append(st.Rules, dnsRule(cfg, "192.0.2.53"), Rule{Family: unix.AF_INET, Pref: PrefDNSRuleLegacy, Table: 1000, Dst: "192.0.2.54/32", Iif: "lo", Action: frActToTbl})
+	accepted("an older release's unreachable defaults and our DNS rules, VRF deleted", st)
+
+	st = freshState()
+	st.Routes = append(st.Routes, foreignRoute)
+	st.Files[ConfigPath] = FileState{Exists: true, Content: string(EncodeConfig(cfg))}
+	accepted("re-apply of the saved mgmt/1000 after ip link del mgmt", st)
+
+	st = freshState()
+	st.Routes = append(st.Routes, foreignRoute)
+	st.Interrupted = []string{"unit"}
+	accepted("an apply killed half-way", st)
+
+	st = converge(t, cfg, freshState())
+	st.Routes = append(st.Routes, foreignRoute)
+	accepted("our VRF exists: its table holds what it holds", st)
+}
+
 // TestDNSRulesAfterL3mdev: the steering rule sits after the l3mdev rule and
 // the guards (VRF-bound traffic is resolved by its own table first) and
 // before local and main (default-VRF traffic still reaches it); apply moves

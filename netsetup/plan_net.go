@@ -41,7 +41,11 @@ func planNet(cfg Config, st *State) ([]Step, error) {
 		if vrf.Table != cfg.Table {
 			return nil, &PlanError{fmt.Sprintf("VRF %s exists with table %d, not %d", cfg.VRF, vrf.Table, cfg.Table), fmt.Sprintf("use --table %d, or delete the VRF (ip link del %s) and re-run", vrf.Table, cfg.VRF)}
 		}
-	} else {
+	}
+	if err := tableConflict(cfg, st); err != nil {
+		return nil, err
+	}
+	if !vrfExists {
 		if !st.Module.Loaded {
 			steps = append(steps, stepModule(st.Module))
 		}
