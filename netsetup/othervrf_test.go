@@ -146,6 +146,34 @@ func TestPlanRefusesForeignTable(t *testing.T) {
 	accepted("our VRF exists: its table holds what it holds", st)
 }
 
+// TestPlanRevertKeepsL3mdevForOtherVRFs: the l3mdev rule was absent before
+// apply (no VRF then); revert deletes it only if no other VRF is left,
+// and never touches blue's rules.
+func TestPlanRevertKeepsL3mdevForOtherVRFs(t *testing.T) {
+	cfg := testCfg()
+	old := freshState()
+	old.Files[ConfigPath] = FileState{}
+	got := ids(PlanRevert(cfg, old, converge(t, cfg, freshState())))
+	wantOrder(t, got, "revert-l3mdev-del-v4", "revert-l3mdev-del-v6", "revert-vrf-delete")
+
+	live := withBlue(converge(t, cfg, freshState()), 2000) // blue made after apply
+	steps := PlanRevert(cfg, old, live)
+	for _, id := range ids(steps) {
+		if strings.HasPrefix(id, "revert-l3mdev-del") {
+			t.Errorf("revert deletes the l3mdev rule blue needs: %v", ids(steps))
+		}
+	}
+	wantOrder(t, ids(steps), "revert-release", "revert-guard-mgmt-v4", "revert-vrf-delete")
+	if bad := touches(steps, "blue", "bd0", "2000", "198.51.100.53", "10.20.0.0"); len(bad) > 0 {
+		t.Errorf("revert touches blue: %v", bad)
+	}
+	// blue existed before apply too: the same
+	steps = PlanRevert(cfg, withBlue(freshState(), 2000), live)
+	if bad := touches(steps, "l3mdev-del", "blue", "2000", "198.51.100.53"); len(bad) > 0 {
+		t.Errorf("revert with blue from before: %v", bad)
+	}
+}
+
 // TestDNSRulesAfterL3mdev: the steering rule sits after the l3mdev rule and
 // the guards (VRF-bound traffic is resolved by its own table first) and
 // before local and main (default-VRF traffic still reaches it); apply moves

@@ -103,8 +103,10 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 			}
 			return false
 		}
-		if !hasL3(old) && hasL3(live) {
-			// the kernel adds it with the first VRF but never removes it
+		// The kernel adds it with the first VRF but never removes it. Other
+		// VRFs (made before apply or since) still need it: without it their
+		// lookups never reach their tables.
+		if !hasL3(old) && hasL3(live) && len(otherVRFs(live, cfg.VRF)) == 0 {
 			steps = append(steps, stepRuleDel("revert-l3mdev-del-"+famTag(fam), Rule{Family: fam, Pref: PrefL3mdev, L3mdev: true, Action: frActToTbl}))
 		}
 		if !oldHas(PrefLocalNew) && liveHas(PrefLocalNew) {

@@ -12,9 +12,10 @@ import (
 
 // Hosts that route (FRR, Cumulus, ifupdown2 setups) already carry VRFs of
 // their own. vrf-netsetup must leave them as they are: it never takes a
-// table another VRF or someone's policy routing uses (tableConflict), and
-// the DNS steering rules come after the l3mdev rule, so they never see
-// VRF-bound traffic that its own table routes (PrefDNSRule).
+// table another VRF or someone's policy routing uses (tableConflict), revert
+// keeps the l3mdev rule those VRFs need (PlanRevert), and the DNS steering
+// rules come after the l3mdev rule, so they never see VRF-bound traffic
+// that its own table routes (PrefDNSRule).
 
 // otherVRFs lists the VRF devices other than name, sorted.
 func otherVRFs(st *State, name string) []Link {
