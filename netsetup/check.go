@@ -84,6 +84,8 @@ func (c *Checker) Run(cfg Config) ([]CheckResult, error) {
 		add(ok("device", "%s is a VRF, table %d, up", cfg.VRF, vrf.Table))
 	}
 
+	add(checkTable(cfg, st))
+
 	iface, hasIface := st.link(cfg.Iface)
 	switch {
 	case !hasIface:
@@ -233,6 +235,27 @@ func checkConverged(cfg Config, st *State, apply string) CheckResult {
 		why = " (an apply was interrupted: " + ApplyMarker + ")"
 	}
 	return fail("converged", apply, "apply would still run %d step(s)%s: %s", len(left), why, strings.Join(left, "; "))
+}
+
+// checkTable: no other VRF shares our table, and, while our VRF does not
+// exist, nothing foreign is in it (what apply would refuse: tableConflict).
+func checkTable(cfg Config, st *State) CheckResult {
+	if err := tableConflict(cfg, st); err != nil {
+		return fail("table", err.Fix, "%s", err.Msg)
+	}
+	others := otherVRFs(st, cfg.VRF)
+	var names []string
+	for _, l := range others {
+		names = append(names, fmt.Sprintf("%s (table %d)", l.Name, l.Table))
+	}
+	also := ""
+	if len(names) > 0 {
+		also = "; other VRFs: " + strings.Join(names, ", ")
+	}
+	if _, has := st.link(cfg.VRF); has {
+		return ok("table", "table %d is used by VRF %s only%s", cfg.Table, cfg.VRF, also)
+	}
+	return ok("table", "no other VRF uses table %d%s", cfg.Table, also)
 }
 
 func (c *Checker) checkDefault(cfg Config, st *State, fam int, apply string) CheckResult {

@@ -225,6 +225,28 @@ func TestDNSRulesAfterL3mdev(t *testing.T) {
 	}
 }
 
+// TestCheckTableLine: check fails, with the fix, when another VRF uses our
+// table, and says which other VRFs there are when all is well.
+func TestCheckTableLine(t *testing.T) {
+	cfg := testCfg()
+	r := checkTable(cfg, withBlue(converge(t, cfg, freshState()), 2000))
+	if !r.OK || r.Name != "table" || !strings.Contains(r.Detail, "table 1000 is used by VRF mgmt only; other VRFs: blue (table 2000)") {
+		t.Errorf("blue on its own table: %s", r)
+	}
+	r = checkTable(cfg, withBlue(converge(t, cfg, freshState()), 1000))
+	if r.OK || !strings.Contains(r.Detail, "table 1000 is also the table of VRF blue") || !strings.Contains(r.Fix, "ip link add blue type vrf table 1001") {
+		t.Errorf("blue on our table: %s", r)
+	}
+	if r := checkTable(cfg, freshState()); !r.OK || !strings.Contains(r.Detail, "no other VRF uses table 1000") {
+		t.Errorf("fresh host: %s", r)
+	}
+	st := freshState()
+	st.Routes = append(st.Routes, Route{Family: unix.AF_INET6, Table: 1000, Dst: "2001:db8:1::/48", Dev: "eth0", Type: unix.RTN_UNICAST})
+	if r := checkTable(cfg, st); r.OK || !strings.Contains(r.Detail, "2001:db8:1::/48 dev eth0") {
+		t.Errorf("foreign route, no VRF: %s", r)
+	}
+}
+
 // TestDNSRuleOrderInNetns: in a live kernel, with the rules apply makes
 // (l3mdev 1000, guards 1001, DNS 1002, local 32765), a locally originated
 // lookup for the DNS server from the default VRF still reaches the VRF
