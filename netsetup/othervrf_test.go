@@ -148,13 +148,14 @@ func TestPlanRefusesForeignTable(t *testing.T) {
 
 // TestPlanRevertKeepsL3mdevForOtherVRFs: the l3mdev rule was absent before
 // apply (no VRF then); revert deletes it only if no other VRF is left,
-// and never touches blue's rules.
+// moves local back to 0 unless a VRF was made since apply, and never
+// touches blue's rules.
 func TestPlanRevertKeepsL3mdevForOtherVRFs(t *testing.T) {
 	cfg := testCfg()
 	old := freshState()
 	old.Files[ConfigPath] = FileState{}
 	got := ids(PlanRevert(cfg, old, converge(t, cfg, freshState())))
-	wantOrder(t, got, "revert-l3mdev-del-v4", "revert-l3mdev-del-v6", "revert-vrf-delete")
+	wantOrder(t, got, "revert-local0-v4", "revert-l3mdev-del-v4", "revert-local-del-v4", "revert-l3mdev-del-v6", "revert-vrf-delete")
 
 	live := withBlue(converge(t, cfg, freshState()), 2000) // blue made after apply
 	steps := PlanRevert(cfg, old, live)
@@ -164,14 +165,19 @@ func TestPlanRevertKeepsL3mdevForOtherVRFs(t *testing.T) {
 		}
 	}
 	wantOrder(t, ids(steps), "revert-release", "revert-guard-mgmt-v4", "revert-vrf-delete")
+	if bad := touches(steps, "revert-local"); len(bad) > 0 {
+		t.Errorf("revert moves the local rule back in front of blue's l3mdev lookups: %v", bad)
+	}
 	if bad := touches(steps, "blue", "bd0", "2000", "198.51.100.53", "10.20.0.0"); len(bad) > 0 {
 		t.Errorf("revert touches blue: %v", bad)
 	}
-	// blue existed before apply too: the same
+	// blue existed before apply too: the same, except that the local rule
+	// goes back where it was (blue lived with that order before)
 	steps = PlanRevert(cfg, withBlue(freshState(), 2000), live)
 	if bad := touches(steps, "l3mdev-del", "blue", "2000", "198.51.100.53"); len(bad) > 0 {
 		t.Errorf("revert with blue from before: %v", bad)
 	}
+	wantOrder(t, ids(steps), "revert-local0-v4", "revert-local-del-v4")
 }
 
 // TestDNSRulesAfterL3mdev: the steering rule sits after the l3mdev rule and

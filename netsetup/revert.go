@@ -73,6 +73,17 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 			steps = append(steps, stepRelease(cfg, old))
 		}
 	}
+	// Other VRFs need the l3mdev rule. One made since apply was set up
+	// under our rule order too, with local behind l3mdev: putting local
+	// back at 0 would let the default VRF's local addresses shadow its
+	// table. VRFs that existed before apply get the order they had.
+	others := len(otherVRFs(live, cfg.VRF)) > 0
+	newOthers := false
+	for _, l := range otherVRFs(live, cfg.VRF) {
+		if _, had := old.link(l.Name); !had {
+			newOthers = true
+		}
+	}
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
 		oldHas := func(pref uint32) bool {
 			for _, x := range old.Rules {
@@ -90,7 +101,7 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 			}
 			return false
 		}
-		if oldHas(PrefLocalOrig) && !liveHas(PrefLocalOrig) {
+		if oldHas(PrefLocalOrig) && !liveHas(PrefLocalOrig) && !newOthers {
 			r := localRule(fam, PrefLocalOrig)
 			r.Proto = unix.RTPROT_KERNEL // as the kernel's own; see Rule.Proto
 			steps = append(steps, stepRuleAdd("revert-local0-"+famTag(fam), r))
@@ -103,13 +114,11 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 			}
 			return false
 		}
-		// The kernel adds it with the first VRF but never removes it. Other
-		// VRFs (made before apply or since) still need it: without it their
-		// lookups never reach their tables.
-		if !hasL3(old) && hasL3(live) && len(otherVRFs(live, cfg.VRF)) == 0 {
+		// The kernel adds it with the first VRF but never removes it.
+		if !hasL3(old) && hasL3(live) && !others {
 			steps = append(steps, stepRuleDel("revert-l3mdev-del-"+famTag(fam), Rule{Family: fam, Pref: PrefL3mdev, L3mdev: true, Action: frActToTbl}))
 		}
-		if !oldHas(PrefLocalNew) && liveHas(PrefLocalNew) {
+		if !oldHas(PrefLocalNew) && liveHas(PrefLocalNew) && !newOthers {
 			steps = append(steps, stepRuleDel("revert-local-del-"+famTag(fam), localRule(fam, PrefLocalNew)))
 		}
 		for _, g := range guardRules(cfg.VRF, fam) {
