@@ -142,7 +142,7 @@ func TestLockoutGuard(t *testing.T) {
 	cfg := testCfg()
 	st := freshState()
 	steps := []Step{{ID: "enslave", Disruptive: true}}
-	g := &Guard{ProcNet: dir}
+	g := &Guard{ProcNet: dir, ProcRoot: t.TempDir()} // no sshd seen: port 22 counts
 	if err := g.Check(cfg, st, steps); err == nil || !strings.Contains(err.Error(), "--force") {
 		t.Fatalf("established ssh on eth0 must refuse: %v", err)
 	}
@@ -154,7 +154,7 @@ func TestLockoutGuard(t *testing.T) {
 	if err := g.Check(cfg, st, steps); err != nil {
 		t.Fatalf("session via another interface: %v", err)
 	}
-	g = &Guard{ProcNet: dir}
+	g = &Guard{ProcNet: dir, ProcRoot: t.TempDir()}
 	if err := g.Check(cfg, st, []Step{{ID: "rule"}}); err != nil {
 		t.Fatalf("non-disruptive plan refused: %v", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -20,7 +21,10 @@ type Guard struct {
 	SSHConnection string
 	// ProcNet is where tcp/tcp6 are read ("/proc/net"; per netns of the reader).
 	ProcNet string
-	// SSHPort is the local port of sshd (22).
+	// ProcRoot is where sshd processes are looked for ("/proc").
+	ProcRoot string
+	// SSHPort is the local port counted when no sshd process can be seen
+	// (22).
 	SSHPort int
 }
 
@@ -47,11 +51,16 @@ func (g *Guard) Check(cfg Config, st *State, steps []Step) error {
 		}
 	}
 	if why == "" {
-		port := g.SSHPort
-		if port == 0 {
-			port = 22
+		// The connections sshd holds, on whatever port it (or systemd's
+		// ssh.socket) listens; port 22 only when no sshd can be seen.
+		conns, where := EstablishedSSH(g.ProcRoot, g.ProcNet), "held by sshd"
+		if conns == nil {
+			port := g.SSHPort
+			if port == 0 {
+				port = 22
+			}
+			conns, where = EstablishedOnPort(g.ProcNet, port), fmt.Sprintf("to port %d", port)
 		}
-		conns := EstablishedOnPort(g.ProcNet, port)
 		n := 0
 		for _, c := range conns {
 			if local[c] {
@@ -59,7 +68,7 @@ func (g *Guard) Check(cfg Config, st *State, steps []Step) error {
 			}
 		}
 		if n > 0 {
-			why = fmt.Sprintf("%d established ssh connection(s) to port %d on %s's addresses", n, port, cfg.Iface)
+			why = fmt.Sprintf("%d established ssh connection(s) %s on %s's addresses", n, where, cfg.Iface)
 		}
 	}
 	if why == "" {
@@ -74,6 +83,51 @@ func (g *Guard) Check(cfg Config, st *State, steps []Step) error {
 // EstablishedOnPort lists local addresses of ESTABLISHED TCP sockets whose
 // local port is port, from /proc/net/tcp and tcp6.
 func EstablishedOnPort(procNet string, port int) []netip.Addr {
+	return established(procNet, func(p int, _ string) bool { return p == port })
+}
+
+// EstablishedSSH lists local addresses of ESTABLISHED TCP sockets that an
+// sshd process holds (comm "sshd", or "sshd-session" since OpenSSH 9.8),
+// whatever the port; nil when no sshd process is seen (not running, or
+// /proc hides other users' processes).
+func EstablishedSSH(procRoot, procNet string) []netip.Addr {
+	inodes := sshdSockets(procRoot)
+	if len(inodes) == 0 {
+		return nil
+	}
+	out := established(procNet, func(_ int, inode string) bool { return inodes[inode] })
+	if out == nil {
+		out = []netip.Addr{} // sshd seen, no connection: not "unknown"
+	}
+	return out
+}
+
+// sshdSockets: the inodes of the sockets open in sshd processes.
+func sshdSockets(procRoot string) map[string]bool {
+	if procRoot == "" {
+		procRoot = "/proc"
+	}
+	pids, _ := filepath.Glob(procRoot + "/[0-9]*")
+	inodes := map[string]bool{}
+	for _, p := range pids {
+		comm, err := os.ReadFile(p + "/comm")
+		if c := strings.TrimSpace(string(comm)); err != nil || (c != "sshd" && c != "sshd-session") {
+			continue
+		}
+		fds, _ := os.ReadDir(p + "/fd")
+		for _, fd := range fds {
+			l, err := os.Readlink(p + "/fd/" + fd.Name())
+			if ino, ok := strings.CutPrefix(l, "socket:["); err == nil && ok {
+				inodes[strings.TrimSuffix(ino, "]")] = true
+			}
+		}
+	}
+	return inodes
+}
+
+// established lists the local addresses of ESTABLISHED sockets in
+// /proc/net/tcp and tcp6 that match (local port, inode).
+func established(procNet string, match func(port int, inode string) bool) []netip.Addr {
 	if procNet == "" {
 		procNet = "/proc/net"
 	}
@@ -90,8 +144,12 @@ func EstablishedOnPort(procNet string, port int) []netip.Addr {
 			if len(w) < 4 || w[3] != "01" { // 01 = TCP_ESTABLISHED
 				continue
 			}
+			inode := ""
+			if len(w) > 9 {
+				inode = w[9]
+			}
 			a, p, ok := parseProcAddr(w[1])
-			if ok && p == port {
+			if ok && match(p, inode) {
 				out = append(out, a)
 			}
 		}
