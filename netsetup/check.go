@@ -145,6 +145,11 @@ func (c *Checker) Run(cfg Config) ([]CheckResult, error) {
 	for _, r := range c.checkServices(cfg, st, apply) {
 		add(r)
 	}
+	if cfg.SSHD == SSHDVRFOnly || st.SSHService || st.SSHSocket {
+		if r, ok := c.checkSSHDListen(cfg, st); ok {
+			add(r)
+		}
+	}
 	add(c.checkRouteDaemons(cfg, apply))
 	add(c.checkCgroup())
 	add(c.checkStubTrap(cfg, st, dns, hasVRF))

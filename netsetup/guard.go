@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -107,16 +106,12 @@ func sshdSockets(procRoot string) map[string]bool {
 	if procRoot == "" {
 		procRoot = "/proc"
 	}
-	pids, _ := filepath.Glob(procRoot + "/[0-9]*")
 	inodes := map[string]bool{}
-	for _, p := range pids {
-		comm, err := os.ReadFile(p + "/comm")
-		if c := strings.TrimSpace(string(comm)); err != nil || (c != "sshd" && c != "sshd-session") {
-			continue
-		}
-		fds, _ := os.ReadDir(p + "/fd")
+	for _, pid := range append(commPIDs(procRoot, "sshd"), commPIDs(procRoot, "sshd-session")...) {
+		dir := procRoot + "/" + strconv.Itoa(pid) + "/fd/"
+		fds, _ := os.ReadDir(dir)
 		for _, fd := range fds {
-			l, err := os.Readlink(p + "/fd/" + fd.Name())
+			l, err := os.Readlink(dir + fd.Name())
 			if ino, ok := strings.CutPrefix(l, "socket:["); err == nil && ok {
 				inodes[strings.TrimSuffix(ino, "]")] = true
 			}

@@ -80,6 +80,7 @@ func TestE2ESSHDVRFOnly(t *testing.T) {
 	s.check("socket/alice's open session survived apply", code == 0, "exit %d, output %q", code, out)
 	out, _, code = s.run(ctx, "vrf-netsetup check --vrf mgmt --iface eth0 --query-name "+vm.MirrorName+" | grep -E '^(ok|FAIL) +sshd'")
 	s.check("socket/check's sshd line names the socket", strings.HasPrefix(out, "ok   sshd:") && strings.Contains(out, "ssh.socket listener"), "exit %d, output %q", code, out)
+	s.check("socket/check's sshd listen line finds systemd's listener bound to mgmt", strings.Contains(out, "ok   sshd listen:") && strings.Contains(out, ":22%mgmt (pid 1)"), "exit %d, output %q", code, out)
 
 	// The socket's binding is a runtime drop-in: every boot starts the
 	// stock socket and the boot unit binds it once mgmt is up; when the
@@ -123,7 +124,8 @@ func TestE2ESSHDVRFOnly(t *testing.T) {
 	listener("boot unit fails", false)
 	sshWorks("boot unit fails", "default VRF", true)
 	out, _, code = s.run(ctx, "vrf-netsetup check --vrf mgmt --iface eth0 --query-name "+vm.MirrorName+" | grep -E '^FAIL +(sshd|boot unit)'")
-	s.check("boot unit fails/check fails on sshd and names the fix", strings.Contains(out, "FAIL sshd") && strings.Contains(out, "--sshd vrf-only"), "exit %d, output %q", code, out)
+	s.check("boot unit fails/check fails on sshd and names the fix", strings.Contains(out, "FAIL sshd:") && strings.Contains(out, "--sshd vrf-only"), "exit %d, output %q", code, out)
+	s.check("boot unit fails/check sees the unbound ssh.socket listener itself", strings.Contains(out, "FAIL sshd listen:") && strings.Contains(out, "restart ssh.socket"), "exit %d, output %q", code, out)
 	s.check("boot unit fails/check names the failed boot unit and where to look", strings.Contains(out, "FAIL boot unit: pam-vrf-netsetup.service failed") && strings.Contains(out, "journalctl -b -u pam-vrf-netsetup.service"), "exit %d, output %q", code, out)
 	out, errOut, code = s.run(ctx, "rm -r /etc/systemd/system/pam-vrf-netsetup.service.d && systemctl daemon-reload && systemctl restart pam-vrf-netsetup.service")
 	s.check("boot unit fails/mended, the boot unit runs", code == 0, "exit %d\n%s%s", code, out, errOut)
