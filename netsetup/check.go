@@ -96,8 +96,13 @@ func (c *Checker) Run(cfg Config) ([]CheckResult, error) {
 		add(ok("enslaved", "%s is in %s", cfg.Iface, cfg.VRF))
 	}
 
-	add(c.checkDefault(cfg, st, unix.AF_INET, apply))
-	if hasGlobalV6(st, cfg.Iface) {
+	// Per family the management network has: an IPv6-only one has no IPv4
+	// default route to find (and one with neither is checked for IPv4).
+	v6 := hasGlobalV6(st, cfg.Iface)
+	if hasV4(st, cfg.Iface) || !v6 {
+		add(c.checkDefault(cfg, st, unix.AF_INET, apply))
+	}
+	if v6 {
 		add(c.checkDefault(cfg, st, unix.AF_INET6, apply))
 	}
 
@@ -276,6 +281,15 @@ func (c *Checker) checkDefault(cfg Config, st *State, fam int, apply string) Che
 		}
 	}
 	return fail(name, "renew the DHCP lease of "+cfg.Iface+" or add it: ip route add default via GW dev "+cfg.Iface+fmt.Sprintf(" table %d", cfg.Table), "no default route in table %d", cfg.Table)
+}
+
+func hasV4(st *State, iface string) bool {
+	for _, a := range st.Addrs[iface] {
+		if p, err := netip.ParsePrefix(a.CIDR); err == nil && p.Addr().Is4() && !p.Addr().IsLinkLocalUnicast() {
+			return true
+		}
+	}
+	return false
 }
 
 func hasGlobalV6(st *State, iface string) bool {

@@ -118,3 +118,36 @@ func TestCheckBootUnit(t *testing.T) {
 		}
 	}
 }
+
+// An IPv6-only management network is checked for what it has: no "default
+// route ipv4" line that could never pass, the IPv6 one instead.
+func TestCheckDefaultRoutePerFamily(t *testing.T) {
+	for _, tc := range []struct {
+		addrs  []string
+		v4, v6 bool
+	}{
+		{[]string{"2001:db8::10/64"}, false, true},
+		{[]string{"192.0.2.10/24", "2001:db8::10/64"}, true, true},
+		{[]string{"192.0.2.10/24"}, true, false},
+		{nil, true, false}, // nothing yet (DHCP pending): IPv4 is asked for
+	} {
+		ns, n := newNS(t)
+		vethPair(t, n, "eth0", "peer0", 0)
+		for _, a := range tc.addrs {
+			addAddr(t, n, "eth0", a)
+		}
+		root := t.TempDir()
+		writeRoot(t, root, map[string]string{"/etc/resolv.conf": "nameserver 127.0.0.53\n"})
+		res, err := (&Checker{Reader: testReader(ns, n, root), ProcRoot: root + "/proc", KernelRelease: "6.1.0", DNSTimeout: 1}).Run(testCfg())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for _, r := range res {
+			got[r.Name] = true
+		}
+		if got["default route ipv4"] != tc.v4 || got["default route ipv6"] != tc.v6 {
+			t.Errorf("addresses %v: ipv4 line %v, ipv6 line %v; want %v, %v", tc.addrs, got["default route ipv4"], got["default route ipv6"], tc.v4, tc.v6)
+		}
+	}
+}
