@@ -339,3 +339,38 @@ func TestDNSRuleOrderInNetns(t *testing.T) {
 		t.Errorf("second run: %v", ids(s))
 	}
 }
+
+// TestPlanRefusesToOrphanTheSavedSetup: on a host set up for eth0 in mgmt,
+// an apply for eth1 (or for VRF oob) would leave eth0 enslaved with nothing
+// persisting or reverting it: refused, naming revert. Once the old setup
+// is gone, nothing is refused.
+func TestPlanRefusesToOrphanTheSavedSetup(t *testing.T) {
+	cfg := testCfg()
+	live := converge(t, cfg, freshState())
+	if !live.file(ConfigPath).Exists {
+		t.Fatal("converged state has no saved configuration")
+	}
+	live.Links["eth1"] = Link{Name: "eth1", Index: 30, Kind: "device", Up: true}
+	other := cfg
+	other.Iface = "eth1"
+	_, err := Plan(other, live)
+	if err == nil || !strings.Contains(err.Error(), "set up for eth0 in VRF mgmt") || !strings.Contains(err.Error(), "vrf-netsetup revert first") {
+		t.Errorf("apply --iface eth1 over eth0: %v", err)
+	}
+	other = cfg
+	other.VRF, other.Table = "oob", 1100
+	if _, err := Plan(other, live); err == nil || !strings.Contains(err.Error(), "set up for eth0 in VRF mgmt") {
+		t.Errorf("apply --vrf oob over mgmt: %v", err)
+	}
+	// the same settings again: the usual converged plan
+	if _, err := Plan(cfg, live); err != nil {
+		t.Errorf("re-apply refused: %v", err)
+	}
+	// after `ip link del mgmt` the saved setup orphans nothing
+	delete(live.Links, "mgmt")
+	other = cfg
+	other.Iface = "eth1"
+	if _, err := Plan(other, live); err != nil && strings.Contains(err.Error(), "set up for") {
+		t.Errorf("old VRF gone, still refused: %v", err)
+	}
+}

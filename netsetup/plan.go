@@ -12,6 +12,13 @@ func Plan(cfg Config, live *State) ([]Step, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// A table that is not free cannot be fixed by a revert: say that first.
+	if err := tableConflict(cfg, live); err != nil {
+		return nil, err
+	}
+	if err := refuseReplace(cfg, live); err != nil {
+		return nil, err
+	}
 	net, err := planNet(cfg, live)
 	if err != nil {
 		return nil, err

@@ -55,6 +55,35 @@ func persistedFor(cfg Config, st *State) bool {
 	return c.VRF == cfg.VRF && c.Table == cfg.Table
 }
 
+// refuseReplace: the saved configuration is for another interface or
+// VRF that is still set up. Applying over it would leave that one enslaved
+// (or that VRF standing) with nothing persisting it and nothing to revert
+// it: the next revert restores the state saved by the first apply only.
+func refuseReplace(cfg Config, st *State) error {
+	f := st.file(ConfigPath)
+	if !f.Exists {
+		return nil
+	}
+	var old Config
+	if _, err := toml.Decode(f.Content, &old); err != nil || (old.VRF == cfg.VRF && old.Iface == cfg.Iface) {
+		return nil
+	}
+	vrf, hasVRF := st.link(old.VRF)
+	iface, hasIface := st.link(old.Iface)
+	if !hasVRF || vrf.Kind != "vrf" {
+		return nil // the old setup is gone already: nothing to orphan
+	}
+	what := fmt.Sprintf("VRF %s", old.VRF)
+	if hasIface && iface.Master == vrf.Index {
+		what = fmt.Sprintf("%s in VRF %s", old.Iface, old.VRF)
+	}
+	return &PlanError{
+		Msg: fmt.Sprintf("this host is set up for %s (saved in %s); apply --vrf %s --iface %s would leave it in place, unpersisted and outside what revert restores",
+			what, ConfigPath, cfg.VRF, cfg.Iface),
+		Fix: fmt.Sprintf("vrf-netsetup revert first (from the console, or a session that does not come through %s), then apply with the new settings", old.Iface),
+	}
+}
+
 // tableConflict: cfg.Table is in use by something that is not ours.
 //   - Another VRF device has it: two VRFs on one table share every route,
 //     each one's traffic would take the other's paths. Refused always, also
