@@ -95,6 +95,11 @@ func (c *Checker) Run(cfg Config) ([]CheckResult, error) {
 	default:
 		add(ok("enslaved", "%s is in %s", cfg.Iface, cfg.VRF))
 	}
+	if why := Unsupported(cfg, st); why != "" {
+		add(fail("manager", "let systemd-networkd, netplan or ifupdown with isc-dhcp-client manage "+cfg.Iface+", or a static address", "%s", why))
+	} else {
+		add(ok("manager", "%s", st.Manager.Detail))
+	}
 
 	// Per family the management network has: an IPv6-only one has no IPv4
 	// default route to find (and one with neither is checked for IPv4).

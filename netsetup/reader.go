@@ -51,9 +51,23 @@ func (r *Reader) Read(cfg Config) (*State, error) {
 	st.Module = readModule(r.HostRoot)
 	st.SSHPin = readSSHPin(r.HostRoot, cfg.VRF)
 	st.Manager = DetectManager(r.FS, r.Svc, cfg.Iface)
+	if _, offline := r.Svc.(Offline); !offline && r.Svc != nil {
+		// processes are the running system's: not asked for --root
+		host := r.HostRoot
+		if host == "" {
+			host = "/"
+		}
+		st.DHCPClients = readDHCPClients(filepath.Join(host, "proc"), cfg.Iface)
+	}
+	for _, p := range []string{"/sbin/dhclient", "/usr/sbin/dhclient"} {
+		if _, err := os.Stat(r.FS.P(p)); err == nil {
+			st.DhclientInstalled = true
+		}
+	}
 	if r.Svc != nil {
 		st.ResolvedActive = r.Svc.IsActive("systemd-resolved.service")
 		st.SSHService = r.Svc.IsActive("ssh.service")
+		st.NetworkManagerActive = r.Svc.IsActive("NetworkManager.service")
 		// An enabled ssh.socket that is not running still owns sshd: with
 		// BindToDevice= systemd stops it when the VRF device goes away,
 		// and the apply that re-creates the VRF must bind it again, not

@@ -21,7 +21,7 @@ type Runner struct {
 	Env    *Env
 	Out    io.Writer
 	DryRun bool
-	Force  bool // skip the lockout guard
+	Force  bool // skip the lockout guard and the host-shape refusal (hostshape.go)
 	Quiet  bool // print nothing when there is nothing to do
 	Guard  *Guard
 	// GuardWarnOnly: print the guard's refusal as a note and go ahead
@@ -88,6 +88,19 @@ func (r *Runner) apply(cfg Config) error {
 	fmt.Fprintf(r.Out, "plan (%d steps):\n", len(steps))
 	for i, s := range steps {
 		fmt.Fprintf(r.Out, "  %2d. %s\n", i+1, s.Desc)
+	}
+	// A host apply cannot keep configured is refused before anything
+	// changes, except by the boot unit: it runs only where an apply was
+	// accepted (with --force, on such a host) and must not fail each boot.
+	if why := Unsupported(cfg, st); why != "" {
+		switch {
+		case r.Force:
+			fmt.Fprintf(r.Out, "note   --force: applying although %s\n", why)
+		case r.DryRun || runningIn(UnitName):
+			fmt.Fprintf(r.Out, "note   not kept configured here: %s\n", why)
+		default:
+			return unsupportedError(cfg, why)
+		}
 	}
 	if r.DryRun {
 		fmt.Fprintln(r.Out, "dry run: nothing changed")

@@ -21,6 +21,12 @@ type State struct {
 	// while ssh.service is not running); SSHService: ssh.service is active.
 	SSHSocket  bool `json:"ssh_socket,omitempty"`
 	SSHService bool `json:"ssh_service,omitempty"`
+	// DHCPClients serving the iface, NetworkManagerActive, and whether
+	// dhclient is installed: what decides if apply can keep the host
+	// configured (hostshape.go).
+	DHCPClients          []DHCPClient `json:"dhcp_clients,omitempty"`
+	NetworkManagerActive bool         `json:"networkmanager_active,omitempty"`
+	DhclientInstalled    bool         `json:"dhclient_installed,omitempty"`
 	// Upstream nameservers harvested from resolved/networkd/resolv.conf.
 	Upstream []string `json:"upstream,omitempty"`
 	// SSHPin: the pinned program for sshd mode vrf-only.
