@@ -62,6 +62,16 @@ func TestE2ENetsetup(t *testing.T) {
 	run("revert restores the pre-apply state", `
 online; res $? "revert/eth0 online (DHCP + RA default routes)"
 snap > /root/s0
+# A DHCP client apply has no hook for (dhcpcd, as Debian 13's ifupdown
+# runs it) serving eth0 next to networkd: refused, naming it, nothing changed.
+mkdir -p /root/fake; printf '#!/bin/sh\nsleep 300\n' > /root/fake/dhcpcd; chmod +x /root/fake/dhcpcd
+/root/fake/dhcpcd -4 -b eth0 & fake=$!; sleep 0.5
+$A > /tmp/shape.out 2>&1; rc=$?; sed 's/^/| /' /tmp/shape.out | grep -v '^|  *[0-9]*\.'
+[ $rc = 1 ] && grep -q "dhcpcd (pid $fake) serves eth0 next to systemd-networkd" /tmp/shape.out && grep -q -- '--force' /tmp/shape.out
+res $? "shape/apply with a dhcpcd serving eth0 is refused, naming it and --force"
+vrf-netsetup check --vrf mgmt --table 1000 --iface eth0 | grep -q "^FAIL manager: dhcpcd (pid $fake)"; res $? "shape/check's manager line names it"
+kill $fake; wait $fake 2>/dev/null
+same "shape/nothing changed" /root/s0
 $A > /tmp/apply.out 2>&1; res $? "revert/apply succeeds"
 ip vrf exec mgmt getent hosts mirror.test >/dev/null; res $? "revert/DNS works inside the VRF after apply"
 vrf-netsetup revert > /tmp/revert.out 2>&1; rc=$?; res $rc "revert/revert succeeds"
