@@ -23,9 +23,14 @@ const (
 	// A runtime drop-in, written by every apply (the boot unit's too): see
 	// renderSSHSocketDropIn.
 	SSHSocketDropIn = "/run/systemd/system/ssh.socket.d/pam-vrf.conf"
-	DhclientHook    = "/etc/dhcp/dhclient-exit-hooks.d/pam-vrf"
-	BackupPath      = "/var/lib/pam-vrf/netsetup-backup.json"
-	BPFPinDir       = "/sys/fs/bpf/pam-vrf"
+	// DhclientHook runs after every lease; "zz-" so it comes after
+	// rfc3442-classless-routes (run-parts order), which with DHCP option
+	// 121 adds the default route into main after any hook sorted before it.
+	DhclientHook = "/etc/dhcp/dhclient-exit-hooks.d/zz-pam-vrf"
+	// dhclientHookLegacy: the name earlier versions used (removed by apply).
+	dhclientHookLegacy = "/etc/dhcp/dhclient-exit-hooks.d/pam-vrf"
+	BackupPath         = "/var/lib/pam-vrf/netsetup-backup.json"
+	BPFPinDir          = "/sys/fs/bpf/pam-vrf"
 )
 
 func netdevPath(cfg Config) string     { return "/etc/systemd/network/" + cfg.VRF + ".netdev" }
@@ -36,7 +41,7 @@ func ifaceDropInPath(m Manager) string {
 
 // candidatePaths: every file the plan may write, remove or parse.
 func candidatePaths(cfg Config, m Manager) []string {
-	ps := []string{ConfigPath, SysctlConf, UnitPath, UnitWants, PackagedUnit, SSHDropIn, SSHSocketDropIn, DhclientHook, BackupPath,
+	ps := []string{ConfigPath, SysctlConf, UnitPath, UnitWants, PackagedUnit, SSHDropIn, SSHSocketDropIn, DhclientHook, dhclientHookLegacy, BackupPath,
 		ResolvConf, ResolvedUplink, ResolvedStub, ResolvedDropIn, ResolvedConf,
 		netdevPath(cfg), vrfNetworkPath(cfg)}
 	if m.Kind == "networkd" {
@@ -92,6 +97,7 @@ func desiredFiles(cfg Config, dns string, st *State) ([]fileSpec, error) {
 	} else {
 		fs = append(fs, fileSpec{Path: DhclientHook, Remove: true})
 	}
+	fs = append(fs, fileSpec{Path: dhclientHookLegacy, Remove: true})
 	search := harvestSearch(st)
 	switch dns {
 	case DNSStatic:

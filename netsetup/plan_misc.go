@@ -91,7 +91,7 @@ func dnsRule(cfg Config, ip string) Rule {
 
 func planDNSRules(cfg Config, dns string, st *State) []Step {
 	want := map[string]Rule{}
-	for _, s := range dnsRuleServers(cfg, dns, st) {
+	for _, s := range append(dnsRuleServers(cfg, dns, st), dhcpRuleServers(cfg, st)...) {
 		r := dnsRule(cfg, s)
 		want[r.Dst] = r
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -173,7 +174,8 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 		}
 	}
 	for _, p := range sortedKeys(old.Files) {
-		if p == BackupPath || p == ResolvedUplink || p == ResolvedStub {
+		// files read for facts, never written (dhclient owns its leases)
+		if p == BackupPath || p == ResolvedUplink || p == ResolvedStub || strings.HasPrefix(p, "/var/lib/dhcp/") {
 			continue
 		}
 		o, l := old.Files[p], live.file(p)

@@ -1,0 +1,77 @@
+package netsetup
+
+import (
+	"slices"
+	"testing"
+)
+
+// A dhclient lease file as Debian's ifupdown leaves it: older leases first,
+// the current one last, another interface's in between.
+const dhclientLeases = `lease {
+  interface "eth0";
+  fixed-address 192.0.2.10;
+  option dhcp-server-identifier 192.0.2.9;
+  renew 6 2026/12/05 10:00:00;
+}
+lease {
+  interface "eth1";
+  fixed-address 10.0.0.5;
+  option dhcp-server-identifier 10.0.0.1;
+}
+lease {
+  interface "eth0";
+  fixed-address 192.0.2.10;
+  option subnet-mask 255.255.255.0;
+  option routers 192.0.2.1;
+  option dhcp-server-identifier 192.0.2.2;
+  option rfc3442-classless-static-routes 0,192,0,2,1;
+  renew 6 2026/12/05 17:00:00;
+}
+`
+
+func TestDHCPServerOfLease(t *testing.T) {
+	if got := dhcpServerOf(dhclientLeases, "eth0"); got != "192.0.2.2" {
+		t.Errorf("eth0: %q, want the last lease's 192.0.2.2", got)
+	}
+	if got := dhcpServerOf(dhclientLeases, "eth1"); got != "10.0.0.1" {
+		t.Errorf("eth1: %q", got)
+	}
+	if got := dhcpServerOf("", "eth0"); got != "" {
+		t.Errorf("no lease: %q", got)
+	}
+}
+
+// On an ifupdown DHCP host the lease's server gets a steering rule, so
+// dhclient's unicast RENEW from the default VRF leaves through the VRF;
+// on networkd hosts (its client is bound to the interface) it does not.
+func TestPlanSteersTheDHCPServer(t *testing.T) {
+	cfg := testCfg()
+	st := freshState()
+	st.Manager = Manager{Kind: "ifupdown", DHCP: true}
+	st.DhclientInstalled = true
+	st.Files["/var/lib/dhcp/dhclient.eth0.leases"] = FileState{Exists: true, Content: dhclientLeases}
+	// an earlier version's hook, which ran before rfc3442-classless-routes
+	st.Files[dhclientHookLegacy] = FileState{Exists: true, Content: "# Written by vrf-netsetup (pam-vrf)\n"}
+	got := ids(mustPlan(t, cfg, st))
+	if !slices.Contains(got, "rule-dns-192.0.2.2/32") {
+		t.Errorf("no steering rule for the DHCP server: %v", got)
+	}
+	if !slices.Contains(got, "file-remove:"+dhclientHookLegacy+":") || !slices.Contains(got, "file-write:"+DhclientHook+":") {
+		t.Errorf("the hook is not renamed: %v", got)
+	}
+	st.Manager = Manager{Kind: "networkd", NetworkFile: "/etc/systemd/network/20-eth0.network"}
+	if got := ids(mustPlan(t, cfg, st)); slices.Contains(got, "rule-dns-192.0.2.2/32") {
+		t.Errorf("networkd host steers the DHCP server: %v", got)
+	}
+	// revert never writes dhclient's lease file back (it is read, not ours)
+	st.Manager = Manager{Kind: "ifupdown", DHCP: true}
+	old := freshState()
+	old.Files[ConfigPath] = FileState{}
+	old.Files["/var/lib/dhcp/dhclient.eth0.leases"] = FileState{Exists: true, Content: "lease {\n}\n"}
+	live := converge(t, cfg, st)
+	for _, id := range ids(PlanRevert(cfg, old, live)) {
+		if id == "revert-file:/var/lib/dhcp/dhclient.eth0.leases" {
+			t.Errorf("revert rewrites dhclient's lease file")
+		}
+	}
+}
