@@ -276,7 +276,7 @@ func checkTable(cfg Config, st *State) CheckResult {
 func (c *Checker) checkDefault(cfg Config, st *State, fam int, apply string) CheckResult {
 	name := "default route " + famName(fam)
 	for _, r := range st.Routes {
-		if r.Table == cfg.Table && r.Family == fam && r.Dst == "default" && r.Type == unix.RTN_UNICAST {
+		if r.Table == cfg.Table && r.Family == fam && r.Dst == "default" && r.Type == unix.RTN_UNICAST && !isCatchAll(r, cfg) {
 			return ok(name, "table %d: default via %s dev %s", cfg.Table, r.Gw, r.Dev)
 		}
 	}
@@ -333,7 +333,10 @@ func checkRuleOrder(cfg Config, st *State, fam int, apply string) CheckResult {
 			return fail(name, apply, "no rule %q: lookups for VRF %s that miss table %d fall through to the main table (management traffic leaves the VRF)", g.String(), cfg.VRF, cfg.Table)
 		}
 	}
-	return ok(name, "l3mdev pref %d before local pref %d; VRF %s guarded at pref %d", l3, local, cfg.VRF, PrefVRFGuard)
+	if !hasCatchAll(st, cfg, fam) {
+		return fail(name, apply, "table %d has no catch-all route (default dev %s metric %d): lookups for VRF %s that miss the table fall through to the main table (management traffic leaves the VRF)", cfg.Table, cfg.VRF, UnreachableMetric, cfg.VRF)
+	}
+	return ok(name, "l3mdev pref %d before local pref %d; VRF %s guarded at pref %d and by its catch-all route", l3, local, cfg.VRF, PrefVRFGuard)
 }
 
 // checkCgroup: ip vrf exec / pam_vrf need cgroup2; on kernels < 5.15 an

@@ -64,7 +64,7 @@ func TestGuardRulesKeepVRFTrafficInAndOutliveNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	steps := append(planGuard(cfg, st), stepRuleAdd("dns", dnsRule(cfg, dns)))
-	if len(steps) != 5 {
+	if len(steps) != 7 { // 2 catch-all routes, 4 guard rules, the DNS rule
 		t.Fatalf("plan: %v", steps)
 	}
 	// Before: a packet received on the device is routed to 203.0.113.1 by
@@ -82,7 +82,7 @@ func TestGuardRulesKeepVRFTrafficInAndOutliveNothing(t *testing.T) {
 		t.Fatalf("guarded: a lookup the VRF table misses must end unreachable, got %v", err)
 	}
 	if err := udpRoute(t, ns, dns); err != nil {
-		t.Fatalf("default VRF to the DNS server (table %d empty: falls through to main): %v", cfg.Table, err)
+		t.Fatalf("default VRF to the DNS server (steered into table %d, its catch-all): %v", cfg.Table, err)
 	}
 
 	// The device goes: guard inert, nothing captured.
@@ -91,6 +91,11 @@ func TestGuardRulesKeepVRFTrafficInAndOutliveNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	st2, _ := rd.Read(cfg)
+	for _, r := range st2.Routes {
+		if r.Table == cfg.Table {
+			t.Errorf("route %+v outlived the VRF device in table %d", r, cfg.Table)
+		}
+	}
 	for _, f := range []int{unix.AF_INET, unix.AF_INET6} {
 		for _, g := range guardRules(cfg.VRF, f) {
 			if !hasRule(st2, g) {

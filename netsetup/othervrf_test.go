@@ -290,7 +290,7 @@ func TestDNSRuleOrderInNetns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	steps := append(append(planGuard(cfg, st), planRules(st)...), planDNSRules(cfg, DNSStatic, st)...)
+	steps := append(append(withoutCatchAll(planGuard(cfg, st)), planRules(st)...), planDNSRules(cfg, DNSStatic, st)...)
 	wantOrder(t, ids(steps), "rule-guard-iif-v4", "rule-l3mdev-v4", "rule-local-add-v4", "rule-local-del0-v4", "rule-dns-192.0.2.53/32", "rule-dns-del-legacy-192.0.2.53/32")
 	if err := Apply(testEnv(ns, n, t.TempDir()), steps); err != nil {
 		t.Fatal(err)

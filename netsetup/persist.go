@@ -263,6 +263,10 @@ func renderVRFNetwork(cfg Config, addrs, dnsServers []string) string {
 	for _, a := range addrs {
 		fmt.Fprintf(&b, "Address=%s\n", a)
 	}
+	// the catch-all routes (hasCatchAll), declared so networkd keeps them
+	for _, dst := range []string{"0.0.0.0/0", "::/0"} {
+		fmt.Fprintf(&b, "\n[Route]\nDestination=%s\nTable=%d\nMetric=%d\n", dst, cfg.Table, UnreachableMetric)
+	}
 	for _, s := range dnsServers {
 		fmt.Fprintf(&b, "\n[RoutingPolicyRule]\nTo=%s\nIncomingInterface=lo\nTable=%d\nPriority=%d\n", hostPrefix(s), cfg.Table, PrefDNSRule)
 	}

@@ -141,11 +141,16 @@ func stepNetworkdTakeover(cfg Config, st *State, disruptive, restart bool) Step 
 		}}
 }
 
-// planGuard adds the guard rules (before the iface is enslaved, so VRF
-// traffic never falls through to main), then drops an older release's
-// unreachable default routes.
+// planGuard adds the guard rules and the catch-all routes (before the
+// iface is enslaved, so VRF traffic never falls through to main), then
+// drops an older release's unreachable default routes.
 func planGuard(cfg Config, st *State) []Step {
 	var steps []Step
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+		if !hasCatchAll(st, cfg, fam) {
+			steps = append(steps, stepCatchAll(cfg, fam))
+		}
+	}
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
 		for _, g := range guardRules(cfg.VRF, fam) {
 			if !hasRule(st, g) {
@@ -172,6 +177,30 @@ func hasRule(st *State, r Rule) bool {
 		}
 	}
 	return false
+}
+
+// hasCatchAll: the VRF table ends in "default dev VRF metric 4278198272".
+// A lookup for the VRF that misses every other route of the table (no
+// DHCP default yet, an IPv4 socket on an IPv6-only management network)
+// ends there, in the VRF, whose driver drops what is routed to the VRF
+// device itself, instead of falling through to main and leaving by the
+// data plane. The guard rules cannot do that for sockets bound to the VRF:
+// since Linux 5.17 the kernel clears flowi_oif for them (the VRF moves to
+// flowi_l3mdev), so an "oif VRF" rule never matches their lookups. Unlike
+// the "unreachable default" vrf.rst suggests, the route names the device:
+// the kernel deletes it with the VRF, so nothing in the table outlives it
+// to blackhole what the DNS steering rules send there.
+func hasCatchAll(st *State, cfg Config, fam int) bool {
+	for _, r := range st.Routes {
+		if isCatchAll(r, cfg) && r.Family == fam {
+			return true
+		}
+	}
+	return false
+}
+
+func isCatchAll(r Route, cfg Config) bool {
+	return r.Table == cfg.Table && r.Dst == "default" && r.Dev == cfg.VRF && r.Gw == "" && r.Type == unix.RTN_UNICAST && r.Metric == UnreachableMetric
 }
 
 func hasUnreachableDefault(st *State, table uint32, fam int) bool {

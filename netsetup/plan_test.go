@@ -1,6 +1,7 @@
 package netsetup
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -64,6 +65,7 @@ func converge(t *testing.T, cfg Config, st *State) *State {
 	for _, f := range []int{unix.AF_INET, unix.AF_INET6} {
 		rules = append(rules, Rule{Family: f, Pref: 1000, L3mdev: true, Action: 1}, localRule(f, 32765), Rule{Family: f, Pref: 32766, Table: 254, Action: 1})
 		rules = append(rules, guardRules(cfg.VRF, f)...)
+		st.Routes = append(st.Routes, Route{Family: f, Table: cfg.Table, Dst: "default", Dev: cfg.VRF, Metric: UnreachableMetric, Type: unix.RTN_UNICAST, Protocol: unix.RTPROT_STATIC})
 	}
 	st.Rules = rules
 	dns := EffectiveDNS(cfg, st)
@@ -457,13 +459,40 @@ func TestPlanMigratesUnreachableDefault(t *testing.T) {
 		}
 	}
 	st.Rules = rules
+	var routes []Route
+	for _, r := range st.Routes {
+		if !isCatchAll(r, cfg) {
+			routes = append(routes, r)
+		}
+	}
+	st.Routes = routes
 	for _, f := range []int{unix.AF_INET, unix.AF_INET6} {
 		st.Routes = append(st.Routes, Route{Family: f, Table: cfg.Table, Dst: "default", Type: unix.RTN_UNREACHABLE, Metric: UnreachableMetric})
 	}
 	got := ids(mustPlan(t, cfg, st))
-	want := []string{"rule-guard-iif-v4", "rule-guard-oif-v4", "rule-guard-iif-v6", "rule-guard-oif-v6", "route-unreachable-del-v4", "route-unreachable-del-v6"}
+	want := []string{"route-catchall-v4", "route-catchall-v6", "rule-guard-iif-v4", "rule-guard-oif-v4", "rule-guard-iif-v6", "rule-guard-oif-v6", "route-unreachable-del-v4", "route-unreachable-del-v6"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("plan %v, want %v", got, want)
+	}
+}
+
+// TestRevertCatchAllOfAnExistingVRF: a VRF that was there before apply
+// stays, without the catch-all routes apply gave it; one apply made goes
+// with them.
+func TestRevertCatchAllOfAnExistingVRF(t *testing.T) {
+	cfg := testCfg()
+	old := freshState()
+	old.Files[ConfigPath] = FileState{}
+	old.Links["mgmt"] = Link{Name: "mgmt", Index: 3, Kind: "vrf", Table: cfg.Table, Up: true}
+	got := ids(PlanRevert(cfg, old, converge(t, cfg, freshState())))
+	if !slices.Contains(got, "revert-catchall-v4") || !slices.Contains(got, "revert-catchall-v6") || slices.Contains(got, "revert-vrf-delete") {
+		t.Errorf("existing VRF: %v", got)
+	}
+	old = freshState()
+	old.Files[ConfigPath] = FileState{}
+	got = ids(PlanRevert(cfg, old, converge(t, cfg, freshState())))
+	if slices.Contains(got, "revert-catchall-v4") || !slices.Contains(got, "revert-vrf-delete") {
+		t.Errorf("VRF apply made: %v", got)
 	}
 }
 

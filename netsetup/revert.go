@@ -166,6 +166,17 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 	if hasVRF && !hadVRF && !nd {
 		steps = append(steps, vrfDelete)
 	}
+	// A VRF that stays (it was there before apply) keeps no catch-all
+	// route apply gave it; one that goes takes them along.
+	if hasVRF && hadVRF {
+		for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+			if hasCatchAll(live, cfg, fam) && !hasCatchAll(old, cfg, fam) {
+				add := stepCatchAll(cfg, fam)
+				steps = append(steps, Step{ID: "revert-catchall-" + famTag(fam), Desc: fmt.Sprintf("delete %s default dev %s metric %d from table %d", famName(fam), cfg.VRF, UnreachableMetric, cfg.Table),
+					Do: func(e *Env) error { return deleteCatchAll(e, cfg, fam) }, Undo: add.Do})
+			}
+		}
+	}
 	for _, name := range l3mdevSysctls {
 		if o := old.Sysctls[name]; o != "" && o != live.Sysctls[name] {
 			name := name

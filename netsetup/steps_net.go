@@ -67,8 +67,8 @@ func defaultDst(fam int) *net.IPNet {
 }
 
 // stepLegacyUnreachableDel removes the unreachable default an older
-// vrf-netsetup put into the VRF table (see guardRules for why it went); the
-// guard rules are in place by then.
+// vrf-netsetup put into the VRF table (see hasCatchAll for why it went);
+// the catch-all route is in place by then.
 func stepLegacyUnreachableDel(table uint32, fam int) Step {
 	r := func() *netlink.Route {
 		return &netlink.Route{Family: fam, Table: int(table), Dst: defaultDst(fam), Type: unix.RTN_UNREACHABLE, Priority: UnreachableMetric}
@@ -80,6 +80,51 @@ func stepLegacyUnreachableDel(table uint32, fam int) Step {
 		},
 		Undo: func(e *Env) error {
 			return wrap(ignore(e.Net.H.RouteAdd(r()), unix.EEXIST), "restore %s unreachable default in table %d", famName(fam), table)
+		}}
+}
+
+// catchAllRoute is the VRF table's catch-all route (see hasCatchAll).
+func catchAllRoute(e *Env, cfg Config, fam int) (*netlink.Route, error) {
+	l, err := e.linkByName(cfg.VRF)
+	if err != nil {
+		return nil, fmt.Errorf("find %s: %w", cfg.VRF, err)
+	}
+	r := &netlink.Route{Family: fam, Table: int(cfg.Table), Dst: defaultDst(fam), LinkIndex: l.Attrs().Index,
+		Priority: UnreachableMetric, Protocol: unix.RTPROT_STATIC}
+	if fam == unix.AF_INET {
+		r.Scope = netlink.SCOPE_LINK
+	}
+	return r, nil
+}
+
+func deleteCatchAll(e *Env, cfg Config, fam int) error {
+	r, err := catchAllRoute(e, cfg, fam)
+	if err != nil {
+		return nil // the VRF went, and the route with it
+	}
+	return wrap(ignore(e.Net.H.RouteDel(r), unix.ESRCH, unix.ENOENT), "delete %s catch-all from table %d", famName(fam), cfg.Table)
+}
+
+// stepCatchAll adds the VRF table's catch-all route.
+func stepCatchAll(cfg Config, fam int) Step {
+	route := func(e *Env) (*netlink.Route, error) { return catchAllRoute(e, cfg, fam) }
+	added := false
+	return Step{ID: "route-catchall-" + famTag(fam), AfterVRF: true,
+		Desc: fmt.Sprintf("add %s default dev %s metric %d to table %d (lookups the table misses end in the VRF)", famName(fam), cfg.VRF, UnreachableMetric, cfg.Table),
+		Do: func(e *Env) error {
+			r, err := route(e)
+			if err != nil {
+				return err
+			}
+			err = e.Net.H.RouteAdd(r)
+			added = err == nil
+			return wrap(ignore(err, unix.EEXIST), "add %s catch-all to table %d", famName(fam), cfg.Table)
+		},
+		Undo: func(e *Env) error {
+			if !added {
+				return nil
+			}
+			return deleteCatchAll(e, cfg, fam)
 		}}
 }
 

@@ -344,13 +344,13 @@ func (s *Scenario) VRFRecreated(ctx context.Context) {
 	s.check("vrf back/the new mgmt has a new ifindex", strings.TrimSpace(now) != "" && strings.TrimSpace(now) != strings.TrimSpace(old), "old %q new %q", old, now)
 	out, _, code = s.run(ctx, sshCmd("alice", "ip vrf identify; getent hosts "+vm.MirrorName))
 	s.check("vrf back/new logins are bound to the new mgmt and resolve names", code == 0 && strings.HasPrefix(out, "mgmt\n") && ipRe.MatchString(out), "exit %d, output %q", code, out)
-	// The guard rules (iif/oif mgmt unreachable) named the old device and
-	// apply to the new one: a VRF lookup its table misses must not fall
-	// through to the main table, here to a prefix only main has. The VRF's
-	// default route would match first, so it is set aside for the probe
-	// (as between a lease's expiry and the next one).
+	// A VRF lookup its table misses must not fall through to the main
+	// table, here to a prefix only main has: the table's catch-all route
+	// (default dev mgmt, made anew with the device) ends it in the VRF.
+	// The VRF's default route would match first, so it is set aside for
+	// the probe (as between a lease's expiry and the next one).
 	out, _, code = s.run(ctx, "ip link add pvguard0 type dummy && ip addr add 203.0.113.10/24 dev pvguard0 && ip link set pvguard0 up && "+
-		"def=$(ip -4 route show table 1000 default) && ip route del default table 1000 && "+
-		"{ ip vrf exec mgmt ping -n -c1 -W1 203.0.113.99 2>&1; echo rc=$?; ip route add table 1000 $def; ip link del pvguard0; }")
-	s.check("vrf back/VRF traffic does not leak into the main table (guard rules)", strings.Contains(out, "Network is unreachable") && !strings.Contains(out, "rc=0"), "exit %d, output %q", code, out)
+		"def=$(ip -4 route show table 1000 default | grep via) && ip route del $def table 1000 && "+
+		"{ ip route get 203.0.113.99 vrf mgmt; ip vrf exec mgmt curl -s --max-time 3 http://203.0.113.99/; echo curl=$?; ip route add $def table 1000; ip link del pvguard0; }")
+	s.check("vrf back/VRF traffic does not leak into the main table (the catch-all route)", strings.Contains(out, "dev mgmt table 1000") && !strings.Contains(out, "pvguard0") && !strings.Contains(out, "curl=0"), "exit %d, output %q", code, out)
 }
