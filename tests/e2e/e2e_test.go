@@ -179,6 +179,15 @@ func netsetupGuest(ctx context.Context, t *testing.T, name string, extra map[str
 	return m, r
 }
 
+// rebootChecked reboots m as one step of the checklist ("== title", then
+// the check); false when the guest did not come back.
+func rebootChecked(ctx context.Context, t *testing.T, m *vm.VM, r *testReporter, title, check string) bool {
+	say(t, "\n== %s\n", title)
+	err := m.Reboot(ctx)
+	r.Check(check, err == nil, fmt.Sprint(err))
+	return err == nil
+}
+
 // guestScenario boots a guest with the build installed; when the test ends
 // it prints "e2e NAME (duration): N passed, M failed" and, on failure, the
 // tail of the guest's console.

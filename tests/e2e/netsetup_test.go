@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"testing"
@@ -150,10 +149,7 @@ grep -q '"status": "pending"' /var/lib/pam-vrf/try.json && [ -s /var/lib/pam-vrf
 ip vrf exec mgmt getent hosts mirror.test >/dev/null; res $? "reboot/applied: DNS works inside the VRF"
 sync
 `, 3*time.Minute)
-	say(t, "\n== reboot before confirming\n")
-	rerr := m.Reboot(ctx)
-	r.Check("reboot/guest rebooted inside the try window", rerr == nil, fmt.Sprint(rerr))
-	if rerr != nil {
+	if !rebootChecked(ctx, t, m, r, "reboot before confirming", "reboot/guest rebooted inside the try window") {
 		return
 	}
 	run("after the reboot: the unconfirmed try is rolled back, not re-applied", `

@@ -216,12 +216,9 @@ grep -q '^ok   daemons outside the VRF' /tmp/check.out; res $? "service/check: n
 # ip vrf pids lists iproute2's vrf/NAME cgroups only (vrf-netsetup(8) says why)
 echo "| ip vrf pids mgmt: [$(ip vrf pids mgmt | tr '\n' ' ')]; chronyd: pid $(systemctl show -p MainPID --value chrony.service)"
 `, 3*time.Minute)
-	say(t, "\n== reboot\n")
-	if err := m.Reboot(ctx); err != nil {
-		r.Check("reboot/guest comes back", false, err.Error())
+	if !rebootChecked(ctx, t, m, r, "reboot", "reboot/guest comes back") {
 		return
 	}
-	r.Check("reboot/guest comes back", true, "")
 
 	run("after the reboot: still bound, still working", `
 systemctl is-system-running --wait >/dev/null 2>&1
