@@ -22,36 +22,58 @@ func dhclientLeaseFiles(iface string) []string {
 	return []string{"/var/lib/dhcp/dhclient." + iface + ".leases", "/var/lib/dhcp/dhclient.leases"}
 }
 
-// dhcpServerOf returns the server identifier of the last lease in a
-// dhclient lease file that is for iface ("" when there is none).
-func dhcpServerOf(content, iface string) string {
-	server, inIface := "", false
+// dhclientLease is what the steering needs of a lease.
+type dhclientLease struct {
+	Server     string   // dhcp-server-identifier
+	Nameserver []string // domain-name-servers
+}
+
+// lastLease returns the last lease in a dhclient lease file that is for
+// iface (zero when there is none).
+func lastLease(content, iface string) dhclientLease {
+	var last, cur dhclientLease
+	inIface := false
+	v4 := func(s string) string {
+		if a, err := netip.ParseAddr(strings.TrimSpace(s)); err == nil && a.Is4() {
+			return a.String()
+		}
+		return ""
+	}
 	for _, line := range strings.Split(content, "\n") {
-		line = strings.TrimSpace(line)
+		line = strings.TrimSuffix(strings.TrimSpace(line), ";")
 		switch {
 		case strings.HasPrefix(line, "lease {"):
-			inIface = false
+			inIface, cur = false, dhclientLease{}
+		case line == "}":
+			if inIface && cur.Server != "" {
+				last = cur
+			}
 		case strings.HasPrefix(line, "interface "):
-			inIface = strings.Trim(strings.TrimSuffix(strings.TrimPrefix(line, "interface "), ";"), `"`) == iface
-		case strings.HasPrefix(line, "option dhcp-server-identifier ") && inIface:
-			v := strings.TrimSuffix(strings.TrimPrefix(line, "option dhcp-server-identifier "), ";")
-			if a, err := netip.ParseAddr(v); err == nil && a.Is4() {
-				server = a.String()
+			inIface = strings.Trim(strings.TrimPrefix(line, "interface "), `"`) == iface
+		case strings.HasPrefix(line, "option dhcp-server-identifier "):
+			cur.Server = v4(strings.TrimPrefix(line, "option dhcp-server-identifier "))
+		case strings.HasPrefix(line, "option domain-name-servers "):
+			for _, s := range strings.Split(strings.TrimPrefix(line, "option domain-name-servers "), ",") {
+				if a := v4(s); a != "" {
+					cur.Nameserver = append(cur.Nameserver, a)
+				}
 			}
 		}
 	}
-	return server
+	return last
 }
 
-// dhcpRuleServers: the DHCP server of the iface's current dhclient lease,
-// on hosts where dhclient serves it (ifupdown with DHCP).
+// dhcpRuleServers: on hosts where dhclient serves the iface (ifupdown with
+// DHCP), the server of its current lease and the nameservers the lease
+// gave: all learned on the management network, so all steered into the
+// VRF (dhclient writes them into /etc/resolv.conf, see EffectiveDNS).
 func dhcpRuleServers(cfg Config, st *State) []string {
 	if st.Manager.Kind != "ifupdown" || !st.Manager.DHCP {
 		return nil
 	}
 	for _, p := range dhclientLeaseFiles(cfg.Iface) {
-		if s := dhcpServerOf(st.file(p).Content, cfg.Iface); s != "" {
-			return []string{s}
+		if l := lastLease(st.file(p).Content, cfg.Iface); l.Server != "" {
+			return append([]string{l.Server}, l.Nameserver...)
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package netsetup
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -24,20 +25,21 @@ lease {
   option subnet-mask 255.255.255.0;
   option routers 192.0.2.1;
   option dhcp-server-identifier 192.0.2.2;
+  option domain-name-servers 192.0.2.53,192.0.2.54;
   option rfc3442-classless-static-routes 0,192,0,2,1;
   renew 6 2026/12/05 17:00:00;
 }
 `
 
-func TestDHCPServerOfLease(t *testing.T) {
-	if got := dhcpServerOf(dhclientLeases, "eth0"); got != "192.0.2.2" {
-		t.Errorf("eth0: %q, want the last lease's 192.0.2.2", got)
+func TestLastLease(t *testing.T) {
+	if got := lastLease(dhclientLeases, "eth0"); got.Server != "192.0.2.2" || strings.Join(got.Nameserver, " ") != "192.0.2.53 192.0.2.54" {
+		t.Errorf("eth0: %+v, want the last lease's server 192.0.2.2 and nameservers", got)
 	}
-	if got := dhcpServerOf(dhclientLeases, "eth1"); got != "10.0.0.1" {
-		t.Errorf("eth1: %q", got)
+	if got := lastLease(dhclientLeases, "eth1"); got.Server != "10.0.0.1" {
+		t.Errorf("eth1: %+v", got)
 	}
-	if got := dhcpServerOf("", "eth0"); got != "" {
-		t.Errorf("no lease: %q", got)
+	if got := lastLease("", "eth0"); got.Server != "" {
+		t.Errorf("no lease: %+v", got)
 	}
 }
 
@@ -53,8 +55,16 @@ func TestPlanSteersTheDHCPServer(t *testing.T) {
 	// an earlier version's hook, which ran before rfc3442-classless-routes
 	st.Files[dhclientHookLegacy] = FileState{Exists: true, Content: "# Written by vrf-netsetup (pam-vrf)\n"}
 	got := ids(mustPlan(t, cfg, st))
-	if !slices.Contains(got, "rule-dns-192.0.2.2/32") {
-		t.Errorf("no steering rule for the DHCP server: %v", got)
+	for _, want := range []string{"rule-dns-192.0.2.2/32", "rule-dns-192.0.2.53/32", "rule-dns-192.0.2.54/32"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("no steering rule %s for the lease's server and nameservers: %v", want, got)
+		}
+	}
+	// dhclient owns resolv.conf here: --dns auto leaves it alone
+	auto := cfg
+	auto.DNS, auto.Nameservers = DNSAuto, nil
+	if got := ids(mustPlan(t, auto, st)); EffectiveDNS(auto, st) != DNSNone || slices.Contains(got, "file-write:"+ResolvConf+":") || !slices.Contains(got, "rule-dns-192.0.2.53/32") {
+		t.Errorf("--dns auto on an ifupdown DHCP host without resolved: %s, plan %v", EffectiveDNS(auto, st), got)
 	}
 	if !slices.Contains(got, "file-remove:"+dhclientHookLegacy+":") || !slices.Contains(got, "file-write:"+DhclientHook+":") {
 		t.Errorf("the hook is not renamed: %v", got)

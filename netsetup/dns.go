@@ -27,7 +27,18 @@ func EffectiveDNS(cfg Config, st *State) string {
 	if st.ResolvedActive {
 		return DNSResolved
 	}
+	if dhclientOwnsResolvConf(st) {
+		return DNSNone
+	}
 	return DNSStatic
+}
+
+// dhclientOwnsResolvConf: on an ifupdown DHCP host without resolved,
+// dhclient-script rewrites /etc/resolv.conf from every lease; a static
+// file of ours would be overwritten at the next renewal. The lease's
+// nameservers are steered into the VRF instead (dhcpRuleServers).
+func dhclientOwnsResolvConf(st *State) bool {
+	return st.Manager.Kind == "ifupdown" && st.Manager.DHCP && !st.ResolvedActive
 }
 
 // DNSReason explains the auto pick (printed with the plan).
@@ -38,6 +49,9 @@ func DNSReason(cfg Config, st *State) string {
 	}
 	if mode == DNSResolved {
 		return "dns mode resolved (auto: systemd-resolved is active)"
+	}
+	if mode == DNSNone {
+		return "dns mode none (auto: dhclient writes /etc/resolv.conf from the management lease; its nameservers are steered into the VRF)"
 	}
 	return "dns mode static (auto: systemd-resolved is not active)"
 }
