@@ -128,7 +128,7 @@ func (c *Checker) Run(cfg Config) ([]CheckResult, error) {
 		add(checkRuleOrder(cfg, st, fam, apply))
 	}
 
-	tcp, udp := desiredSysctls(cfg, dns)
+	tcp, udp := desiredSysctls(cfg, dns, st)
 	for i, want := range []string{tcp, udp} {
 		name := l3mdevSysctls[i]
 		if got := st.Sysctls[name]; got != want {

@@ -17,9 +17,38 @@ import (
 // none of this.
 
 // dhclientLeaseFiles: where Debian's ifupdown (and a plain dhclient) keep
-// the leases of iface.
+// the leases of iface, after hookLeaseFile, which the exit hook writes:
+// dhclient runs the hooks before it writes the lease file (bind_lease:
+// script_go, then write_client_lease), so the file still holds the
+// previous lease when the hook's apply reads it.
 func dhclientLeaseFiles(iface string) []string {
-	return []string{"/var/lib/dhcp/dhclient." + iface + ".leases", "/var/lib/dhcp/dhclient.leases"}
+	return []string{hookLeaseFile(iface), "/var/lib/dhcp/dhclient." + iface + ".leases", "/var/lib/dhcp/dhclient.leases"}
+}
+
+func hookLeaseFile(iface string) string { return "/run/pam-vrf/dhclient-" + iface + ".lease" }
+
+// parseHookLease reads hookLeaseFile: "server A" and "nameservers A B".
+func parseHookLease(content string) dhclientLease {
+	var l dhclientLease
+	for _, line := range strings.Split(content, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		for _, v := range f[1:] {
+			a, err := netip.ParseAddr(v)
+			if err != nil || !a.Is4() {
+				continue
+			}
+			switch f[0] {
+			case "server":
+				l.Server = a.String()
+			case "nameservers":
+				l.Nameserver = append(l.Nameserver, a.String())
+			}
+		}
+	}
+	return l
 }
 
 // dhclientLease is what the steering needs of a lease.
@@ -72,7 +101,11 @@ func dhcpRuleServers(cfg Config, st *State) []string {
 		return nil
 	}
 	for _, p := range dhclientLeaseFiles(cfg.Iface) {
-		if l := lastLease(st.file(p).Content, cfg.Iface); l.Server != "" {
+		l := lastLease(st.file(p).Content, cfg.Iface)
+		if p == hookLeaseFile(cfg.Iface) {
+			l = parseHookLease(st.file(p).Content)
+		}
+		if l.Server != "" {
 			return append([]string{l.Server}, l.Nameserver...)
 		}
 	}

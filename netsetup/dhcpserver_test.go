@@ -60,6 +60,13 @@ func TestPlanSteersTheDHCPServer(t *testing.T) {
 			t.Errorf("no steering rule %s for the lease's server and nameservers: %v", want, got)
 		}
 	}
+	// the steered replies reach unbound sockets only with udp_l3mdev_accept,
+	// in sshd mode vrf-only too
+	vo := cfg
+	vo.SSHD = SSHDVRFOnly
+	if _, udp := desiredSysctls(vo, DNSNone, st); udp != "1" {
+		t.Errorf("vrf-only, dns none, lease servers steered: udp_l3mdev_accept=%s", udp)
+	}
 	// dhclient owns resolv.conf here: --dns auto leaves it alone
 	auto := cfg
 	auto.DNS, auto.Nameservers = DNSAuto, nil
@@ -83,5 +90,21 @@ func TestPlanSteersTheDHCPServer(t *testing.T) {
 		if id == "revert-file:/var/lib/dhcp/dhclient.eth0.leases" {
 			t.Errorf("revert rewrites dhclient's lease file")
 		}
+	}
+}
+
+// The exit hook runs before dhclient writes its lease file: the new lease
+// the hook hands over wins over the file's last one.
+func TestHookLeaseWins(t *testing.T) {
+	cfg := testCfg()
+	st := freshState()
+	st.Manager = Manager{Kind: "ifupdown", DHCP: true}
+	st.Files["/var/lib/dhcp/dhclient.eth0.leases"] = FileState{Exists: true, Content: dhclientLeases}
+	st.Files[hookLeaseFile("eth0")] = FileState{Exists: true, Content: "server 192.0.2.7\nnameservers 192.0.2.8 192.0.2.9\n"}
+	if got := strings.Join(dhcpRuleServers(cfg, st), " "); got != "192.0.2.7 192.0.2.8 192.0.2.9" {
+		t.Errorf("steered %q, want the hook's new lease", got)
+	}
+	if h := renderDhclientHook(cfg); !strings.Contains(h, "> "+hookLeaseFile("eth0")) || !strings.Contains(h, "$new_dhcp_server_identifier") {
+		t.Errorf("hook:\n%s", h)
 	}
 }

@@ -65,7 +65,7 @@ type fileSpec struct {
 func desiredFiles(cfg Config, dns string, st *State) ([]fileSpec, error) {
 	fs := []fileSpec{
 		{Path: ConfigPath, Content: string(EncodeConfig(cfg)), Mode: 0o644},
-		{Path: SysctlConf, Content: renderSysctlConf(cfg, dns), Mode: 0o644},
+		{Path: SysctlConf, Content: renderSysctlConf(cfg, dns, st), Mode: 0o644},
 		{Path: UnitPath, Content: renderUnit(cfg, st.Manager), Mode: 0o644, Kind: "unit"},
 		{Path: UnitWants, Symlink: UnitPath, Kind: "unit"},
 	}
@@ -172,8 +172,8 @@ func stepFile(f fileSpec, old FileState) Step {
 		Undo: func(e *Env) error { return e.FS.Restore(f.Path, old) }}
 }
 
-func renderSysctlConf(cfg Config, dns string) string {
-	tcp, udp := desiredSysctls(cfg, dns)
+func renderSysctlConf(cfg Config, dns string, st *State) string {
+	tcp, udp := desiredSysctls(cfg, dns, st)
 	return fmt.Sprintf("# Written by vrf-netsetup (pam-vrf): sshd mode %s, dns mode %s.\n"+
 		"# tcp: unbound listeners (sshd in the default VRF) accept connections arriving in VRF %s.\n"+
 		"# udp: replies to default-VRF DNS queries steered into the VRF, and the resolved listener.\n"+
@@ -286,11 +286,17 @@ func renderDhclientHook(cfg Config) string {
 case "$reason" in
 BOUND|RENEW|REBIND|REBOOT|BOUND6|RENEW6|REBIND6)
 	if [ "$interface" = "%[1]s" ] && [ -x /usr/sbin/vrf-netsetup ]; then
+		# dhclient writes its lease file after the hooks: hand apply the
+		# new lease's server and nameservers, which it steers into the VRF
+		if [ -n "${new_dhcp_server_identifier:-}" ]; then
+			mkdir -p /run/pam-vrf
+			printf 'server %%s\nnameservers %%s\n' "$new_dhcp_server_identifier" "${new_domain_name_servers:-}" > %[4]s
+		fi
 		/usr/sbin/vrf-netsetup apply --config %[3]s --quiet || true
 	fi
 	;;
 esac
-`, cfg.Iface, cfg.VRF, ConfigPath)
+`, cfg.Iface, cfg.VRF, ConfigPath, hookLeaseFile(cfg.Iface))
 }
 
 func modeOr(m uint32) (mode fsMode) {

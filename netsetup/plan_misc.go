@@ -12,19 +12,20 @@ import (
 // desiredSysctls: tcp on for sshd any-vrf; udp on for any-vrf and whenever
 // DNS traffic is steered into the VRF or served by the resolved listener
 // (replies arrive on a VRF slave for a socket that is not VRF-bound).
-func desiredSysctls(cfg Config, dns string) (tcp, udp string) {
+func desiredSysctls(cfg Config, dns string, st *State) (tcp, udp string) {
 	tcp, udp = "0", "0"
 	if cfg.SSHD == SSHDAnyVRF {
 		tcp, udp = "1", "1"
 	}
-	if dns == DNSStatic || dns == DNSResolved {
+	// dhcpRuleServers: the lease's nameservers are steered in mode none too
+	if dns == DNSStatic || dns == DNSResolved || len(dhcpRuleServers(cfg, st)) > 0 {
 		udp = "1"
 	}
 	return tcp, udp
 }
 
 func planSysctls(cfg Config, dns string, st *State) []Step {
-	tcp, udp := desiredSysctls(cfg, dns)
+	tcp, udp := desiredSysctls(cfg, dns, st)
 	var steps []Step
 	for name, want := range map[string]string{l3mdevSysctls[0]: tcp, l3mdevSysctls[1]: udp} {
 		old := st.Sysctls[name]

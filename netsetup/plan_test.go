@@ -69,7 +69,7 @@ func converge(t *testing.T, cfg Config, st *State) *State {
 	}
 	st.Rules = rules
 	dns := EffectiveDNS(cfg, st)
-	tcp, udp := desiredSysctls(cfg, dns)
+	tcp, udp := desiredSysctls(cfg, dns, st)
 	st.Sysctls = map[string]string{l3mdevSysctls[0]: tcp, l3mdevSysctls[1]: udp}
 	specs, err := desiredFiles(cfg, dns, st)
 	if err != nil {

@@ -186,7 +186,7 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 	}
 	for _, p := range sortedKeys(old.Files) {
 		// files read for facts, never written (dhclient owns its leases)
-		if p == BackupPath || p == ResolvedUplink || p == ResolvedStub || strings.HasPrefix(p, "/var/lib/dhcp/") {
+		if p == BackupPath || p == ResolvedUplink || p == ResolvedStub || strings.HasPrefix(p, "/var/lib/dhcp/") || strings.HasPrefix(p, "/run/pam-vrf/dhclient-") {
 			continue
 		}
 		o, l := old.Files[p], live.file(p)
