@@ -23,6 +23,9 @@ const (
 	// A runtime drop-in, written by every apply (the boot unit's too): see
 	// renderSSHSocketDropIn.
 	SSHSocketDropIn = "/run/systemd/system/ssh.socket.d/pam-vrf.conf"
+	// sshSocketDropInLegacy: where a development build put it, with an
+	// ordering cycle at boot (see renderSSHSocketDropIn); apply removes it.
+	sshSocketDropInLegacy = "/etc/systemd/system/ssh.socket.d/pam-vrf.conf"
 	// DhclientHook runs after every lease; "zz-" so it comes after
 	// rfc3442-classless-routes (run-parts order), which with DHCP option
 	// 121 adds the default route into main after any hook sorted before it.
@@ -41,7 +44,7 @@ func ifaceDropInPath(m Manager) string {
 
 // candidatePaths: every file the plan may write, remove or parse.
 func candidatePaths(cfg Config, m Manager) []string {
-	ps := []string{ConfigPath, SysctlConf, UnitPath, UnitWants, PackagedUnit, SSHDropIn, SSHSocketDropIn, DhclientHook, dhclientHookLegacy, BackupPath,
+	ps := []string{ConfigPath, SysctlConf, UnitPath, UnitWants, PackagedUnit, SSHDropIn, SSHSocketDropIn, sshSocketDropInLegacy, DhclientHook, dhclientHookLegacy, BackupPath,
 		ResolvConf, ResolvedUplink, ResolvedStub, ResolvedDropIn, ResolvedConf,
 		netdevPath(cfg), vrfNetworkPath(cfg)}
 	if m.Kind == "networkd" {
@@ -83,6 +86,7 @@ func desiredFiles(cfg Config, dns string, st *State) ([]fileSpec, error) {
 	} else {
 		fs = append(fs, fileSpec{Path: SSHSocketDropIn, Remove: true, Kind: "ssh"})
 	}
+	fs = append(fs, fileSpec{Path: sshSocketDropInLegacy, Remove: true, Kind: "ssh"})
 	fs = append(fs, serviceFiles(cfg, st)...)
 	if st.Manager.Kind == "networkd" {
 		fs = append(fs,
@@ -196,6 +200,8 @@ Before=network-online.target ssh.service
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=/usr/sbin/vrf-netsetup apply --config %[3]s
+# If this unit fails, sshd (unbound then) must still answer through the VRF.
+ExecStopPost=-/usr/sbin/vrf-netsetup __boot-failsafe
 
 [Install]
 WantedBy=multi-user.target

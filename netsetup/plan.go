@@ -32,7 +32,7 @@ func Plan(cfg Config, live *State) ([]Step, error) {
 	if err := refuseUnits(cfg, live); err != nil {
 		return nil, err
 	}
-	svc := planServices(cfg, dns, live, files)
+	svc, sshArm := planServices(cfg, dns, live, files)
 	dnsRules := planDNSRules(cfg, dns, live)
 
 	// networkd hosts: networkd enslaves the iface once it has the files.
@@ -80,6 +80,7 @@ func Plan(cfg Config, live *State) ([]Step, error) {
 		}
 		steps = append(steps, mod...)
 		steps = append(steps, sys...)
+		steps = append(steps, sshArm...)
 		steps = append(steps, files...)
 		steps = append(steps, early...)
 		steps = append(steps, takeover...)
@@ -90,6 +91,7 @@ func Plan(cfg Config, live *State) ([]Step, error) {
 		steps = append(steps, net...)
 		steps = append(steps, dnsRules...)
 		steps = append(steps, sys...)
+		steps = append(steps, sshArm...)
 		steps = append(steps, files...)
 		steps = append(steps, svc...)
 	}

@@ -121,7 +121,9 @@ func planDNSRules(cfg Config, dns string, st *State) []Step {
 }
 
 // planServices adds the daemon actions the file changes need.
-func planServices(cfg Config, dns string, st *State, files []Step) []Step {
+// The second result, when sshd's listener is restarted, goes before the
+// file steps (stepSSHArm).
+func planServices(cfg Config, dns string, st *State, files []Step) ([]Step, []Step) {
 	changed := map[string]bool{}
 	for _, f := range files {
 		changed[f.ID[strings.LastIndex(f.ID, ":")+1:]] = true
@@ -143,12 +145,14 @@ func planServices(cfg Config, dns string, st *State, files []Step) []Step {
 		steps = append(steps, svcStep("daemon-reload", "systemctl daemon-reload", []string{"daemon-reload"}, nil))
 	}
 	steps = append(steps, planUnitRestarts(cfg, st, pinned)...)
+	var arm []Step
 	if changed["ssh"] {
 		dev := ""
 		if cfg.SSHD == SSHDVRFOnly {
 			dev = cfg.VRF
 		}
 		steps = append(steps, sshRestart("ssh", "bound to "+cfg.VRF, dev, st)...)
+		arm = []Step{stepSSHArm(st)}
 	}
 	if changed["networkd"] {
 		steps = append(steps, svcStep("networkd-reload", "networkctl reload (networkd takes over VRF, enslavement and DHCP routes)", []string{"networkctl-reload"}, nil))
@@ -168,7 +172,7 @@ func planServices(cfg Config, dns string, st *State, files []Step) []Step {
 				[]string{"restart", "systemd-resolved.service"}, []string{"restart", "systemd-resolved.service"}))
 		}
 	}
-	return steps
+	return steps, arm
 }
 
 func svcStep(id, desc string, do, undo []string) Step {
@@ -215,6 +219,25 @@ func Notes(cfg Config, st *State) []string {
 		n = append(n, "nameservers harvested: "+strings.Join(st.Upstream, " "))
 	}
 	return n
+}
+
+// stepSSHArm does nothing when applied. Undone, it runs last in the
+// rollback, once the ssh drop-ins are back as they were: a reload and a
+// restart of whatever owns sshd's listener, so that a failed apply never
+// leaves sshd stopped (a socket restart that failed) or bound to a VRF the
+// rollback deletes (the restarts' own undo runs before the files return).
+func stepSSHArm(st *State) Step {
+	return Step{ID: "ssh-arm", Desc: "(on failure: systemctl daemon-reload and restart sshd's listener with the restored files)",
+		Do: func(*Env) error { return nil },
+		Undo: func(e *Env) error {
+			if err := e.Svc.Run("daemon-reload"); err != nil {
+				return err
+			}
+			if st.SSHSocket {
+				return e.Svc.Run("restart", "ssh.socket")
+			}
+			return e.Svc.Run("restart-no-block", "ssh.service")
+		}}
 }
 
 // sshRestart gives sshd's listener its new binding (why) without touching

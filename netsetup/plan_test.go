@@ -1,6 +1,8 @@
 package netsetup
 
 import (
+	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -566,5 +568,49 @@ func TestUnitEscape(t *testing.T) {
 		if got := unitEscape(in); got != want {
 			t.Errorf("unitEscape(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// recSvc records systemctl verbs with their units and fails one verb.
+type recSvc struct {
+	fakeSvc
+	fail string
+	log  []string
+}
+
+func (r *recSvc) Run(verb string, units ...string) error {
+	r.log = append(r.log, strings.TrimSpace(verb+" "+strings.Join(units, " ")))
+	if verb == r.fail {
+		return errors.New("A dependency job for ssh.socket failed")
+	}
+	return nil
+}
+
+// A socket restart that fails (the device unit never came) must not leave
+// sshd without a listener: the rollback restores the drop-ins, then
+// reloads systemd and restarts ssh.socket, unbound.
+func TestSSHArmRestartsTheListenerAfterRollback(t *testing.T) {
+	cfg := testCfg()
+	cfg.SSHD = SSHDVRFOnly
+	st := freshState()
+	st.SSHSocket = true
+	var steps []Step
+	for _, s := range mustPlan(t, cfg, st) {
+		if s.ID == "ssh-arm" || strings.HasSuffix(s.ID, ":ssh") || s.ID == "svc-daemon-reload" || s.ID == "svc-ssh-socket-restart" {
+			steps = append(steps, s)
+		}
+	}
+	wantOrder(t, ids(steps), "ssh-arm", "file-write:"+SSHSocketDropIn+":ssh", "svc-daemon-reload", "svc-ssh-socket-restart")
+	root := t.TempDir()
+	svc := &recSvc{fail: "restart-bound-socket"}
+	err := Apply(&Env{FS: FS{Root: root}, Svc: svc}, steps)
+	if err == nil {
+		t.Fatal("the failing socket restart did not fail the apply")
+	}
+	if _, serr := os.Stat(root + SSHSocketDropIn); !os.IsNotExist(serr) {
+		t.Errorf("the socket drop-in survived the rollback: %v", serr)
+	}
+	if n := len(svc.log); n < 2 || svc.log[n-2] != "daemon-reload" || svc.log[n-1] != "restart ssh.socket" {
+		t.Errorf("systemctl after the rollback: %q, want it to end with daemon-reload, restart ssh.socket", svc.log)
 	}
 }

@@ -72,6 +72,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if msg, err = netsetup.BindCgroupCommand(args[1:]); msg != "" {
 			fmt.Fprintln(stdout, msg)
 		}
+	case "__boot-failsafe":
+		// ExecStopPost= of the boot unit (netsetup.BootFailsafe)
+		var msg string
+		if msg, err = netsetup.BootFailsafeCommand(); msg != "" {
+			fmt.Fprintln(stderr, msg)
+		}
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -123,6 +123,12 @@ func TestE2ESSHDVRFOnly(t *testing.T) {
 	s.check("boot unit fails/the boot unit failed, ssh.socket is active", strings.HasPrefix(out, "failed\nactive\n"), "output %q", out)
 	listener("boot unit fails", false)
 	sshWorks("boot unit fails", "default VRF", true)
+	// the failsafe (ExecStopPost=): the unbound listener answers through
+	// the VRF's eth0 too, or this would be a lock-out on a one-NIC box
+	out, _, _ = s.run(ctx, "sysctl -n net.ipv4.tcp_l3mdev_accept; journalctl -b -u pam-vrf-netsetup.service -o cat | grep -c 'answers through the VRF'")
+	f := strings.Fields(out) // the sysctl, then how many journal lines say why
+	s.check("boot unit fails/the failsafe set tcp_l3mdev_accept=1 and said why in the journal", len(f) == 2 && f[0] == "1" && f[1] != "0", "output %q", out)
+	sshWorks("boot unit fails", "eth0", true)
 	out, _, code = s.run(ctx, "vrf-netsetup check --vrf mgmt --iface eth0 --query-name "+vm.MirrorName+" | grep -E '^FAIL +(sshd|boot unit)'")
 	s.check("boot unit fails/check fails on sshd and names the fix", strings.Contains(out, "FAIL sshd:") && strings.Contains(out, "--sshd vrf-only"), "exit %d, output %q", code, out)
 	s.check("boot unit fails/check sees the unbound ssh.socket listener itself", strings.Contains(out, "FAIL sshd listen:") && strings.Contains(out, "restart ssh.socket"), "exit %d, output %q", code, out)
@@ -131,6 +137,9 @@ func TestE2ESSHDVRFOnly(t *testing.T) {
 	s.check("boot unit fails/mended, the boot unit runs", code == 0, "exit %d\n%s%s", code, out, errOut)
 	listener("mended", true)
 	sshWorks("mended", "eth0", true)
+	out, _, _ = s.run(ctx, "sysctl -n net.ipv4.tcp_l3mdev_accept")
+	s.check("mended/apply set tcp_l3mdev_accept back to 0", strings.TrimSpace(out) == "0", "got %q", out)
+	sshWorks("mended", "default VRF", false)
 
 	out, errOut, code = s.run(ctx, "vrf-netsetup revert")
 	s.check("socket/revert succeeds", code == 0, "exit %d\n%s%s", code, out, errOut)
