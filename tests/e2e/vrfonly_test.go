@@ -80,7 +80,9 @@ func TestE2ESSHDVRFOnly(t *testing.T) {
 	s.check("socket/alice's open session survived apply", code == 0, "exit %d, output %q", code, out)
 	out, _, code = s.run(ctx, "vrf-netsetup check --vrf mgmt --iface eth0 --query-name "+vm.MirrorName+" | grep -E '^(ok|FAIL) +sshd'")
 	s.check("socket/check's sshd line names the socket", strings.HasPrefix(out, "ok   sshd:") && strings.Contains(out, "ssh.socket listener"), "exit %d, output %q", code, out)
-	s.check("socket/check's sshd listen line finds systemd's listener bound to mgmt", strings.Contains(out, "ok   sshd listen:") && strings.Contains(out, ":22%mgmt (pid 1)"), "exit %d, output %q", code, out)
+	// (the pid is whichever holder of the listening socket check meets
+	// first: systemd, or a per-connection sshd that inherited it)
+	s.check("socket/check's sshd listen line finds the socket's listener bound to mgmt", strings.Contains(out, "ok   sshd listen:") && strings.Contains(out, ":22%mgmt (pid "), "exit %d, output %q", code, out)
 
 	// The socket's binding is a runtime drop-in: every boot starts the
 	// stock socket and the boot unit binds it once mgmt is up; when the
