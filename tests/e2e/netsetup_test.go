@@ -134,7 +134,11 @@ for what in 'save the pre-apply' 'write /etc/systemd/network/mgmt.netdev' 'netwo
 	grep -E '^FAIL' /tmp/check.out | cut -c1-200 | sed 's/^/| /'
 	$A > /tmp/a.out 2>&1; rc=$?; res $rc "$tag: apply again converges"
 	[ $rc = 0 ] || cat /tmp/a.out
-	vsnap > /tmp/v; diff /root/ref /tmp/v; res $? "$tag: same links, rules, VRF routes and addresses as an uninterrupted apply"
+	vsnap > /tmp/v; diff /root/ref /tmp/v; rc=$?; res $rc "$tag: same links, rules, VRF routes and addresses as an uninterrupted apply"
+	if [ $rc != 0 ]; then # what networkd made of it, for the reader of a failure
+		networkctl --no-pager list | sed 's/^/| networkctl: /'
+		journalctl -u systemd-networkd --since=-3min -o cat --no-pager | tail -n 40 | sed 's/^/| networkd: /'
+	fi
 	vrf-netsetup revert > /dev/null 2>&1; res $? "$tag: revert"
 	online >/dev/null
 done
