@@ -38,6 +38,10 @@ func RevertFrom(r *Reader, env *Env, out io.Writer, dryRun bool, backup string, 
 	} else if cfg, err = LoadConfigFile(r.FS.P(ConfigPath), Defaults(), false); err != nil {
 		return fmt.Errorf("revert needs the applied settings: %w", err)
 	}
+	if _, offline := env.Svc.(Offline); !offline && env.Svc != nil && !dryRun {
+		// do not race networkd still configuring the iface (see apply's verify)
+		WaitNetworkdIdle(r.FS, r.Net, cfg.Iface, idleWait)
+	}
 	live, err := r.Read(cfg)
 	if err != nil {
 		return err

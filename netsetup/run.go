@@ -137,6 +137,13 @@ func (r *Runner) apply(cfg Config) error {
 		return err
 	}
 	// Verify: re-read and re-plan; a converged host has an empty plan.
+	// Only once networkd is done with the iface: our reload/reconfigure
+	// can leave it configuring still (a second pass after an interrupted
+	// apply, seen in the VM), and a verify or a revert racing it saw, or
+	// left, the link half configured.
+	if !offline && r.Env.Svc != nil {
+		WaitNetworkdIdle(r.Reader.FS, r.Reader.Net, cfg.Iface, idleWait)
+	}
 	st2, err := r.Reader.Read(cfg)
 	if err != nil {
 		return fmt.Errorf("verify: read live state: %w", err)
