@@ -108,13 +108,8 @@ func sshdSockets(procRoot string) map[string]bool {
 	}
 	inodes := map[string]bool{}
 	for _, pid := range append(commPIDs(procRoot, "sshd"), commPIDs(procRoot, "sshd-session")...) {
-		dir := procRoot + "/" + strconv.Itoa(pid) + "/fd/"
-		fds, _ := os.ReadDir(dir)
-		for _, fd := range fds {
-			l, err := os.Readlink(dir + fd.Name())
-			if ino, ok := strings.CutPrefix(l, "socket:["); err == nil && ok {
-				inodes[strings.TrimSuffix(ino, "]")] = true
-			}
+		for _, ino := range socketInodes(procRoot, pid) {
+			inodes[strconv.FormatUint(uint64(ino), 10)] = true
 		}
 	}
 	return inodes

@@ -37,6 +37,23 @@ func (s ProcSocket) String(names map[int]string) string {
 	return fmt.Sprintf("%s %s%s (pid %d)", s.Proto, s.Local, dev, s.PID)
 }
 
+// socketInodes: the inodes of the sockets process pid has open, from its
+// /proc/PID/fd links (none when it has exited meanwhile).
+func socketInodes(procRoot string, pid int) []uint32 {
+	dir := procRoot + "/" + strconv.Itoa(pid) + "/fd/"
+	fds, _ := os.ReadDir(dir)
+	var out []uint32
+	for _, fd := range fds {
+		t, err := os.Readlink(dir + fd.Name())
+		if ino, ok := strings.CutPrefix(t, "socket:["); err == nil && ok {
+			if n, err := strconv.ParseUint(strings.TrimSuffix(ino, "]"), 10, 32); err == nil {
+				out = append(out, uint32(n))
+			}
+		}
+	}
+	return out
+}
+
 // ProcessSockets returns the TCP and UDP sockets (IPv4 and IPv6) that pids
 // hold, read from the socket table of network namespace ns (netns.None():
 // the current one). Sockets are matched to processes by inode through
@@ -44,19 +61,9 @@ func (s ProcSocket) String(names map[int]string) string {
 func ProcessSockets(ns netns.NsHandle, pids []int) ([]ProcSocket, error) {
 	owner := map[uint32]int{}
 	for _, pid := range pids {
-		fds, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
-		if err != nil {
-			continue // exited meanwhile
-		}
-		for _, fd := range fds {
-			t, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/fd/" + fd.Name())
-			if err != nil || !strings.HasPrefix(t, "socket:[") {
-				continue
-			}
-			if ino, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(t, "socket:["), "]"), 10, 32); err == nil {
-				if _, seen := owner[uint32(ino)]; !seen {
-					owner[uint32(ino)] = pid
-				}
+		for _, ino := range socketInodes("/proc", pid) {
+			if _, seen := owner[ino]; !seen {
+				owner[ino] = pid
 			}
 		}
 	}
