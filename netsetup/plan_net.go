@@ -3,6 +3,7 @@ package netsetup
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -76,6 +77,9 @@ func planNet(cfg Config, st *State) ([]Step, error) {
 		// config, fail to add the route ("Invalid prefsrc address") and
 		// mark the link failed; a reload does not recover a failed link.
 		return steps, nil
+	}
+	if err := unmovableRoutes(st, cfg, enslaved); err != nil {
+		return nil, err
 	}
 	if !enslaved {
 		steps = append(steps, stepEnslave(cfg, st))
@@ -218,7 +222,7 @@ func hasUnreachableDefault(st *State, table uint32, fam int) bool {
 func movableRoutes(st *State, iface string) []Route {
 	var out []Route
 	for _, r := range st.Routes {
-		if r.Table != unix.RT_TABLE_MAIN || r.Dev != iface || r.Protocol == unix.RTPROT_KERNEL || r.Type != unix.RTN_UNICAST {
+		if r.Table != unix.RT_TABLE_MAIN || !r.via(iface) || r.Protocol == unix.RTPROT_KERNEL || r.Type != unix.RTN_UNICAST {
 			continue
 		}
 		if p, err := netip.ParsePrefix(r.Dst); err == nil && (p.Addr().IsLinkLocalUnicast() || p.Addr().IsMulticast()) {
@@ -229,14 +233,57 @@ func movableRoutes(st *State, iface string) []Route {
 	return out
 }
 
+// unmovableRoutes refuses routes through the iface that cannot follow it
+// into the VRF table as they are:
+//   - a route using a nexthop object (nhid), while the iface is still to
+//     be enslaved: the kernel deletes the nexthop objects of a device that
+//     goes down, as enslaving cycles it, and their routes with them, so
+//     there is nothing left to move or to restore;
+//   - a multipath route with hops through other devices too: in the VRF
+//     table those hops would take data-plane traffic into the VRF, in main
+//     the iface's hops would leave it.
+func unmovableRoutes(st *State, cfg Config, enslaved bool) error {
+	for _, r := range movableRoutes(st, cfg.Iface) {
+		tbl := ""
+		if r.Family == unix.AF_INET6 {
+			tbl = "-6 "
+		}
+		if r.NHID != 0 && !enslaved {
+			return &PlanError{
+				Msg: fmt.Sprintf("route %s uses nexthop object %d (dev %s): enslaving %s deletes the object and the route, so it cannot be moved into table %d", routeString(r), r.NHID, strings.Join(r.devs(), ","), cfg.Iface, cfg.Table),
+				Fix: fmt.Sprintf("give the route its nexthop inline (ip %sroute replace %s via GW dev %s ...) and re-run; re-create the object in the VRF after apply if you need it", tbl, r.Dst, cfg.Iface),
+			}
+		}
+		if devs := r.devs(); len(r.MultiPath) > 0 && len(devs) > 1 {
+			return &PlanError{
+				Msg: fmt.Sprintf("multipath route %s has hops through %s: only those through %s can move into table %d", routeString(r), strings.Join(devs, ", "), cfg.Iface, cfg.Table),
+				Fix: fmt.Sprintf("split it: one route through %s only (it moves into the VRF) and one through the other devices, in main (ip %sroute replace %s nexthop ...)", cfg.Iface, tbl, r.Dst),
+			}
+		}
+	}
+	return nil
+}
+
 // routeInTable: an equivalent route already exists in table.
 func routeInTable(st *State, r Route, table uint32) bool {
 	for _, x := range st.Routes {
-		if x.Table == table && x.Family == r.Family && x.Dst == r.Dst && x.Gw == r.Gw && x.Dev == r.Dev && x.Metric == r.Metric && x.Type == r.Type {
+		if x.Table == table && x.Family == r.Family && x.Dst == r.Dst && x.Gw == r.Gw && x.Dev == r.Dev && x.Metric == r.Metric && x.Type == r.Type && sameHops(x.MultiPath, r.MultiPath) {
 			return true
 		}
 	}
 	return false
+}
+
+func sameHops(a, b []Hop) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // planRules orders rules: l3mdev (1000) before local (32765), both families.

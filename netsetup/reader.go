@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -135,55 +136,163 @@ func (r *Reader) readAddrs(st *State, name string) error {
 	if err != nil {
 		return fmt.Errorf("list addresses of %s: %w", name, err)
 	}
+	now := time.Now()
 	for _, a := range addrs {
-		st.Addrs[name] = append(st.Addrs[name], Addr{
-			CIDR:    a.IPNet.String(),
-			Scope:   a.Scope,
-			Dynamic: a.Flags&unix.IFA_F_PERMANENT == 0,
-		})
+		st.Addrs[name] = append(st.Addrs[name], fromNetlinkAddr(name, a, now))
 	}
 	return nil
+}
+
+// addrSettableFlags are the IFA_F_* flags RTM_NEWADDR takes (the kernel
+// masks IPv6 ones to this set in inet6_rtm_newaddr); the others
+// (permanent, tentative, deprecated, secondary, ...) it derives itself.
+const addrSettableFlags = unix.IFA_F_NODAD | unix.IFA_F_OPTIMISTIC | unix.IFA_F_HOMEADDRESS |
+	unix.IFA_F_MANAGETEMPADDR | unix.IFA_F_NOPREFIXROUTE | unix.IFA_F_MCAUTOJOIN
+
+// infiniteLft is INFINITY_LIFE_TIME: an address that never expires.
+const infiniteLft = 0xffffffff
+
+func fromNetlinkAddr(dev string, a netlink.Addr, now time.Time) Addr {
+	out := Addr{
+		CIDR:    a.IPNet.String(),
+		Scope:   a.Scope,
+		Dynamic: a.Flags&unix.IFA_F_PERMANENT == 0,
+		Flags:   uint32(a.Flags) & addrSettableFlags,
+	}
+	if a.Label != "" && a.Label != dev {
+		out.Label = a.Label
+	}
+	if a.IP.To4() != nil {
+		out.Broadcast = "0.0.0.0" // none, unless the kernel reported one
+		if a.Broadcast != nil {
+			out.Broadcast = a.Broadcast.String()
+		}
+	}
+	if a.Peer != nil {
+		out.Peer = a.Peer.String()
+	}
+	until := func(lft int) *time.Time {
+		if uint32(lft) == infiniteLft {
+			return nil
+		}
+		t := now.Add(time.Duration(lft) * time.Second)
+		return &t
+	}
+	// the kernel always reports both lifetimes; 0/0 only from fakes
+	if a.ValidLft != 0 || a.PreferedLft != 0 {
+		out.ValidUntil, out.PreferredUntil = until(a.ValidLft), until(a.PreferedLft)
+	}
+	return out
 }
 
 // readRoutes keeps the main-table routes through the iface (what enslaving
-// flushes) and everything in the VRF table.
+// flushes: a multipath route with any hop through it, a route whose
+// nexthop object sends through it) and everything in the VRF table.
 func (r *Reader) readRoutes(st *State, cfg Config) error {
-	iface, hasIface := st.Links[cfg.Iface]
+	_, hasIface := st.Links[cfg.Iface]
+	nhDevs, err := r.Net.nexthopDevs()
+	if err != nil {
+		return err
+	}
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		filters := []*netlink.Route{{Table: int(cfg.Table)}}
-		masks := []uint64{netlink.RT_FILTER_TABLE}
-		if hasIface {
-			filters = append(filters, &netlink.Route{Table: unix.RT_TABLE_MAIN, LinkIndex: iface.Index})
-			masks = append(masks, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_OIF)
+		extras, err := retryDumpMap(func() (map[string]routeExtra, error) { return r.Net.routeExtras(fam) })
+		if err != nil {
+			return err
 		}
-		for i, f := range filters {
-			routes, err := retryDump(func() ([]netlink.Route, error) { return r.Net.H.RouteListFiltered(fam, f, masks[i]) })
+		tables := []int{int(cfg.Table)}
+		if hasIface {
+			tables = append(tables, unix.RT_TABLE_MAIN)
+		}
+		for _, table := range tables {
+			f := &netlink.Route{Table: table}
+			routes, err := retryDump(func() ([]netlink.Route, error) {
+				return r.Net.H.RouteListFiltered(fam, f, netlink.RT_FILTER_TABLE)
+			})
 			if err != nil {
-				return fmt.Errorf("list routes (table %d): %w", f.Table, err)
+				return fmt.Errorf("list %s routes (table %d): %w", famName(fam), table, err)
 			}
 			for _, rt := range routes {
-				st.Routes = append(st.Routes, fromNetlinkRoute(st, rt))
+				out := fromNetlinkRoute(st, rt, extras[extraKeyOf(rt)], nhDevs)
+				if table == unix.RT_TABLE_MAIN && !out.via(cfg.Iface) {
+					continue
+				}
+				st.Routes = append(st.Routes, out)
 			}
 		}
 	}
 	return nil
 }
 
-func fromNetlinkRoute(st *State, rt netlink.Route) Route {
+// fromNetlinkRoute records rt with x, what the library left out of it.
+// Expiry becomes a wall-clock time, as address lifetimes do.
+func fromNetlinkRoute(st *State, rt netlink.Route, x routeExtra, nhDevs map[uint32][]int) Route {
 	out := Route{Family: rt.Family, Table: uint32(rt.Table), Dst: "default", Metric: uint32(rt.Priority),
-		Type: uint8(rt.Type), Protocol: uint8(rt.Protocol), Scope: uint8(rt.Scope), Onlink: rt.Flags&unix.RTNH_F_ONLINK != 0}
+		Type: uint8(rt.Type), Protocol: uint8(rt.Protocol), Scope: uint8(rt.Scope), Onlink: rt.Flags&unix.RTNH_F_ONLINK != 0,
+		Tos: uint8(rt.Tos), Realm: uint32(rt.Realm), Pref: x.Pref, NHID: x.NHID}
 	if rt.Dst != nil {
 		if ones, _ := rt.Dst.Mask.Size(); ones != 0 || !rt.Dst.IP.IsUnspecified() {
 			out.Dst = rt.Dst.String()
 		}
 	}
-	if rt.Gw != nil {
-		out.Gw = rt.Gw.String()
+	out.Gw = gwString(rt.Gw, rt.Via)
+	if rt.Src != nil {
+		out.Src = rt.Src.String()
 	}
-	if l, ok := st.linkByIndex(rt.LinkIndex); ok {
-		out.Dev = l.Name
+	devName := func(idx int) string {
+		if l, ok := st.linkByIndex(idx); ok {
+			return l.Name
+		}
+		return ""
+	}
+	if rt.LinkIndex > 0 {
+		out.Dev = devName(rt.LinkIndex)
+	}
+	for _, h := range rt.MultiPath {
+		out.MultiPath = append(out.MultiPath, Hop{Gw: gwString(h.Gw, h.Via), Dev: devName(h.LinkIndex),
+			Weight: h.Hops + 1, Onlink: h.Flags&unix.RTNH_F_ONLINK != 0})
+	}
+	for _, idx := range nhDevs[x.NHID] {
+		if x.NHID != 0 {
+			out.NHDevs = append(out.NHDevs, devName(idx))
+		}
+	}
+	if x.Expires > 0 {
+		t := time.Now().Add(x.Expires)
+		out.Expires = &t
+	}
+	m := RouteMetrics{MTU: rt.MTU, MTULock: rt.MTULock, Window: rt.Window, Rtt: rt.Rtt, RttVar: rt.RttVar,
+		Ssthresh: rt.Ssthresh, Cwnd: rt.Cwnd, AdvMSS: rt.AdvMSS, Reordering: rt.Reordering, Hoplimit: rt.Hoplimit,
+		InitCwnd: rt.InitCwnd, Features: rt.Features, RtoMin: rt.RtoMin, RtoMinLock: rt.RtoMinLock,
+		InitRwnd: rt.InitRwnd, QuickACK: rt.QuickACK, Congctl: rt.Congctl, FastOpenNoCookie: rt.FastOpenNoCookie}
+	m.MTULock = m.MTU > 0 && x.Lock&(1<<unix.RTAX_MTU) != 0
+	m.RtoMinLock = m.RtoMin > 0 && x.Lock&(1<<unix.RTAX_RTO_MIN) != 0
+	if m != (RouteMetrics{}) {
+		out.Metrics = &m
 	}
 	return out
+}
+
+// gwString: the gateway, also when it is an RTA_VIA (IPv4 via an IPv6
+// gateway, RFC 8950).
+func gwString(gw net.IP, via netlink.Destination) string {
+	if gw != nil {
+		return gw.String()
+	}
+	if v, ok := via.(*netlink.Via); ok && v != nil && v.Addr != nil {
+		return v.Addr.String()
+	}
+	return ""
+}
+
+// retryDumpMap is retryDump for a dump collected into a map.
+func retryDumpMap[K comparable, V any](f func() (map[K]V, error)) (map[K]V, error) {
+	for i := 0; ; i++ {
+		v, err := f()
+		if errors.Is(err, netlink.ErrDumpInterrupted) && i < 5 {
+			continue
+		}
+		return v, err
+	}
 }
 
 // retryDump retries a dump interrupted by a concurrent change.

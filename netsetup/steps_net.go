@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -221,12 +223,8 @@ func releaseToMain(e *Env, cfg Config, addrs []Addr, routes []Route) error {
 		return err
 	}
 	for _, r := range routes {
-		nr, err := e.nlRoute(r, unix.RT_TABLE_MAIN)
-		if err != nil {
-			return err
-		}
-		if err := e.Net.H.RouteReplace(nr); err != nil {
-			return fmt.Errorf("restore route %s via %s: %w", r.Dst, r.Dev, err)
+		if err := e.putRoute(r, unix.RT_TABLE_MAIN); err != nil {
+			return fmt.Errorf("restore route %s to main: %w", routeString(r), err)
 		}
 	}
 	return nil
@@ -239,13 +237,19 @@ func stepReaddAddrs(iface string, addrs []Addr) Step {
 
 // readdAddrs re-adds captured addresses that are gone, except IPv6
 // link-local and dynamic IPv6 ones, which the kernel (SLAAC) or the DHCPv6
-// client recreate with correct lifetimes.
+// client recreate with correct lifetimes. The others come back with their
+// flags, label, broadcast, peer and what is left of their lifetimes; one
+// whose valid lifetime ran out since it was captured is not re-added (the
+// kernel would have dropped it by now). Addresses from states saved
+// before those were recorded are re-added as they always were: permanent,
+// broadcast derived from the prefix.
 func readdAddrs(e *Env, iface string, addrs []Addr) error {
 	l, err := e.linkByName(iface)
 	if err != nil {
 		return fmt.Errorf("find %s: %w", iface, err)
 	}
-	for _, a := range addrs {
+	now := time.Now()
+	for _, a := range readdOrder(addrs) {
 		p, err := netip.ParsePrefix(a.CIDR)
 		if err != nil {
 			continue
@@ -253,7 +257,13 @@ func readdAddrs(e *Env, iface string, addrs []Addr) error {
 		if p.Addr().Is6() && (p.Addr().IsLinkLocalUnicast() || a.Dynamic) {
 			continue
 		}
-		na := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+		na, live, err := nlAddr(a, now)
+		if err != nil {
+			return fmt.Errorf("re-add %s to %s: %w", a.CIDR, iface, err)
+		}
+		if !live {
+			continue
+		}
 		if err := ignore(e.Net.H.AddrAdd(l, na), unix.EEXIST); err != nil {
 			return fmt.Errorf("re-add %s to %s: %w", a.CIDR, iface, err)
 		}
@@ -261,51 +271,110 @@ func readdAddrs(e *Env, iface string, addrs []Addr) error {
 	return nil
 }
 
+// readdOrder: the order to re-add addresses in so the kernel lists them
+// as it did (it matters for source address selection): IPv4 in dump
+// order (the kernel appends), IPv6 reversed (it puts the newest first
+// among the addresses of one scope).
+func readdOrder(addrs []Addr) []Addr {
+	var v4, v6 []Addr
+	for _, a := range addrs {
+		if strings.Contains(a.CIDR, ":") {
+			v6 = append([]Addr{a}, v6...)
+		} else {
+			v4 = append(v4, a)
+		}
+	}
+	return append(v4, v6...)
+}
+
+// nlAddr converts a recorded Addr into a netlink address as of now; live
+// is false when its valid lifetime has run out.
+func nlAddr(a Addr, now time.Time) (na *netlink.Addr, live bool, err error) {
+	p, err := netip.ParsePrefix(a.CIDR)
+	if err != nil {
+		return nil, false, err
+	}
+	na = &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())},
+		Flags: int(a.Flags & addrSettableFlags), Label: a.Label}
+	if a.Peer != "" {
+		pp, err := netip.ParsePrefix(a.Peer)
+		if err != nil {
+			return nil, false, fmt.Errorf("peer %q: %w", a.Peer, err)
+		}
+		na.Peer = &net.IPNet{IP: pp.Addr().AsSlice(), Mask: net.CIDRMask(pp.Bits(), pp.Addr().BitLen())}
+	}
+	if a.Broadcast != "" {
+		// "0.0.0.0" (none) is also how the library is told to send none
+		if na.Broadcast = net.ParseIP(a.Broadcast).To4(); na.Broadcast == nil {
+			return nil, false, fmt.Errorf("broadcast %q: not an IPv4 address", a.Broadcast)
+		}
+	}
+	if a.ValidUntil == nil && a.PreferredUntil == nil {
+		return na, true, nil // forever: the kernel's default
+	}
+	left := func(t *time.Time) int {
+		if t == nil {
+			return infiniteLft
+		}
+		d := t.Sub(now)
+		if d <= 0 {
+			return 0
+		}
+		return int((d + time.Second - 1) / time.Second)
+	}
+	na.ValidLft, na.PreferedLft = left(a.ValidUntil), left(a.PreferredUntil)
+	if na.ValidLft == 0 {
+		return nil, false, nil
+	}
+	if uint32(na.PreferedLft) > uint32(na.ValidLft) {
+		na.PreferedLft = na.ValidLft // the kernel refuses preferred > valid
+	}
+	return na, true, nil
+}
+
 // stepMoveRoute puts r into the VRF table and removes it from main (the
 // kernel usually flushed it already when the iface was enslaved).
 func stepMoveRoute(r Route, table uint32, already bool) Step {
-	desc := fmt.Sprintf("move %s route %s", famName(r.Family), r.Dst)
-	if r.Gw != "" {
-		desc += " via " + r.Gw
-	}
-	desc += fmt.Sprintf(" dev %s from main to table %d", r.Dev, table)
+	desc := fmt.Sprintf("move %s route %s from main to table %d", famName(r.Family), routeString(r), table)
 	return Step{ID: "route-move-" + famTag(r.Family) + "-" + r.Dst, Desc: desc,
 		Do: func(e *Env) error {
 			if !already {
-				nr, err := e.nlRoute(r, table)
-				if err != nil {
-					return err
-				}
-				if err := e.Net.H.RouteReplace(nr); err != nil {
-					return fmt.Errorf("add route %s to table %d: %w", r.Dst, table, err)
+				if err := e.putRoute(r, table); err != nil {
+					return fmt.Errorf("add route %s to table %d: %w", routeString(r), table, err)
 				}
 			}
-			nr, err := e.nlRoute(r, unix.RT_TABLE_MAIN)
-			if err != nil {
-				return err
-			}
-			return wrap(ignore(e.Net.H.RouteDel(nr), unix.ESRCH, unix.ENOENT), "delete route %s from main", r.Dst)
+			return wrap(e.delRoute(r, unix.RT_TABLE_MAIN), "delete route %s from main", routeString(r))
 		},
 		Undo: func(e *Env) error {
-			nr, err := e.nlRoute(r, unix.RT_TABLE_MAIN)
-			if err != nil {
-				return err
-			}
-			if err := e.Net.H.RouteReplace(nr); err != nil {
-				return fmt.Errorf("restore route %s to main: %w", r.Dst, err)
+			if err := e.putRoute(r, unix.RT_TABLE_MAIN); err != nil {
+				return fmt.Errorf("restore route %s to main: %w", routeString(r), err)
 			}
 			if already {
 				return nil
 			}
-			nr, _ = e.nlRoute(r, table)
-			return wrap(ignore(e.Net.H.RouteDel(nr), unix.ESRCH, unix.ENOENT), "delete route %s from table %d", r.Dst, table)
+			return wrap(e.delRoute(r, table), "delete route %s from table %d", routeString(r), table)
 		}}
+}
+
+// delRoute deletes the recorded route r from table, if it is there. It
+// names the route by what the kernel matches on (dst, tos, metric,
+// nexthops, prefsrc), not by its metrics: an IPv4 delete that carries
+// metrics must match them exactly, and the library cannot send an
+// RTAX_LOCK with both the mtu and the rto_min lock, so such a route was
+// never found (ESRCH, ignored) and stayed.
+func (e *Env) delRoute(r Route, table uint32) error {
+	r.Metrics = nil
+	nr, err := e.nlRoute(r, table)
+	if err != nil {
+		return err
+	}
+	return ignore(e.Net.H.RouteDel(nr), unix.ESRCH, unix.ENOENT)
 }
 
 // nlRoute converts a recorded Route into a netlink route in table.
 func (e *Env) nlRoute(r Route, table uint32) (*netlink.Route, error) {
 	nr := &netlink.Route{Family: r.Family, Table: int(table), Priority: int(r.Metric), Type: int(r.Type),
-		Protocol: netlink.RouteProtocol(r.Protocol), Scope: netlink.Scope(r.Scope)}
+		Protocol: netlink.RouteProtocol(r.Protocol), Scope: netlink.Scope(r.Scope), Tos: int(r.Tos), Realm: int(r.Realm)}
 	if r.Dst == "default" {
 		nr.Dst = defaultDst(r.Family)
 	} else {
@@ -315,8 +384,11 @@ func (e *Env) nlRoute(r Route, table uint32) (*netlink.Route, error) {
 		}
 		nr.Dst = d
 	}
-	if r.Gw != "" {
-		nr.Gw = net.ParseIP(r.Gw)
+	nr.Gw, nr.Via = gwOf(r.Family, r.Gw)
+	if r.Src != "" {
+		if nr.Src = net.ParseIP(r.Src); nr.Src == nil {
+			return nil, fmt.Errorf("route %s: src %q", r.Dst, r.Src)
+		}
 	}
 	if r.Onlink {
 		nr.Flags |= int(netlink.FLAG_ONLINK)
@@ -328,7 +400,66 @@ func (e *Env) nlRoute(r Route, table uint32) (*netlink.Route, error) {
 		}
 		nr.LinkIndex = l.Attrs().Index
 	}
+	for _, h := range r.MultiPath {
+		nh := &netlink.NexthopInfo{Hops: max(h.Weight-1, 0)}
+		nh.Gw, nh.Via = gwOf(r.Family, h.Gw)
+		if h.Onlink {
+			nh.Flags |= int(netlink.FLAG_ONLINK)
+		}
+		if h.Dev != "" {
+			l, err := e.linkByName(h.Dev)
+			if err != nil {
+				return nil, fmt.Errorf("route %s: find hop device %s: %w", r.Dst, h.Dev, err)
+			}
+			nh.LinkIndex = l.Attrs().Index
+		}
+		nr.MultiPath = append(nr.MultiPath, nh)
+	}
+	if m := r.Metrics; m != nil {
+		nr.MTU, nr.MTULock, nr.Window, nr.Rtt, nr.RttVar = m.MTU, m.MTULock, m.Window, m.Rtt, m.RttVar
+		nr.Ssthresh, nr.Cwnd, nr.AdvMSS, nr.Reordering, nr.Hoplimit = m.Ssthresh, m.Cwnd, m.AdvMSS, m.Reordering, m.Hoplimit
+		nr.InitCwnd, nr.Features, nr.RtoMin, nr.RtoMinLock = m.InitCwnd, m.Features, m.RtoMin, m.RtoMinLock
+		nr.InitRwnd, nr.QuickACK, nr.Congctl, nr.FastOpenNoCookie = m.InitRwnd, m.QuickACK, m.Congctl, m.FastOpenNoCookie
+	}
 	return nr, nil
+}
+
+// gwOf: an IPv6 gateway of an IPv4 route goes as RTA_VIA (RFC 8950).
+func gwOf(family int, gw string) (net.IP, netlink.Destination) {
+	if gw == "" {
+		return nil, nil
+	}
+	ip := net.ParseIP(gw)
+	if family == unix.AF_INET && ip != nil && ip.To4() == nil {
+		return nil, &netlink.Via{AddrFamily: unix.AF_INET6, Addr: ip}
+	}
+	return ip, nil
+}
+
+// putRoute adds or replaces the recorded route r in table, with every
+// attribute recorded. An expiring route whose time ran out since it was
+// captured is left out: the kernel would have dropped it, and its owner
+// (router advertisements) puts it back.
+func (e *Env) putRoute(r Route, table uint32) error {
+	var x routeExtra
+	if r.Expires != nil {
+		if x.Expires = time.Until(*r.Expires); x.Expires <= 0 {
+			return nil
+		}
+	}
+	x.Pref, x.NHID = r.Pref, r.NHID
+	nr, err := e.nlRoute(r, table)
+	if err != nil {
+		return err
+	}
+	if x.NHID != 0 {
+		// the object is the nexthop; the kernel refuses both (the dump
+		// shows the object's hops too, nexthop_compat_mode)
+		nr.Gw, nr.Via, nr.LinkIndex, nr.MultiPath, nr.Flags = nil, nil, 0, nil, 0
+	}
+	// Every recorded route goes through one writer, the one that knows
+	// RTA_PREF, RTA_EXPIRES and RTA_NH_ID (routeattrs.go).
+	return e.Net.routeReplaceRaw(nr, x)
 }
 
 func ignore(err error, errnos ...unix.Errno) error {

@@ -201,5 +201,15 @@ func routeString(r Route) string {
 	if r.Dev != "" {
 		s += " dev " + r.Dev
 	}
+	if r.NHID != 0 {
+		s += fmt.Sprintf(" nhid %d", r.NHID)
+	}
+	for _, h := range r.MultiPath {
+		s += " nexthop"
+		if h.Gw != "" {
+			s += " via " + h.Gw
+		}
+		s += fmt.Sprintf(" dev %s weight %d", h.Dev, h.Weight)
+	}
 	return s
 }
