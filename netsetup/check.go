@@ -40,6 +40,9 @@ type Checker struct {
 	PolicyPath string
 	// KernelRelease overrides uname -r (tests).
 	KernelRelease string
+	// firewall runs nft/iptables-save (tests: recorded output); nil = the
+	// tools, in Reader.Net's netns.
+	firewall *fwHost
 }
 
 func ok(name, format string, a ...any) CheckResult {
@@ -159,6 +162,9 @@ func (c *Checker) Run(cfg Config) ([]CheckResult, error) {
 		if r, ok := c.checkSSHDListen(cfg, st); ok {
 			add(r)
 		}
+	}
+	if cfg.Iface != "" {
+		add(c.checkFirewall(cfg, st))
 	}
 	add(c.checkRouteDaemons(cfg, apply))
 	add(c.checkCgroup())

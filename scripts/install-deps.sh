@@ -8,8 +8,9 @@ for set in "$@"; do
 	case "$set" in
 	build) ;;
 	# prometheus for promtool: the host and VM tests lint the metrics of
-	# vrf-netsetup check --metrics-file with it
-	test) want="$want pamtester prometheus" ;;
+	# vrf-netsetup check --metrics-file with it; nftables and iptables: the
+	# firewall check's netns test loads real rulesets
+	test) want="$want pamtester prometheus nftables iptables" ;;
 	vm) want="$want qemu-system-x86 qemu-utils debootstrap e2fsprogs cpio openssh-client prometheus" ;;
 	deb) want="$want dpkg-dev debhelper lintian fakeroot" ;;
 	*) echo "install-deps: unknown set '$set' (build|test|vm|deb)" >&2; exit 2 ;;
