@@ -81,13 +81,20 @@ static void trace(void)
 #define MAX_FILE (64 * 1024)
 #define PROG_NAME "pam_vrf_sock"
 
-/* read_trusted reads a root-owned, not group/world-writable regular file. */
-static char *read_trusted(int dirfd, const char *name)
+/*
+ * read_trusted reads a root-owned, not group/world-writable regular file:
+ * into small (smallsz bytes, on the caller's stack) when it fits, else into
+ * malloc'd memory. Four system calls and no allocation for a usual table:
+ * every login that loads the module pays for this read (make bench, "not
+ * placed"), so it opens the file by its full path instead of through a
+ * directory fd.
+ */
+static char *read_trusted(const char *path, char *small, size_t smallsz)
 {
 	struct stat st;
 	char *buf;
 	ssize_t n;
-	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 
 	if (fd < 0)
 		return NULL;
@@ -96,7 +103,7 @@ static char *read_trusted(int dirfd, const char *name)
 		close(fd);
 		return NULL;
 	}
-	buf = malloc((size_t)st.st_size + 1);
+	buf = (size_t)st.st_size < smallsz ? small : malloc((size_t)st.st_size + 1);
 	if (buf == NULL) {
 		close(fd);
 		return NULL;
@@ -104,7 +111,8 @@ static char *read_trusted(int dirfd, const char *name)
 	n = read(fd, buf, (size_t)st.st_size);
 	close(fd);
 	if (n != st.st_size) {
-		free(buf);
+		if (buf != small)
+			free(buf);
 		return NULL;
 	}
 	buf[n] = '\0';
@@ -143,23 +151,42 @@ static uint64_t fnv64a(const char *s)
 	return h;
 }
 
-/* The decision, from the policy's table. */
+/* table_path: FP_DIR/policy-<fnv64a(policy), 16 hex digits>, as Go's
+ * fastpath.PolicyFile names it (by hand: no stdio on this path). */
+static void table_path(const char *policy, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	static const char prefix[] = FP_DIR "/policy-";
+	uint64_t h = fnv64a(policy);
+	char *p = out + sizeof prefix - 1;
+
+	memcpy(out, prefix, sizeof prefix - 1);
+	for (int i = 15; i >= 0; i--, h >>= 4)
+		p[i] = hex[h & 0xf];
+	p[16] = '\0';
+}
+
+/* The decision, from the policy's table. The strings point into the table
+ * (words cut in place), so they live as long as it does: no copies, and a
+ * stack frame that stays small on the path every login takes. */
 struct decision {
 	enum fp_result result;
-	char mount[PATH_MAX]; /* the cgroup2 mount the Go part found */
-	char vrf[64];
-	char rule[PATH_MAX + 300]; /* as config.Decision.Rule */
+	const char *mount; /* the cgroup2 mount the Go part found */
+	const char *vrf;
+	const char *line;  /* the rule's line in the policy */
+	int by_user;       /* a user rule, not the default (config.Decision.Rule) */
 };
 
 static void decide(const char *policy, char *table, const char *user, const char *service, struct decision *d)
 {
 	char *w[64], *save = NULL, *line;
-	char user_vrf[64] = "", user_line[16] = "", def_vrf[64] = "", def_line[16] = "";
+	const char *user_vrf = NULL, *user_line = NULL, *def_vrf = NULL, *def_line = NULL;
 	struct stat st;
 	int n, have_policy = 0, have_services = 0, acts = 0, groups = 0, have_user = 0, have_default = 0;
 
 	d->result = FP_HANDOVER;
-	d->mount[0] = '\0';
+	d->mount = d->vrf = d->line = NULL;
+	d->by_user = 0;
 	line = strtok_r(table, "\n", &save);
 	if (line == NULL || strcmp(line, MAGIC) != 0)
 		return;
@@ -180,7 +207,7 @@ static void decide(const char *policy, char *table, const char *user, const char
 				return;
 			have_policy = 1;
 		} else if (n == 2 && strcmp(w[0], "cgroup2") == 0) {
-			snprintf(d->mount, sizeof d->mount, "%s", w[1]);
+			d->mount = w[1];
 		} else if (n >= 2 && strcmp(w[0], "services") == 0) {
 			have_services = 1;
 			acts = listed(w + 1, n - 1, service);
@@ -188,13 +215,13 @@ static void decide(const char *policy, char *table, const char *user, const char
 			groups = listed(w + 1, n - 1, service);
 		} else if (n == 3 && strcmp(w[0], "default") == 0) {
 			have_default = strcmp(w[1], "-") != 0;
-			snprintf(def_vrf, sizeof def_vrf, "%s", w[1]);
-			snprintf(def_line, sizeof def_line, "%s", w[2]);
+			def_vrf = w[1];
+			def_line = w[2];
 		} else if (n >= 5 && strcmp(w[0], "user") == 0 && strcmp(w[1], user) == 0 &&
 			   listed(w + 4, n - 4, service)) {
 			have_user = 1;
-			snprintf(user_vrf, sizeof user_vrf, "%s", w[2]);
-			snprintf(user_line, sizeof user_line, "%s", w[3]);
+			user_vrf = w[2];
+			user_line = w[3];
 		}
 	}
 	if (!have_policy || !have_services)
@@ -206,8 +233,9 @@ static void decide(const char *policy, char *table, const char *user, const char
 		if (strcmp(user_vrf, "-") == 0) {
 			d->result = FP_IGNORE;
 		} else {
-			snprintf(d->vrf, sizeof d->vrf, "%s", user_vrf);
-			snprintf(d->rule, sizeof d->rule, "user \"%s\" (%s:%s)", user, policy, user_line);
+			d->vrf = user_vrf;
+			d->line = user_line;
+			d->by_user = 1;
 			d->result = FP_PLACED;
 		}
 	} else if (groups) {
@@ -215,11 +243,11 @@ static void decide(const char *policy, char *table, const char *user, const char
 	} else if (!have_default) {
 		d->result = FP_IGNORE;
 	} else {
-		snprintf(d->vrf, sizeof d->vrf, "%s", def_vrf);
-		snprintf(d->rule, sizeof d->rule, "default (%s:%s)", policy, def_line);
+		d->vrf = def_vrf;
+		d->line = def_line;
 		d->result = FP_PLACED;
 	}
-	if (d->result == FP_PLACED && (strcmp(d->vrf, "default") == 0 || d->mount[0] != '/'))
+	if (d->result == FP_PLACED && (strcmp(d->vrf, "default") == 0 || d->mount == NULL || d->mount[0] != '/'))
 		d->result = FP_HANDOVER;
 }
 
@@ -562,14 +590,15 @@ out:
 	return rc;
 }
 
+static enum fp_result place_logged(pam_handle_t *pamh, const char *user, const char *policy,
+				   const struct decision *d);
+
 enum fp_result pamvrf_fastpath(pam_handle_t *pamh, const char *user, const char *service, int argc,
 			       const char **argv)
 {
 	const char *policy = DEFAULT_POLICY;
-	char name[64], dir[2 * PATH_MAX], *table;
+	char path[sizeof FP_DIR "/policy-" + 16], small[4096], *table;
 	struct decision d;
-	unsigned ifindex = 0;
-	int dirfd;
 
 #ifdef PAMVRF_TRACE
 	trace_n = 0;
@@ -583,23 +612,37 @@ enum fp_result pamvrf_fastpath(pam_handle_t *pamh, const char *user, const char 
 		else if (strcmp(argv[i], "on_error=allow") != 0 && strcmp(argv[i], "on_error=deny") != 0)
 			return FP_HANDOVER;
 	}
-	snprintf(name, sizeof name, "policy-%016llx", (unsigned long long)fnv64a(policy));
-	dirfd = open(FP_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dirfd < 0)
-		return FP_HANDOVER;
-	table = read_trusted(dirfd, name);
-	close(dirfd);
+	table_path(policy, path);
+	table = read_trusted(path, small, sizeof small);
 	if (table == NULL)
 		return FP_HANDOVER;
 	decide(policy, table, user, service, &d);
-	free(table);
 	trace(); /* decided */
-	if (d.result != FP_PLACED)
-		return d.result;
-	if (place(d.vrf, d.mount, dir, sizeof dir, &ifindex) != 0)
+	if (d.result == FP_PLACED)
+		d.result = place_logged(pamh, user, policy, &d);
+	if (table != small)
+		free(table);
+	return d.result;
+}
+
+/*
+ * place_logged places the session as decided and logs it as the Go part
+ * does. Out of line: its buffers are on the stack only of logins placed.
+ */
+static __attribute__((noinline)) enum fp_result place_logged(pam_handle_t *pamh, const char *user,
+							     const char *policy, const struct decision *d)
+{
+	char dir[2 * PATH_MAX];
+	unsigned ifindex = 0;
+
+	if (place(d->vrf, d->mount, dir, sizeof dir, &ifindex) != 0)
 		return FP_HANDOVER;
-	pam_syslog(pamh, LOG_INFO, "user \"%s\" placed in VRF \"%s\" (%s, ifindex %u, cgroup %s)", user, d.vrf,
-		   d.rule, ifindex, dir);
+	if (d->by_user)
+		pam_syslog(pamh, LOG_INFO, "user \"%s\" placed in VRF \"%s\" (user \"%s\" (%s:%s), ifindex %u, cgroup %s)",
+			   user, d->vrf, user, policy, d->line, ifindex, dir);
+	else
+		pam_syslog(pamh, LOG_INFO, "user \"%s\" placed in VRF \"%s\" (default (%s:%s), ifindex %u, cgroup %s)",
+			   user, d->vrf, policy, d->line, ifindex, dir);
 #ifdef PAMVRF_TRACE
 	if (trace_n == 7)
 		pam_syslog(pamh, LOG_DEBUG, "trace_us: decide=%.1f device+program=%.1f mkdir=%.1f attach=%.1f move=%.1f verify=%.1f",

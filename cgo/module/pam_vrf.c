@@ -61,9 +61,13 @@ static int core_path(char *buf, size_t len)
 	return 0;
 }
 
-static const char *load_core(void)
+/*
+ * load_core loads the Go part; on failure it returns a message in err (the
+ * caller's: a static buffer here would make the module's .bss spill onto a
+ * page of its own, one more mapping for every process that loads the stack).
+ */
+static const char *load_core(char *err, size_t errlen)
 {
-	static char err[PATH_MAX + 256];
 	char path[PATH_MAX];
 	void *h;
 
@@ -72,12 +76,12 @@ static const char *load_core(void)
 	/* RTLD_NODELETE: a Go runtime can never be unloaded. */
 	h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
 	if (h == NULL) {
-		snprintf(err, sizeof err, "load %s: %s", path, dlerror());
+		snprintf(err, errlen, "load %s: %s", path, dlerror());
 		return err;
 	}
 	core_open = (core_open_fn)dlsym(h, "pamvrf_core_open");
 	if (core_open == NULL) {
-		snprintf(err, sizeof err, "%s has no pamvrf_core_open", path);
+		snprintf(err, errlen, "%s has no pamvrf_core_open", path);
 		return err;
 	}
 	core_pid = getpid();
@@ -93,10 +97,46 @@ static int has_arg(int argc, const char **argv, const char *arg)
 	return 0;
 }
 
+/*
+ * handover gives the session to the Go part, loading it first if need be.
+ * Out of line, so that its buffers are on the stack only of the logins that
+ * take this path.
+ */
+static __attribute__((noinline)) int handover(pam_handle_t *pamh, int flags, const char *user, const char *service,
+					      int argc, const char **argv)
+{
+	char errbuf[PATH_MAX + 256];
+	const char *err;
+
+	if (core_open != NULL && getpid() != core_pid) {
+		pam_syslog(pamh, LOG_ERR,
+			   "open_session called in process %ld, forked after pam_vrf started its Go part in %ld: "
+			   "not entering it; session left unplaced",
+			   (long)getpid(), (long)core_pid);
+		return PAM_IGNORE;
+	}
+	if (core_open == NULL && (err = load_core(errbuf, sizeof errbuf)) != NULL) {
+		/*
+		 * The failure rule without the Go part (pam/failure.go): the
+		 * pam.d line's on_error decides for the default services.
+		 */
+		int acts = strcmp(service, "sshd") == 0 || strcmp(service, "login") == 0;
+		int deny = acts && has_arg(argc, argv, "on_error=deny");
+
+		pam_syslog(pamh, deny ? LOG_ERR : LOG_WARNING,
+			   "user \"%s\" service \"%s\": internal failure: %s; %s", user, service, err,
+			   deny ? "session refused (on_error=deny, pam.d line)" : "session continues unbound");
+		if (acts && !(flags & PAM_SILENT))
+			pam_error(pamh, "pam_vrf: internal error (see the auth log); %s",
+				  deny ? "session refused" : "this session continues without VRF placement");
+		return deny ? PAM_SESSION_ERR : PAM_IGNORE;
+	}
+	return core_open(pamh, user, service, (int)getpid(), (flags & PAM_SILENT) != 0, argc, argv);
+}
+
 PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
 	const void *user = NULL, *service = NULL;
-	const char *err;
 
 	if (pam_get_item(pamh, PAM_USER, &user) != PAM_SUCCESS || user == NULL)
 		user = "";
@@ -111,31 +151,7 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
 	case FP_HANDOVER:
 		break;
 	}
-	if (core_open != NULL && getpid() != core_pid) {
-		pam_syslog(pamh, LOG_ERR,
-			   "open_session called in process %ld, forked after pam_vrf started its Go part in %ld: "
-			   "not entering it; session left unplaced",
-			   (long)getpid(), (long)core_pid);
-		return PAM_IGNORE;
-	}
-	if (core_open == NULL && (err = load_core()) != NULL) {
-		/*
-		 * The failure rule without the Go part (pam/failure.go): the
-		 * pam.d line's on_error decides for the default services.
-		 */
-		int acts = strcmp(service, "sshd") == 0 || strcmp(service, "login") == 0;
-		int deny = acts && has_arg(argc, argv, "on_error=deny");
-
-		pam_syslog(pamh, deny ? LOG_ERR : LOG_WARNING,
-			   "user \"%s\" service \"%s\": internal failure: %s; %s",
-			   (const char *)user, (const char *)service, err,
-			   deny ? "session refused (on_error=deny, pam.d line)" : "session continues unbound");
-		if (acts && !(flags & PAM_SILENT))
-			pam_error(pamh, "pam_vrf: internal error (see the auth log); %s",
-				  deny ? "session refused" : "this session continues without VRF placement");
-		return deny ? PAM_SESSION_ERR : PAM_IGNORE;
-	}
-	return core_open(pamh, user, service, (int)getpid(), (flags & PAM_SILENT) != 0, argc, argv);
+	return handover(pamh, flags, user, service, argc, argv);
 }
 
 /*
