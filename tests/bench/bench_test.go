@@ -43,6 +43,7 @@ import (
 
 var (
 	testSO, benchSO, driver, sockloop string
+	secondSO                          string // a copy of Debian's pam_permit.so: the "floor + a second module" baseline
 	samples                           = 2000 // from -benchtime Nx
 	mnt                               string // cgroup2 mount
 )
@@ -92,6 +93,18 @@ func TestMain(m *testing.M) {
 	sockloop = filepath.Join(tmp, "sockloop")
 	if out, err := exec.Command("cc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", sockloop, "testdata/sockloop.c").CombinedOutput(); err != nil {
 		fmt.Printf("bench: build sockloop: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	// A second module that does nothing, built as Debian builds its
+	// modules: a copy of pam_permit.so (a copy, because the dynamic linker
+	// would hand back the already-loaded pam_permit.so for the same file).
+	permit, err := findModule("pam_permit.so")
+	if err == nil {
+		secondSO = filepath.Join(tmp, "pam_second.so")
+		err = copyFile(permit, secondSO)
+	}
+	if err != nil {
+		fmt.Println("bench: a second module:", err)
 		os.Exit(1)
 	}
 	pins := bpf.Pins()
@@ -197,9 +210,10 @@ func must(b *testing.B, name string, args ...string) {
 
 // Stack kinds.
 const (
-	floorStack = "floor" // pam_permit.so only
-	vrfStack   = "vrf"   // pam_permit.so + pam_vrf.so
-	execStack  = "exec"  // pam_permit.so + pam_exec.so running placeScript
+	floorStack  = "floor"  // pam_permit.so only
+	vrfStack    = "vrf"    // pam_permit.so + pam_vrf.so
+	execStack   = "exec"   // pam_permit.so + pam_exec.so running placeScript
+	secondStack = "second" // pam_permit.so + a copy of it: the price of any second module
 )
 
 // placeScript is the usual hand-made alternative: pam_exec runs a shell
@@ -242,6 +256,8 @@ func (e *env) stack(b *testing.B, kind, dev string) string {
 		pol := filepath.Join(dir, "pam_vrf.toml")
 		write(b, pol, fmt.Sprintf("[user.root]\nvrf = %q\n", dev), 0o644)
 		lines += fmt.Sprintf("session required %s config=%s\n", testSO, pol)
+	case secondStack:
+		lines += fmt.Sprintf("session required %s\n", secondSO)
 	case execStack:
 		sc := filepath.Join(dir, "place.sh")
 		s := strings.NewReplacer("@NS@", e.ns, "@VRF@", dev).Replace(placeScript)
@@ -251,6 +267,24 @@ func (e *env) stack(b *testing.B, kind, dev string) string {
 	write(b, filepath.Join(dir, "sshd"), lines, 0o644)
 	write(b, filepath.Join(dir, "other"), lines, 0o644)
 	return dir
+}
+
+// findModule finds a PAM module of the system's libpam.
+func findModule(name string) (string, error) {
+	for _, pat := range []string{"/lib/*/security/", "/usr/lib/*/security/", "/lib/security/", "/usr/lib/security/", "/usr/lib64/security/", "/lib64/security/"} {
+		if m, _ := filepath.Glob(pat + name); len(m) > 0 {
+			return m[0], nil
+		}
+	}
+	return "", fmt.Errorf("%s not found in the PAM module directories", name)
+}
+
+func copyFile(from, to string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, data, 0o755)
 }
 
 func write(b *testing.B, p, s string, mode os.FileMode) {

@@ -45,15 +45,23 @@ func countCgroups(root string) int {
 	return n
 }
 
-// loadedPrograms counts loaded programs named bpf.ProgramName.
-func loadedPrograms() int {
-	n := 0
+// programsSince returns how many loaded programs named bpf.ProgramName have
+// an id above after, and the highest program id now. Ids only grow, so
+// "loaded since" is counted by id, not as a difference of totals: a program
+// whose last reference went just before (the warm-up login's, freed after an
+// RCU grace period) would otherwise cancel one loaded since.
+func programsSince(after ebpf.ProgramID) (n int, highest ebpf.ProgramID) {
+	highest = after
 	for id := ebpf.ProgramID(0); ; {
 		next, err := ebpf.ProgramGetNextID(id)
 		if err != nil {
-			return n
+			return n, highest
 		}
 		id = next
+		highest = max(highest, id)
+		if id <= after {
+			continue
+		}
 		p, err := ebpf.NewProgramFromID(id)
 		if err != nil {
 			continue
@@ -119,7 +127,7 @@ func BenchmarkScale(b *testing.B) {
 		lines chan string
 		wait  func() error
 	}
-	loadedBefore := loadedPrograms()
+	_, idBefore := programsSince(0)
 	procs := make([]*proc, conc)
 	heldRe := regexp.MustCompile(`^held: rc=(-?\d+) fds=(\d+) threads=(\d+) rss_kb=(\d+) cgroup: (.*)$`)
 	start := time.Now()
@@ -169,7 +177,7 @@ func BenchmarkScale(b *testing.B) {
 	for _, p := range procs {
 		ids[checkOneProgram(b, e.vrfDir(p.sess, dev))] = true
 	}
-	loaded := loadedPrograms() - loadedBefore
+	loaded, _ := programsSince(idBefore)
 	// Release: close every stdin at once, then every session closes.
 	var wg sync.WaitGroup
 	for _, p := range procs {
