@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // The firewall line: rules that name the management NIC where, once it is
@@ -162,7 +163,12 @@ func readFirewall(h fwHost) fwRuleset {
 	compat := map[string]bool{} // families with iptables-nft tables
 	var nftSrc *fwSource
 	hasNFT := h.look("nft")
-	if hasNFT {
+	if hasNFT && !nfTablesPresent(h) {
+		// No nf_tables in the kernel: no nft rules, and running nft would
+		// load the module: check changes nothing on the host.
+		hasNFT = false
+		rs.looked = append(rs.looked, "nf_tables not loaded")
+	} else if hasNFT {
 		out, err := h.run("nft", "-j", "list", "ruleset")
 		if err != nil {
 			rs.looked = append(rs.looked, "nft failed: "+oneLine(err.Error()))
@@ -236,6 +242,20 @@ func readFirewall(h fwHost) fwRuleset {
 	}
 	rs.looked = append(read, rs.looked...)
 	return rs
+}
+
+// nfTablesPresent: is nf_tables loaded or built in? True when that cannot
+// be told (nft is then run, as it would be anyway).
+func nfTablesPresent(h fwHost) bool {
+	mods, err1 := h.read("/proc/modules")
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	builtin, err2 := h.read("/lib/modules/" + unix.ByteSliceToString(uts.Release[:]) + "/modules.builtin")
+	if err1 != nil || err2 != nil {
+		return true
+	}
+	return bytes.HasPrefix(mods, []byte("nf_tables ")) || bytes.Contains(mods, []byte("\nnf_tables ")) ||
+		bytes.Contains(builtin, []byte("/nf_tables.ko\n"))
 }
 
 // saveFlavour: "nf_tables" or "legacy" from "iptables-save v1.8.9 (nf_tables)";

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // The fixtures in testdata/firewall were recorded from the real tools
@@ -253,5 +254,31 @@ func TestFirewallCheckNetns(t *testing.T) {
 	}
 	if legacy == nil && !slices.ContainsFunc(strings.Split(r.Detail, ", "), func(s string) bool { return strings.Contains(s, "iptables-legacy-save") }) {
 		t.Errorf("legacy tables not read: %s", r)
+	}
+}
+
+// TestFirewallNoNFTablesModule: with nf_tables neither loaded nor built in
+// there are no nft rules, and check must not run nft (it would load the
+// module); with it loaded, or built in, the same recorded ruleset is read.
+func TestFirewallNoNFTablesModule(t *testing.T) {
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	builtin := "/lib/modules/" + unix.ByteSliceToString(uts.Release[:]) + "/modules.builtin"
+	out := map[string]string{"nft -j list ruleset": fixture(t, "nft-ssh-on-eth0.json")}
+	for _, c := range []struct {
+		name, modules, builtin string
+		read                   bool
+	}{
+		{"absent", "veth 40960 0 - Live 0x0\n", "kernel/fs/ext4/ext4.ko\n", false},
+		{"loaded", "veth 40960 0 - Live 0x0\nnf_tables 372736 0 - Live 0x0\n", "kernel/fs/ext4/ext4.ko\n", true},
+		{"built in", "veth 40960 0 - Live 0x0\n", "kernel/net/netfilter/nf_tables.ko\n", true},
+	} {
+		r := fwCheck(fakeFW{out: out, files: map[string]string{"/proc/modules": c.modules, builtin: c.builtin}})
+		if read := !r.OK && strings.Contains(r.Detail, "handle 6"); read != c.read {
+			t.Errorf("%s: ruleset read %v, want %v: %s", c.name, read, c.read, r)
+		}
+		if !c.read && !strings.Contains(r.Detail, "nf_tables not loaded") {
+			t.Errorf("%s: does not say why nft was not read: %s", c.name, r)
+		}
 	}
 }
