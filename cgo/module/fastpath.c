@@ -364,7 +364,7 @@ static void netns_name(char *out, size_t len)
  * in a bpffs, so a pin there was made by pam_vrf (Go or C) for that ifindex;
  * type and name are checked all the same.
  */
-static int program(unsigned ifindex)
+static int program(unsigned ifindex, uint32_t *id)
 {
 	struct bpf_insn insns[] = {
 		/* bpf.Instructions: r2 = ifindex; *(u32 *)(r1 + 0) = r2; r0 = 1; exit */
@@ -394,8 +394,10 @@ static int program(unsigned ifindex)
 			attr.info.info_len = sizeof info;
 			attr.info.info = (uint64_t)(uintptr_t)&info;
 			if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr) == 0 && info.type == BPF_PROG_TYPE_CGROUP_SOCK &&
-			    strncmp(info.name, PROG_NAME, sizeof info.name) == 0)
+			    strncmp(info.name, PROG_NAME, sizeof info.name) == 0) {
+				*id = info.id;
 				return fd;
+			}
 			close(fd);
 			return -1; /* something else sits there: Go sorts it out */
 		}
@@ -428,31 +430,44 @@ static int program(unsigned ifindex)
 			}
 		}
 	}
+	memset(&info, 0, sizeof info);
+	memset(&attr, 0, sizeof attr);
+	attr.info.bpf_fd = (uint32_t)fd;
+	attr.info.info_len = sizeof info;
+	attr.info.info = (uint64_t)(uintptr_t)&info;
+	if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr) != 0) {
+		close(fd);
+		return -1;
+	}
+	*id = info.id;
 	return fd;
 }
 
 /* proc_cgroup reads this process's cgroup2 path; refuses ".." (another
- * cgroup namespace), as the Go side does. */
+ * cgroup namespace), as the Go side does. Plain read(2) into the stack: no
+ * stdio buffer to allocate on the login path. */
 static int proc_cgroup(char *buf, size_t len)
 {
-	char line[PATH_MAX + 16];
-	int ok = -1;
-	FILE *f = fopen("/proc/self/cgroup", "re");
+	char data[4096], *line, *save = NULL;
+	ssize_t n;
+	int fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
 
-	if (f == NULL)
+	if (fd < 0)
 		return -1;
-	while (fgets(line, sizeof line, f) != NULL) {
+	n = read(fd, data, sizeof data - 1);
+	close(fd);
+	if (n <= 0 || n == (ssize_t)sizeof data - 1)
+		return -1; /* a v1 hierarchy list this long: the Go part reads it */
+	data[n] = '\0';
+	for (line = strtok_r(data, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
 		if (strncmp(line, "0::/", 4) != 0)
 			continue;
-		line[strcspn(line, "\n")] = '\0';
 		if (strstr(line, "/..") != NULL || strstr(line, "/./") != NULL || strlen(line + 3) >= len)
-			break;
+			return -1;
 		snprintf(buf, len, "%s", line + 3);
-		ok = 0;
-		break;
+		return 0;
 	}
-	fclose(f);
-	return ok;
+	return -1;
 }
 
 /* step opens (and with create, first makes) name below fd, and checks it is
@@ -463,11 +478,15 @@ static int step(int fd, const char *name, int create)
 	char v[8];
 	int nfd;
 
-	if (create && mkdirat(fd, name, 0755) != 0 && errno != EEXIST) {
-		close(fd);
-		return -1;
-	}
+	/* Open first: on every login but a VRF's first the level exists. */
 	nfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (nfd < 0 && errno == ENOENT && create) {
+		if (mkdirat(fd, name, 0755) != 0 && errno != EEXIST) {
+			close(fd);
+			return -1;
+		}
+		nfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	}
 	close(fd);
 	if (nfd < 0)
 		return -1;
@@ -488,15 +507,14 @@ static int place(const char *vrf, const char *mnt, char *dir, size_t dirlen, uns
 	char cg[PATH_MAX], base[PATH_MAX], walk[PATH_MAX], ns[256], level[300], want[PATH_MAX + 400], *p;
 	struct statfs sfs;
 	union bpf_attr attr;
-	struct bpf_prog_info info;
-	uint32_t ids[2];
+	uint32_t ids[2], prog_id = 0;
 	unsigned ifindex;
 	int fd = -1, prog = -1, rc = -1, n;
 
 	ifindex = vrf_index(vrf);
 	if (ifindex == 0)
 		return -1;
-	prog = program(ifindex);
+	prog = program(ifindex, &prog_id);
 	if (prog < 0)
 		return -1;
 	trace(); /* device checked, program found */
@@ -532,13 +550,6 @@ static int place(const char *vrf, const char *mnt, char *dir, size_t dirlen, uns
 	trace(); /* cgroup read, walked, made */
 
 	/* The hook, as bpf.Ensure sees it. */
-	memset(&info, 0, sizeof info);
-	memset(&attr, 0, sizeof attr);
-	attr.info.bpf_fd = (uint32_t)prog;
-	attr.info.info_len = sizeof info;
-	attr.info.info = (uint64_t)(uintptr_t)&info;
-	if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr) != 0)
-		goto out;
 	memset(&attr, 0, sizeof attr);
 	attr.query.target_fd = (uint32_t)fd;
 	attr.query.attach_type = BPF_CGROUP_INET_SOCK_CREATE;
@@ -546,7 +557,7 @@ static int place(const char *vrf, const char *mnt, char *dir, size_t dirlen, uns
 	attr.query.prog_cnt = 2;
 	if (sys_bpf(BPF_PROG_QUERY, &attr) != 0 || (attr.query.prog_cnt > 0 && attr.query.attach_flags != 0))
 		goto out; /* multi/override/link attachments: bpf.ErrConflict, from Go */
-	if (!(attr.query.prog_cnt == 1 && ids[0] == info.id)) {
+	if (!(attr.query.prog_cnt == 1 && ids[0] == prog_id)) {
 		/* empty, or one flags-0 program for another ifindex or iproute2's:
 		 * attaching with flags 0 replaces it, as bpf.Ensure does. */
 		memset(&attr, 0, sizeof attr);
