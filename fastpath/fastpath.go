@@ -11,13 +11,14 @@
 // while the file's identity (dev, ino, size, mtime, ctime) is the one
 // recorded:
 //
-//	pam_vrf-fastpath 1
+//	pam_vrf-fastpath 2
 //	policy DEV INO SIZE MTIME_NS CTIME_NS
 //	cgroup2 MOUNT                   the cgroup2 mount (as cgroup.Mount finds it)
 //	services S...                   the policy's services gate
-//	group-services S...|*|-         services some group rule applies to
+//	nss-timeout MS                  the bound on a login's group lookup
 //	default VRF|- LINE              the top-level default and its line
 //	user NAME VRF|- LINE S...|*     one line per user rule ("-": vrf = "")
+//	group NAME VRF|- LINE S...|*    one line per group rule, in policy order
 //
 // A policy with a name the format cannot carry (whitespace, a marker) gets no
 // file; neither does one changed within the racy window (its identity does
@@ -43,7 +44,7 @@ import (
 // Dir is where the files live (tmpfs: gone at reboot, like the pins).
 const Dir = "/run/pam-vrf/fastpath"
 
-const magic = "pam_vrf-fastpath 1\n"
+const magic = "pam_vrf-fastpath 2\n"
 
 // PolicyFile is the decision-table file of the policy at path.
 func PolicyFile(dir, path string) string {
@@ -64,7 +65,7 @@ func PolicyTable(pol *config.Policy, mount string) string {
 		names = append(names, *pol.Default)
 	}
 	for _, r := range pol.Groups {
-		names = append(names, r.Services...)
+		names = append(append(names, r.Name, r.VRF), r.Services...)
 	}
 	users := make([]string, 0, len(pol.Users))
 	for n, r := range pol.Users {
@@ -85,19 +86,7 @@ func PolicyTable(pol *config.Policy, mount string) string {
 	line := func(ws ...string) { b.WriteString(strings.Join(ws, " ") + "\n") }
 	line("cgroup2", mount)
 	line(append([]string{"services"}, pol.Services...)...)
-	var gs []string
-	for _, r := range pol.Groups {
-		if r.Services == nil {
-			gs = []string{"*"}
-			break
-		}
-		for _, s := range r.Services {
-			if !slices.Contains(gs, s) {
-				gs = append(gs, s)
-			}
-		}
-	}
-	line(append([]string{"group-services"}, orMarker(gs, "-")...)...)
+	line("nss-timeout", strconv.FormatInt(max(pol.Timeout().Milliseconds(), 1), 10))
 	def := "-"
 	if pol.Default != nil && *pol.Default != "" {
 		def = *pol.Default
@@ -110,6 +99,13 @@ func PolicyTable(pol *config.Policy, mount string) string {
 			vrf = "-"
 		}
 		line(append([]string{"user", n, vrf, strconv.Itoa(r.Line)}, orMarker(r.Services, "*")...)...)
+	}
+	for _, r := range pol.Groups {
+		vrf := r.VRF
+		if vrf == "" {
+			vrf = "-"
+		}
+		line(append([]string{"group", r.Name, vrf, strconv.Itoa(r.Line)}, orMarker(r.Services, "*")...)...)
 	}
 	return b.String()
 }

@@ -27,14 +27,15 @@ services = ["su"]
 	}
 	old := time.Now().Add(-time.Hour).UnixNano()
 	p.File = config.FileID{Dev: 1, Ino: 2, Size: 3, Mtime: old, Ctime: old}
-	want := "pam_vrf-fastpath 1\n" +
+	want := "pam_vrf-fastpath 2\n" +
 		"policy 1 2 3 " + itoa(old) + " " + itoa(old) + "\n" +
 		"cgroup2 /sys/fs/cgroup\n" +
 		"services sshd su\n" +
-		"group-services su\n" +
+		"nss-timeout 5000\n" +
 		"default mgmt 1\n" +
 		"user alice blue 5 sshd\n" +
-		"user root - 3 *\n"
+		"user root - 3 *\n" +
+		"group ops mgmt 8 su\n"
 	if got := PolicyTable(p, "/sys/fs/cgroup"); got != want {
 		t.Errorf("table:\n%s\nwant:\n%s", got, want)
 	}

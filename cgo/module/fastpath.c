@@ -5,11 +5,13 @@
  *
  * The decision comes from the policy's decision table, which the Go part
  * writes after it has read the policy with every check (Go package fastpath
- * has the format and says when): parsing TOML, the safety checks and NSS
- * stay in Go. The placement is placement.Enter step by step: the device must
- * be a VRF, iproute2's cgroup path, every directory root's and not
- * delegated, our program (pinned, or loaded and pinned) attached with flags
- * 0 through the same directory fd the process is moved through, verified.
+ * has the format and says when): parsing TOML and the safety checks stay
+ * in Go; group membership (NSS) is asked here (nssgroups.c), bounded as
+ * package nss bounds it. The placement is placement.Enter step by step:
+ * the device must be a VRF, iproute2's cgroup path, every directory root's
+ * and not delegated, our program (pinned, or loaded and pinned) attached
+ * with flags 0 through the same directory fd the process is moved through,
+ * verified.
  *
  * Every step either matches what the Go part would do, exactly, or hands the
  * session over to it (FP_HANDOVER), which then decides from scratch and
@@ -21,8 +23,10 @@
  *   - there is no decision table for the policy file, or the file's
  *     identity (dev, ino, size, mtime, ctime) is not the recorded one, or
  *     the table is not root's and 0644 or stricter;
- *   - a group rule could decide (NSS lookups are bounded in Go only), or the
- *     VRF is "default" (rare: su back to the default VRF);
+ *   - group rules and NSS fails, does not know the user or does not answer
+ *     within the policy's nss_timeout (nssgroups.c asks as package nss
+ *     does); the Go part then reports it under the failure rule;
+ *   - the VRF is "default" (rare: su back to the default VRF);
  *   - the device is missing or not a VRF, the program cannot be found or
  *     loaded, the cgroup walk meets a directory that is not root's or is
  *     delegated, a path with "..", another program or attach mode on the
@@ -55,6 +59,7 @@
 #include <security/pam_ext.h>
 
 #include "fastpath.h"
+#include "nssgroups.h"
 
 /*
  * make bench builds a variant with -DPAMVRF_TRACE that logs how long each
@@ -77,7 +82,7 @@ static void trace(void)
 #endif
 
 #define DEFAULT_POLICY "/etc/security/pam_vrf.toml"
-#define MAGIC "pam_vrf-fastpath 1"
+#define MAGIC "pam_vrf-fastpath 2"
 #define MAX_FILE (64 * 1024)
 #define PROG_NAME "pam_vrf_sock"
 
@@ -174,19 +179,23 @@ struct decision {
 	const char *mount; /* the cgroup2 mount the Go part found */
 	const char *vrf;
 	const char *line;  /* the rule's line in the policy */
-	int by_user;       /* a user rule, not the default (config.Decision.Rule) */
+	const char *kind;  /* "user" or "group" rule, NULL: the default (config.Decision.Rule) */
+	const char *name;  /* the rule's user or group */
 };
 
 static void decide(const char *policy, char *table, const char *user, const char *service, struct decision *d)
 {
 	char *w[64], *save = NULL, *line;
 	const char *user_vrf = NULL, *user_line = NULL, *def_vrf = NULL, *def_line = NULL;
+	/* group rules for this service, in policy order (config.Policy.Decide) */
+	const char *gname[NSS_MAX_GROUPS], *gvrf[NSS_MAX_GROUPS], *gline[NSS_MAX_GROUPS];
+	unsigned char member[NSS_MAX_GROUPS] = { 0 };
+	long timeout_ms = -1;
 	struct stat st;
-	int n, have_policy = 0, have_services = 0, acts = 0, groups = 0, have_user = 0, have_default = 0;
+	int n, ng = 0, have_policy = 0, have_services = 0, acts = 0, have_user = 0, have_default = 0;
 
 	d->result = FP_HANDOVER;
-	d->mount = d->vrf = d->line = NULL;
-	d->by_user = 0;
+	d->mount = d->vrf = d->line = d->kind = d->name = NULL;
 	line = strtok_r(table, "\n", &save);
 	if (line == NULL || strcmp(line, MAGIC) != 0)
 		return;
@@ -211,8 +220,8 @@ static void decide(const char *policy, char *table, const char *user, const char
 		} else if (n >= 2 && strcmp(w[0], "services") == 0) {
 			have_services = 1;
 			acts = listed(w + 1, n - 1, service);
-		} else if (n >= 2 && strcmp(w[0], "group-services") == 0) {
-			groups = listed(w + 1, n - 1, service);
+		} else if (n == 2 && strcmp(w[0], "nss-timeout") == 0) {
+			timeout_ms = strtol(w[1], NULL, 10);
 		} else if (n == 3 && strcmp(w[0], "default") == 0) {
 			have_default = strcmp(w[1], "-") != 0;
 			def_vrf = w[1];
@@ -222,32 +231,54 @@ static void decide(const char *policy, char *table, const char *user, const char
 			have_user = 1;
 			user_vrf = w[2];
 			user_line = w[3];
+		} else if (n >= 5 && strcmp(w[0], "group") == 0 && listed(w + 4, n - 4, service)) {
+			if (ng == NSS_MAX_GROUPS)
+				return; /* more group rules than we ask for at once */
+			gname[ng] = w[1];
+			gvrf[ng] = w[2];
+			gline[ng] = w[3];
+			ng++;
 		}
 	}
-	if (!have_policy || !have_services)
+	if (!have_policy || !have_services || timeout_ms <= 0)
 		return;
 	/* config.Policy.ActsFor, then Decide: user rule, group rules, default. */
 	if (!acts) {
 		d->result = FP_IGNORE;
-	} else if (have_user) {
-		if (strcmp(user_vrf, "-") == 0) {
+		return;
+	}
+	if (have_user) {
+		d->kind = "user";
+		d->name = user;
+		d->vrf = user_vrf;
+		d->line = user_line;
+	} else if (ng > 0) {
+		/* NSS, bounded; a failure or a timeout is the Go part's to report
+		 * (config.GroupError and the failure rule). */
+		if (nss_members(user, gname, ng, member, timeout_ms) != 0)
+			return;
+		for (int i = 0; i < ng && d->kind == NULL; i++)
+			if (member[i]) {
+				d->kind = "group";
+				d->name = gname[i];
+				d->vrf = gvrf[i];
+				d->line = gline[i];
+			}
+	}
+	if (d->kind == NULL) {
+		if (!have_default) {
 			d->result = FP_IGNORE;
-		} else {
-			d->vrf = user_vrf;
-			d->line = user_line;
-			d->by_user = 1;
-			d->result = FP_PLACED;
+			return;
 		}
-	} else if (groups) {
-		return; /* a group rule could decide: NSS, bounded, in Go */
-	} else if (!have_default) {
-		d->result = FP_IGNORE;
-	} else {
 		d->vrf = def_vrf;
 		d->line = def_line;
-		d->result = FP_PLACED;
 	}
-	if (d->result == FP_PLACED && (strcmp(d->vrf, "default") == 0 || d->mount == NULL || d->mount[0] != '/'))
+	if (strcmp(d->vrf, "-") == 0) {
+		d->result = FP_IGNORE; /* a rule with vrf = "": leave the session where it is */
+		return;
+	}
+	d->result = FP_PLACED;
+	if (strcmp(d->vrf, "default") == 0 || d->mount == NULL || d->mount[0] != '/')
 		d->result = FP_HANDOVER;
 }
 
@@ -648,9 +679,9 @@ static __attribute__((noinline)) enum fp_result place_logged(pam_handle_t *pamh,
 
 	if (place(d->vrf, d->mount, dir, sizeof dir, &ifindex) != 0)
 		return FP_HANDOVER;
-	if (d->by_user)
-		pam_syslog(pamh, LOG_INFO, "user \"%s\" placed in VRF \"%s\" (user \"%s\" (%s:%s), ifindex %u, cgroup %s)",
-			   user, d->vrf, user, policy, d->line, ifindex, dir);
+	if (d->kind != NULL)
+		pam_syslog(pamh, LOG_INFO, "user \"%s\" placed in VRF \"%s\" (%s \"%s\" (%s:%s), ifindex %u, cgroup %s)",
+			   user, d->vrf, d->kind, d->name, policy, d->line, ifindex, dir);
 	else
 		pam_syslog(pamh, LOG_INFO, "user \"%s\" placed in VRF \"%s\" (default (%s:%s), ifindex %u, cgroup %s)",
 			   user, d->vrf, policy, d->line, ifindex, dir);

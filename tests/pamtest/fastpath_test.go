@@ -135,7 +135,10 @@ func TestFastPathHandsOver(t *testing.T) {
 	run(t, "ip", "-n", n.name, "link", "add", n.dev, "type", "veth", "peer", "name", n.dev+"p")
 	run(t, "ip", "-n", n.name, "link", "set", n.dev, "up")
 
-	// A policy with a group rule for the service: NSS is asked in Go only.
+	// A policy with a group rule for the service: decided in C too (NSS in
+	// a thread of its own, joined before the session is held). The first
+	// login after the change goes through the Go part, which writes the
+	// table.
 	write := func(text string) {
 		if err := os.WriteFile(s.policy, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
@@ -144,8 +147,12 @@ func TestFastPathHandsOver(t *testing.T) {
 	write(fmt.Sprintf("[group.nogroup]\nvrf = %q\n", n.dev))
 	settle()
 	n.threadsHeld(t, s, "sshd", "nobody")
-	if th, _ := n.threadsHeld(t, s, "sshd", "nobody"); th == 1 {
-		t.Errorf("a group rule was decided without NSS in Go")
+	if th, r := n.threadsHeld(t, s, "sshd", "nobody"); th != 1 || !r.has(`/vrf/`) || !r.logged(`group "nogroup"`) {
+		t.Errorf("group rule: threads %d, placed %v; want nobody placed by the group rule in C", th, r.has(`/vrf/`))
+	}
+	// A user NSS does not know: the Go part says so (the failure rule).
+	if th, _ := n.threadsHeld(t, s, "sshd", "pamvrf-no-such-user"); th == 1 {
+		t.Errorf("a user NSS does not know was decided in C")
 	}
 	// Changed again: until the Go part has read it, the old record is dead.
 	write(fmt.Sprintf("[user.nobody]\nvrf = %q\n", n.dev))
@@ -164,6 +171,10 @@ func TestFastPathAgreesWithGo(t *testing.T) {
 		fmt.Sprintf("services = [\"sshd\", \"su\"]\n[user.nobody]\nvrf = %q\n", n.dev),
 		fmt.Sprintf("default = %q\nservices = [\"login\"]\n", n.dev),
 		fmt.Sprintf("[user.root]\nvrf = %q\nservices = [\"su\", \"login\"]\n", n.dev),
+		// Group rules: first match in policy order; a group NSS does not
+		// know has no members; a group rule's services; vrf = "" on a group.
+		fmt.Sprintf("[group.pamvrf-no-such-group]\nvrf = %q\n[group.nogroup]\nvrf = %q\nservices = [\"sshd\", \"su\"]\n[group.root]\nvrf = \"\"\n", n.dev, n.dev),
+		fmt.Sprintf("default = %q\n[group.root]\nvrf = \"\"\nservices = [\"sshd\"]\n[user.nobody]\nvrf = \"\"\nservices = [\"login\"]\n", n.dev),
 	}
 	type combo struct{ svc, user string }
 	var stacks [][2]*stack // [fast, go] per policy and service

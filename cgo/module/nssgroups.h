@@ -1,0 +1,16 @@
+/* Group membership through NSS, bounded in time; see nssgroups.c. */
+#ifndef PAM_VRF_NSSGROUPS_H
+#define PAM_VRF_NSSGROUPS_H
+
+#define NSS_MAX_GROUPS 32
+
+/*
+ * nss_members sets member[i] for each of the n group names the user is a
+ * member of (primary or supplementary; a name NSS does not know has no
+ * members). 0 = answered; -1 = NSS failed, does not know the user, or did
+ * not answer within timeout_ms: the Go part then decides and reports it.
+ */
+__attribute__((visibility("hidden")))
+int nss_members(const char *user, const char *const *names, int n, unsigned char *member, long timeout_ms);
+
+#endif
