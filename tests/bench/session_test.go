@@ -128,6 +128,8 @@ func BenchmarkSessionOpen(b *testing.B) {
 //	            the driver itself inside the timed open: mkdir + move
 //	login       pam_vrf.so (C fast path): device check, program from its
 //	            pin, mkdir, attach, move, verify
+//	group       the same, decided by a group rule (NSS asked in a thread of
+//	            the C part's, joined before the session is held)
 //	login (Go)  the same through the Go part (its decision table removed
 //	            before each sample): the cost the fast path avoids
 //	first       a device no program is pinned for yet: load + verifier + pin
@@ -146,6 +148,7 @@ func newProcess(b *testing.B, e *env) {
 		"second":     e.stack(b, secondStack, e.dev),
 		"login":      e.benchStack(b, e.dev, fmt.Sprintf("[user.root]\nvrf = %q\n", e.dev)),
 		"login (Go)": e.benchStack(b, e.dev, fmt.Sprintf("[user.root]\nvrf = %q\n", e.dev)),
+		"group":      e.benchStack(b, e.dev, fmt.Sprintf("[group.root]\nvrf = %q\n", e.dev)),
 		"no rule":    e.benchStack(b, e.dev, fmt.Sprintf("[user.alice]\nvrf = %q\n", e.dev)),
 		"not acted":  e.benchStack(b, e.dev, fmt.Sprintf("services = [\"login\"]\n[user.root]\nvrf = %q\n", e.dev)),
 		"exec":       e.stack(b, execStack, e.dev),
@@ -157,10 +160,10 @@ func newProcess(b *testing.B, e *env) {
 	// The Go part writes each policy's decision table at its first login;
 	// a policy younger than the racy window gets none yet.
 	time.Sleep(2100 * time.Millisecond)
-	for _, k := range []string{"login", "no rule", "not acted", "first"} {
+	for _, k := range []string{"login", "group", "no rule", "not acted", "first"} {
 		e.runNew(b, pre, e.session(b, "warm-"+k), stacks[k])
 	}
-	kinds := []string{"floor", "floor+move", "second", "login", "login (Go)", "first", "no rule", "not acted", "exec"}
+	kinds := []string{"floor", "floor+move", "second", "login", "group", "login (Go)", "first", "no rule", "not acted", "exec"}
 	n := max(samples/10, 20)
 	cy, oc := map[string][]float64{}, map[string][]float64{}
 	threads, rss := map[string][]float64{}, map[string][]float64{}
@@ -189,7 +192,7 @@ func newProcess(b *testing.B, e *env) {
 			oc[k], cy[k] = append(oc[k], o...), append(cy[k], c...)
 			th, kb := heldStats(out)
 			threads[k], rss[k] = append(threads[k], th), append(rss[k], kb)
-			if strings.HasPrefix(k, "login") || k == "first" {
+			if strings.HasPrefix(k, "login") || k == "first" || k == "group" {
 				checkOneProgram(b, e.vrfDir(sess, dev))
 			}
 			if k == "login" {
@@ -208,6 +211,7 @@ func newProcess(b *testing.B, e *env) {
 		limit           float64
 	}{
 		{"login", "new process login, program already loaded (C fast path)", "≤ 2x", 2},
+		{"group", "new process login by a group rule (C fast path, NSS in a thread), program already loaded", "≤ 2x", 2},
 		{"first", "new process, FIRST-EVER placement (new device: load + verifier + pin)", "≤ 3x", 3},
 	} {
 		r := median(cy[t.k]) / bare
