@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -260,21 +261,26 @@ systemctl is-active ssh`, batch, sshCmd("alice", "ip vrf identify")))
 }
 
 // LoginRate compares ssh logins per second with pam_vrf.so in the stack and
-// with its line commented out, in alternating rounds (drift on a shared TCG
-// host hits both alike). It prints both rates and their ratio; the target
-// (within 5%) is printed, not asserted: a timing is no test.
+// with its line commented out. A TCG guest on a shared host drifts and
+// stalls, so the two sides alternate batch by batch (4 logins in parallel
+// streams each, the order swapped every round) and each side's rate comes
+// from its median batch: a stall hits one batch, not a whole side. It
+// prints both rates and their ratio; the target (within 5%) is printed,
+// not asserted: a timing is no test.
 func (s *Scenario) LoginRate(ctx context.Context, perRound, rounds int) {
-	s.R.Step("Login rate with and without pam_vrf.so", fmt.Sprintf("%d rounds of %d logins each way, 4 parallel streams", rounds, perRound))
+	const streams = 4
+	batches := rounds * ((perRound + streams - 1) / streams)
+	s.R.Step("Login rate with and without pam_vrf.so", fmt.Sprintf("%d batches of %d parallel logins each way, alternating", batches, streams))
 	batch := fmt.Sprintf(`t0=$(date +%%s%%N)
-for stream in 1 2 3 4; do
-  ( for i in $(seq %d); do %s >/dev/null 2>&1 || echo fail; done ) &
+for stream in $(seq %d); do
+  ( %s >/dev/null 2>&1 || echo fail ) &
 done; wait
-t1=$(date +%%s%%N); echo "elapsed_ns $((t1-t0))"`, (perRound+3)/4, sshCmd("alice", "true"))
+t1=$(date +%%s%%N); echo "elapsed_ns $((t1-t0))"`, streams, sshCmd("alice", "true"))
 	off := `cp /etc/pam.d/common-session /run/common-session.pamvrf && sed -i '/pam_vrf\.so/s/^/#PAMVRF-RATE-OFF /' /etc/pam.d/common-session && grep -c PAMVRF-RATE-OFF /etc/pam.d/common-session`
 	on := `mv /run/common-session.pamvrf /etc/pam.d/common-session && grep -c '^[^#]*pam_vrf\.so' /etc/pam.d/common-session`
-	elapsed := map[bool]time.Duration{}
+	elapsed := map[bool][]float64{}
 	fails := 0
-	for r := 0; r < rounds; r++ {
+	for r := 0; r < batches; r++ {
 		for _, with := range []bool{r%2 == 0, r%2 != 0} {
 			if !with {
 				if out, _, code := s.run(ctx, off); code != 0 || strings.TrimSpace(out) != "1" {
@@ -284,11 +290,10 @@ t1=$(date +%%s%%N); echo "elapsed_ns $((t1-t0))"`, (perRound+3)/4, sshCmd("alice
 			}
 			out, _, _ := s.run(ctx, batch)
 			fails += strings.Count(out, "fail")
-			var ns int64
 			if m := regexp.MustCompile(`elapsed_ns (\d+)`).FindStringSubmatch(out); m != nil {
-				ns, _ = strconv.ParseInt(m[1], 10, 64)
+				ns, _ := strconv.ParseFloat(m[1], 64)
+				elapsed[with] = append(elapsed[with], ns/1e9)
 			}
-			elapsed[with] += time.Duration(ns)
 			if !with {
 				if out, _, code := s.run(ctx, on); code != 0 || strings.TrimSpace(out) != "1" {
 					s.check("rate/module line restored", false, "exit %d, %q", code, out)
@@ -297,16 +302,27 @@ t1=$(date +%%s%%N); echo "elapsed_ns $((t1-t0))"`, (perRound+3)/4, sshCmd("alice
 			}
 		}
 	}
-	n := float64(4 * ((perRound + 3) / 4) * rounds)
-	rateWith, rateWithout := n/elapsed[true].Seconds(), n/elapsed[false].Seconds()
-	ratio := rateWith / rateWithout
-	target := "MISS"
-	if ratio >= 0.95 {
-		target = "PASS"
+	median := func(v []float64) float64 {
+		if len(v) == 0 {
+			return 0
+		}
+		v = slices.Clone(v)
+		slices.Sort(v)
+		return v[len(v)/2]
 	}
-	s.R.Note(fmt.Sprintf("login rate: with pam_vrf.so %.2f/s, without %.2f/s (same guest, alternating rounds): %.1f%% of the rate without; target within 5%%: %s",
-		rateWith, rateWithout, 100*ratio, target))
-	s.check("rate/every login of both runs succeeded", fails == 0 && elapsed[true] > 0 && elapsed[false] > 0, "%d failed", fails)
+	mw, mo := median(elapsed[true]), median(elapsed[false])
+	ok := fails == 0 && mw > 0 && mo > 0
+	if ok {
+		rateWith, rateWithout := streams/mw, streams/mo
+		ratio := rateWith / rateWithout
+		target := "MISS"
+		if ratio >= 0.95 {
+			target = "PASS"
+		}
+		s.R.Note(fmt.Sprintf("login rate: with pam_vrf.so %.2f/s, without %.2f/s (same guest, %d alternating batches of %d parallel logins each way, median batch): %.1f%% of the rate without; target within 5%%: %s",
+			rateWith, rateWithout, batches, streams, 100*ratio, target))
+	}
+	s.check("rate/every login of both runs succeeded", ok, "%d failed", fails)
 }
 
 // VRFRecreated deletes the VRF under a live session, checks that logins
