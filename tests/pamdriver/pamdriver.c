@@ -26,7 +26,10 @@
  *                           With -m DIR, inside the timed open+close, the
  *                           driver itself does the bare kernel part of a
  *                           placement: mkdir -p DIR, move itself into it (the
- *                           "floor + mkdir + move" baseline). The "time:"
+ *                           "floor + mkdir + move" baseline). With -g GROUP,
+ *                           also the bare group lookup a group rule needs,
+ *                           inline (getpwnam_r, getgrouplist, getgrnam_r).
+ *                           The "time:"
  *                           line ends with the threads and RSS after the
  *                           last cycle.
  *   pamdriver ... -w        hold: open_session, print "held: rc=... fds=...
@@ -41,6 +44,8 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -270,7 +275,28 @@ static int bare_place(const char *dir)
 	return move_self(dir);
 }
 
-static int timed(long n, const char *before, const char *bare)
+/* bare_groups: is user a member of group, asked of NSS as a group rule
+ * needs it (no thread, no bound: the bare query). 0 = answered. */
+static int bare_groups(const char *group)
+{
+	struct passwd pw, *pwp = NULL;
+	struct group gr, *grp = NULL;
+	char buf[16384];
+	gid_t gids[256];
+	int n = 256, member = 0;
+
+	if (getpwnam_r(user, &pw, buf, sizeof buf, &pwp) != 0 || pwp == NULL)
+		return -1;
+	if (getgrouplist(user, pw.pw_gid, gids, &n) < 0)
+		return -1;
+	if (getgrnam_r(group, &gr, buf, sizeof buf, &grp) != 0)
+		return -1;
+	for (int i = 0; grp != NULL && i < n; i++)
+		member |= gids[i] == gr.gr_gid;
+	return member ? 0 : -1;
+}
+
+static int timed(long n, const char *before, const char *bare, const char *group)
 {
 	double *oc = calloc((size_t)n, sizeof *oc), *cy = calloc((size_t)n, sizeof *cy);
 	long fail = 0;
@@ -286,6 +312,8 @@ static int timed(long n, const char *before, const char *bare)
 		pam_handle_t *h = start();
 		double t1 = now_ms();
 		int rc = pam_open_session(h, 0);
+		if (group != NULL && bare_groups(group) != 0)
+			rc = PAM_SESSION_ERR;
 		if (bare != NULL && bare_place(bare) != 0)
 			rc = PAM_SESSION_ERR;
 		int rc2 = pam_close_session(h, 0);
@@ -389,10 +417,10 @@ static int fork_test(long n)
 int main(int argc, char **argv)
 {
 	long loops = 0, forks = 0, timings = 0;
-	const char *before = NULL, *bare = NULL;
+	const char *before = NULL, *bare = NULL, *group = NULL;
 	int c, holding = 0;
 
-	while ((c = getopt(argc, argv, "d:s:u:n:f:t:b:m:w")) != -1) {
+	while ((c = getopt(argc, argv, "d:s:u:n:f:t:b:m:g:w")) != -1) {
 		switch (c) {
 		case 'd': confdir = optarg; break;
 		case 's': service = optarg; break;
@@ -402,6 +430,7 @@ int main(int argc, char **argv)
 		case 't': timings = atol(optarg); break;
 		case 'b': before = optarg; break;
 		case 'm': bare = optarg; break;
+		case 'g': group = optarg; break;
 		case 'w': holding = 1; break;
 		default:
 			fprintf(stderr, "usage: pamdriver -d CONFDIR -s SERVICE -u USER [-n N | -f N | -t N [-b DIR] [-m DIR] | -w] [-- CMD...]\n");
@@ -417,7 +446,7 @@ int main(int argc, char **argv)
 	if (forks > 0)
 		return fork_test(forks);
 	if (timings > 0)
-		return timed(timings, before, bare);
+		return timed(timings, before, bare, group);
 	if (holding)
 		return hold();
 
