@@ -53,7 +53,7 @@ func (s syslog) Log(p pam.Priority, msg string) {
 }
 
 //export pamvrf_core_open
-func pamvrf_core_open(h *C.pam_handle_t, user, service *C.char, pid C.int, silent C.int, argc C.int, argv **C.char) (rc C.int) {
+func pamvrf_core_open(h *C.pam_handle_t, user, service *C.char, pid C.int, silent C.int, groupsTimedOut C.int, argc C.int, argv **C.char) (rc C.int) {
 	log := syslog{h}
 	args := make([]string, 0, int(argc))
 	for _, a := range unsafe.Slice(argv, int(argc)) {
@@ -65,6 +65,9 @@ func pamvrf_core_open(h *C.pam_handle_t, user, service *C.char, pid C.int, silen
 		PID:     int(pid),
 		Args:    args,
 		Silent:  silent != 0,
+		// The C part's group lookup ran out of time: the Go part
+		// reports it without waiting a second time.
+		GroupsTimedOut: groupsTimedOut != 0,
 	}
 	defer func() {
 		// Never unwind into libpam: a panic here would kill sshd's monitor.

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/pam-vrf/pam-vrf/config"
+	"github.com/pam-vrf/pam-vrf/nss"
 	"github.com/pam-vrf/pam-vrf/placement"
 )
 
@@ -120,6 +121,9 @@ type Request struct {
 	PID     int      // the caller: the process to place
 	Args    []string // module arguments
 	Silent  bool     // PAM_SILENT: show the user nothing (the auth log still gets every line)
+	// GroupsTimedOut: the C part already waited the policy's nss_timeout
+	// for this login's group lookup; asking again would double the wait.
+	GroupsTimedOut bool
 }
 
 // Outcome is what the shim returns to libpam and shows the user.
@@ -187,6 +191,9 @@ func open(req Request, log Logger, env *Env) Outcome {
 	}
 
 	groups := func(user string, names []string) ([]bool, error) {
+		if req.GroupsTimedOut {
+			return nil, fmt.Errorf("groups of %q: %w after %v", user, nss.ErrTimeout, pol.Timeout())
+		}
 		return env.Groups(user, names, pol.Timeout())
 	}
 	d, err := pol.Decide(req.User, req.Service, groups)

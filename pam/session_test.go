@@ -277,3 +277,27 @@ func TestRecoveredFollowsThePamdLine(t *testing.T) {
 		t.Errorf("log: %q", log.lines)
 	}
 }
+
+// TestGroupsTimedOutInC: the C part already waited the whole bound for this
+// login's group lookup; the Go part reports the timeout under the failure
+// rule without asking NSS (and waiting) a second time.
+func TestGroupsTimedOutInC(t *testing.T) {
+	path := writePolicy(t, "[group.netops]\nvrf = \"mgmt\"\n")
+	for _, timedOut := range []bool{false, true} {
+		f := &fakeEnv{groups: map[string][]string{"bob": {"netops"}}}
+		log := &memLog{}
+		out := Open(Request{User: "bob", Service: "sshd", PID: 42, Args: []string{"config=" + path}, GroupsTimedOut: timedOut}, log, f.env())
+		if !timedOut {
+			if len(f.groupAsks) != 1 || len(f.entered) != 1 || out.Code != Success {
+				t.Fatalf("no timeout: asks %v, entered %v, code %v", f.groupAsks, f.entered, out.Code)
+			}
+			continue
+		}
+		if len(f.groupAsks) != 0 || len(f.entered) != 0 {
+			t.Fatalf("asked NSS again (%v) or placed (%v) after the C part's timeout", f.groupAsks, f.entered)
+		}
+		if out.Code != Ignore || !log.has(Warning, "NSS group lookup timed out after 5s") {
+			t.Fatalf("timeout: code %v, log %q; want the failure rule (allow) with the timeout named", out.Code, log.lines)
+		}
+	}
+}

@@ -183,7 +183,8 @@ struct decision {
 	const char *name;  /* the rule's user or group */
 };
 
-static void decide(const char *policy, char *table, const char *user, const char *service, struct decision *d)
+static void decide(const char *policy, char *table, const char *user, const char *service, struct decision *d,
+		   int *groups_timed_out)
 {
 	char *w[64], *save = NULL, *line;
 	const char *user_vrf = NULL, *user_line = NULL, *def_vrf = NULL, *def_line = NULL;
@@ -255,8 +256,11 @@ static void decide(const char *policy, char *table, const char *user, const char
 	} else if (ng > 0) {
 		/* NSS, bounded; a failure or a timeout is the Go part's to report
 		 * (config.GroupError and the failure rule). */
-		if (nss_members(user, gname, ng, member, timeout_ms) != 0)
+		int rc = nss_members(user, gname, ng, member, timeout_ms);
+		if (rc != 0) {
+			*groups_timed_out = rc == -2;
 			return;
+		}
 		for (int i = 0; i < ng && d->kind == NULL; i++)
 			if (member[i]) {
 				d->kind = "group";
@@ -636,7 +640,7 @@ static enum fp_result place_logged(pam_handle_t *pamh, const char *user, const c
 				   const struct decision *d);
 
 enum fp_result pamvrf_fastpath(pam_handle_t *pamh, const char *user, const char *service, int argc,
-			       const char **argv)
+			       const char **argv, int *groups_timed_out)
 {
 	const char *policy = DEFAULT_POLICY;
 	char path[sizeof FP_DIR "/policy-" + 16], small[4096], *table;
@@ -658,7 +662,7 @@ enum fp_result pamvrf_fastpath(pam_handle_t *pamh, const char *user, const char 
 	table = read_trusted(path, small, sizeof small);
 	if (table == NULL)
 		return FP_HANDOVER;
-	decide(policy, table, user, service, &d);
+	decide(policy, table, user, service, &d, groups_timed_out);
 	trace(); /* decided */
 	if (d.result == FP_PLACED)
 		d.result = place_logged(pamh, user, policy, &d);

@@ -15,8 +15,10 @@ enum fp_result {
 #define FP_BPFFS "/sys/fs/bpf"
 #define FP_PIN_DIR FP_BPFFS "/pam_vrf"
 
+/* On FP_HANDOVER, *groups_timed_out tells whether the group lookup of this
+ * login already ran out of time (the Go part then does not ask again). */
 __attribute__((visibility("hidden")))
 enum fp_result pamvrf_fastpath(pam_handle_t *pamh, const char *user, const char *service, int argc,
-			       const char **argv);
+			       const char **argv, int *groups_timed_out);
 
 #endif

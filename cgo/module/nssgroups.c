@@ -172,6 +172,7 @@ int nss_members(const char *user, const char *const *names, int n, unsigned char
 		last = 1;
 	} else {
 		j->abandoned = 1; /* the worker frees the job when it is done */
+		rc = -2;
 	}
 	pthread_mutex_unlock(&j->mu);
 	if (last) {

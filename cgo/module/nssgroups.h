@@ -7,8 +7,9 @@
 /*
  * nss_members sets member[i] for each of the n group names the user is a
  * member of (primary or supplementary; a name NSS does not know has no
- * members). 0 = answered; -1 = NSS failed, does not know the user, or did
- * not answer within timeout_ms: the Go part then decides and reports it.
+ * members). 0 = answered; -1 = NSS failed or does not know the user; -2 =
+ * no answer within timeout_ms. On either the Go part decides and reports
+ * it (told of a timeout, so as not to wait a second time).
  */
 __attribute__((visibility("hidden")))
 int nss_members(const char *user, const char *const *names, int n, unsigned char *member, long timeout_ms);

@@ -38,7 +38,7 @@
 
 /* The Go part's entry point (cgo/main.go: pamvrf_core_open). */
 typedef int (*core_open_fn)(pam_handle_t *pamh, const char *user, const char *service, int pid,
-			    int silent, int argc, const char **argv);
+			    int silent, int groups_timed_out, int argc, const char **argv);
 
 #define CORE_NAME "pam_vrf/core.so"
 
@@ -103,7 +103,7 @@ static int has_arg(int argc, const char **argv, const char *arg)
  * take this path.
  */
 static __attribute__((noinline)) int handover(pam_handle_t *pamh, int flags, const char *user, const char *service,
-					      int argc, const char **argv)
+					      int groups_timed_out, int argc, const char **argv)
 {
 	char errbuf[PATH_MAX + 256];
 	const char *err;
@@ -131,19 +131,20 @@ static __attribute__((noinline)) int handover(pam_handle_t *pamh, int flags, con
 				  deny ? "session refused" : "this session continues without VRF placement");
 		return deny ? PAM_SESSION_ERR : PAM_IGNORE;
 	}
-	return core_open(pamh, user, service, (int)getpid(), (flags & PAM_SILENT) != 0, argc, argv);
+	return core_open(pamh, user, service, (int)getpid(), (flags & PAM_SILENT) != 0, groups_timed_out, argc, argv);
 }
 
 PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
 	const void *user = NULL, *service = NULL;
+	int groups_timed_out = 0;
 
 	if (pam_get_item(pamh, PAM_USER, &user) != PAM_SUCCESS || user == NULL)
 		user = "";
 	if (pam_get_item(pamh, PAM_SERVICE, &service) != PAM_SUCCESS || service == NULL)
 		service = "";
 
-	switch (pamvrf_fastpath(pamh, user, service, argc, argv)) {
+	switch (pamvrf_fastpath(pamh, user, service, argc, argv, &groups_timed_out)) {
 	case FP_IGNORE:
 		return PAM_IGNORE;
 	case FP_PLACED:
@@ -151,7 +152,7 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
 	case FP_HANDOVER:
 		break;
 	}
-	return handover(pamh, flags, user, service, argc, argv);
+	return handover(pamh, flags, user, service, groups_timed_out, argc, argv);
 }
 
 /*
