@@ -55,3 +55,18 @@ func (n *Net) request(typ, flags int) *nl.NetlinkRequest {
 	req.Sockets = n.raw
 	return req
 }
+
+// dumpRt dumps family's objects of one rtnetlink kind (get: RTM_GETROUTE,
+// RTM_GETRULE; answered as want) raw: for the attributes the library
+// drops or does not know. what names them in the error.
+func (n *Net) dumpRt(get int, want uint16, family int, what string) ([][]byte, error) {
+	req := n.request(get, unix.NLM_F_DUMP)
+	msg := nl.NewRtMsg()
+	msg.Family = uint8(family)
+	req.AddData(msg)
+	msgs, err := req.Execute(unix.NETLINK_ROUTE, want)
+	if err != nil {
+		return nil, fmt.Errorf("dump %s %s: %w", famName(family), what, err)
+	}
+	return msgs, nil
+}

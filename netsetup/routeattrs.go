@@ -59,13 +59,9 @@ func extraKeyOf(r netlink.Route) string {
 // routeExtras dumps family's routes raw and returns the attributes the
 // library drops, by extraKey.
 func (n *Net) routeExtras(family int) (map[string]routeExtra, error) {
-	req := n.request(unix.RTM_GETROUTE, unix.NLM_F_DUMP)
-	msg := nl.NewRtMsg()
-	msg.Family = uint8(family)
-	req.AddData(msg)
-	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWROUTE)
+	msgs, err := n.dumpRt(unix.RTM_GETROUTE, unix.RTM_NEWROUTE, family, "routes")
 	if err != nil {
-		return nil, fmt.Errorf("dump %s routes: %w", famName(family), err)
+		return nil, err
 	}
 	out := map[string]routeExtra{}
 	for _, m := range msgs {

@@ -130,13 +130,9 @@ func (n *Net) RuleList(family int) ([]Rule, error) {
 }
 
 func (n *Net) ruleDump(family int) ([]Rule, error) {
-	req := n.request(unix.RTM_GETRULE, unix.NLM_F_DUMP)
-	msg := nl.NewRtMsg()
-	msg.Family = uint8(family)
-	req.AddData(msg)
-	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWRULE)
+	msgs, err := n.dumpRt(unix.RTM_GETRULE, unix.RTM_NEWRULE, family, "rules")
 	if err != nil {
-		return nil, fmt.Errorf("dump %s rules: %w", famName(family), err)
+		return nil, err
 	}
 	var out []Rule
 	for _, m := range msgs {
