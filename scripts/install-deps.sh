@@ -11,7 +11,9 @@ for set in "$@"; do
 	# vrf-netsetup check --metrics-file with it; nftables and iptables: the
 	# firewall check's netns test loads real rulesets
 	test) want="$want pamtester prometheus nftables iptables" ;;
-	vm) want="$want qemu-system-x86 qemu-utils debootstrap e2fsprogs cpio openssh-client prometheus" ;;
+	# debian-archive-keyring: debootstrap checks the trixie guest's Release
+	# with it; bookworm's has trixie's key from 2023.3+deb12u1 on (below)
+	vm) want="$want qemu-system-x86 qemu-utils debootstrap debian-archive-keyring e2fsprogs cpio xz-utils openssh-client prometheus" ;;
 	deb) want="$want dpkg-dev debhelper lintian fakeroot" ;;
 	*) echo "install-deps: unknown set '$set' (build|test|vm|deb)" >&2; exit 2 ;;
 	esac
@@ -20,6 +22,14 @@ missing=""
 for p in $want; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
 done
+# an older keyring is installed but cannot check trixie: upgrade it
+case " $want " in
+*" debian-archive-keyring "*)
+	[ -e /usr/share/keyrings/debian-archive-trixie-stable.gpg ] || case " $missing " in
+		*" debian-archive-keyring "*) ;;
+		*) missing="$missing debian-archive-keyring" ;;
+		esac ;;
+esac
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
 	echo "install-deps: missing packages:$missing (run as root or install them)" >&2

@@ -79,9 +79,15 @@ var imageMu sync.Mutex
 // ensureImage builds the guest image once even when parallel tests ask
 // for it at the same time (a fresh CI machine has no cached image).
 func ensureImage(ctx context.Context) (vm.Image, error) {
+	return ensureImageSuite(ctx, vm.DefaultSuite)
+}
+
+// ensureImageSuite is ensureImage for a guest of another Debian suite
+// (trixie); builds of all suites share the one lock (and the cache's).
+func ensureImageSuite(ctx context.Context, suite string) (vm.Image, error) {
 	imageMu.Lock()
 	defer imageMu.Unlock()
-	return vm.EnsureImage(ctx)
+	return vm.EnsureImageSuite(ctx, suite)
 }
 
 func buildDir(t *testing.T) string {
@@ -105,7 +111,13 @@ func buildDir(t *testing.T) string {
 // powers it off when the test ends.
 func bootGuest(ctx context.Context, t *testing.T) *vm.VM {
 	t.Helper()
-	img, err := ensureImage(ctx)
+	return bootGuestSuite(ctx, t, vm.DefaultSuite)
+}
+
+// bootGuestSuite is bootGuest with a guest of the given Debian suite.
+func bootGuestSuite(ctx context.Context, t *testing.T, suite string) *vm.VM {
+	t.Helper()
+	img, err := ensureImageSuite(ctx, suite)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,8 +205,14 @@ func rebootChecked(ctx context.Context, t *testing.T, m *vm.VM, r *testReporter,
 // tail of the guest's console.
 func guestScenario(ctx context.Context, t *testing.T, name string) *Scenario {
 	t.Helper()
+	return guestScenarioSuite(ctx, t, vm.DefaultSuite, name)
+}
+
+// guestScenarioSuite is guestScenario on a guest of the given Debian suite.
+func guestScenarioSuite(ctx context.Context, t *testing.T, suite, name string) *Scenario {
+	t.Helper()
 	start := time.Now()
-	m := bootGuest(ctx, t)
+	m := bootGuestSuite(ctx, t, suite)
 	r := &testReporter{t: t}
 	s := &Scenario{VM: m, Build: buildDir(t), Debs: os.Getenv("PAMVRF_DEBS"), R: r}
 	t.Cleanup(func() { // before bootGuest's Close: cleanups run last-in first-out

@@ -1,5 +1,8 @@
 #!/bin/bash
 # build-image.sh: build (or reuse from the cache) the pam-vrf test VM image.
+# Usage: build-image.sh [SUITE]   (or PAMVRF_VM_SUITE=SUITE; default bookworm)
+# SUITE is a Debian suite with a package list guest/packages.list (bookworm)
+# or guest/packages.SUITE.list (e.g. trixie).
 #
 # Output (stdout, last line):  IMAGE_DIR=<dir> BUILT=<0|1> [DEBOOTSTRAP=<0|1>]
 # <dir> holds: disk.img (raw ext4, no partition table), vmlinuz, initrd.img,
@@ -7,34 +10,50 @@
 # Logs go to stderr. Needs root, debootstrap, e2fsprogs (mke2fs -d).
 #
 # Cache: ${PAMVRF_VM_CACHE:-$HOME/.cache/pam-vrf/vm}
-#   rootfs-<pkghash>/  debootstrap result, keyed by the package list only
+#   rootfs-<pkghash>/  debootstrap result, keyed by suite + package list only
 #   image-<hash>/      final image, keyed by this script + everything in guest/
+#   (other suites than bookworm: rootfs-SUITE-<hash>/, image-SUITE-<hash>/,
+#   so each suite keeps its own entries and the cache trim below only ever
+#   drops entries of the suite being built)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${PAMVRF_VM_CACHE:-$HOME/.cache/pam-vrf/vm}
 MIRROR=${PAMVRF_VM_MIRROR:-http://deb.debian.org/debian}
-SUITE=bookworm
+SUITE=${1:-${PAMVRF_VM_SUITE:-bookworm}}
 DISK_SIZE=${PAMVRF_VM_DISK_SIZE:-4G}
 
 log() { printf '[build-image %(%T)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (debootstrap, chroot)"
-for t in debootstrap mke2fs chroot flock sha256sum cpio gzip ssh-keygen; do
+for t in debootstrap mke2fs chroot flock sha256sum cpio gzip xz ssh-keygen; do
 	command -v "$t" >/dev/null || die "missing tool: $t"
 done
 
-mapfile -t PKGS < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' "$HERE/guest/packages.list" | grep -v '^$')
+# bookworm keeps the unsuffixed names (list, cache entries, log) it always
+# had, so its cached debootstrap root stays valid
+PKGLIST=$HERE/guest/packages.list PFX= BLOG=debootstrap.log
+if [ "$SUITE" != bookworm ]; then
+	[[ "$SUITE" =~ ^[a-z]+$ ]] || die "bad suite name '$SUITE'"
+	PKGLIST=$HERE/guest/packages.$SUITE.list PFX=$SUITE- BLOG=debootstrap-$SUITE.log
+fi
+[ -f "$PKGLIST" ] || die "no package list for suite $SUITE ($PKGLIST)"
+# debootstrap checks the suite's Release signature against the host's keyring
+# (bookworm's debian-archive-keyring has trixie's key since 2023.3+deb12u1)
+[ "$SUITE" = bookworm ] || [ -e "/usr/share/keyrings/debian-archive-$SUITE-stable.gpg" ] ||
+	die "the host's debian-archive-keyring does not know $SUITE: apt-get install debian-archive-keyring (scripts/install-deps.sh vm)"
+mapfile -t PKGS < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' "$PKGLIST" | grep -v '^$')
 
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"
 flock 9
 
 pkghash=$( { echo "$SUITE $MIRROR minbase"; printf '%s\n' "${PKGS[@]}"; } | sha256sum | cut -c1-16)
-imghash=$( { cat "$0" "$HERE/initramfs-init"; cd "$HERE/guest" && find . -type f | LC_ALL=C sort | while read -r f; do echo "== $f"; cat "$f"; done; } | sha256sum | cut -c1-16)
-ROOTFS=$CACHE/rootfs-$pkghash
-OUT=$CACHE/image-$imghash
+# the image follows its own rootfs (pkghash), not other suites' lists
+imghash=$( { echo "$SUITE $pkghash"; cat "$0" "$HERE/initramfs-init"; cd "$HERE/guest" && find . -type f ! -name 'packages*.list' | LC_ALL=C sort | while read -r f; do echo "== $f"; cat "$f"; done; } | sha256sum | cut -c1-16)
+ROOTFS=$CACHE/rootfs-$PFX$pkghash
+OUT=$CACHE/image-$PFX$imghash
 
 if [ -f "$OUT/ready" ]; then
 	echo "IMAGE_DIR=$OUT BUILT=0"
@@ -51,9 +70,9 @@ if [ ! -f "$ROOTFS/.complete" ]; then
 	mkdir -p "$ROOTFS.tmp"
 	inc=$(IFS=,; echo "${PKGS[*]}")
 	if ! debootstrap --variant=minbase --components=main --include="$inc" \
-		"$SUITE" "$ROOTFS.tmp" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1; then
-		tail -n 30 "$CACHE/debootstrap.log" >&2
-		die "debootstrap failed (full log: $CACHE/debootstrap.log)"
+		"$SUITE" "$ROOTFS.tmp" "$MIRROR" >"$CACHE/$BLOG" 2>&1; then
+		tail -n 30 "$CACHE/$BLOG" >&2
+		die "debootstrap failed (full log: $CACHE/$BLOG)"
 	fi
 	touch "$ROOTFS.tmp/.complete"
 	DEBOOTSTRAPPED=1
@@ -64,7 +83,7 @@ else
 fi
 
 # ---- stage 2: configure a copy, build the ext4 image ----
-WORK=$CACHE/work-$imghash
+WORK=$CACHE/work-$PFX$imghash
 R=$WORK/root
 cleanup() {
 	for m in dev/pts dev proc sys; do
@@ -86,10 +105,16 @@ mount --bind /dev/pts "$R/dev/pts"
 inroot() { LC_ALL=C DEBIAN_FRONTEND=noninteractive chroot "$R" "$@"; }
 
 log "installing guest files"
-(cd "$HERE/guest" && find . -type f ! -name packages.list | while read -r f; do
+(cd "$HERE/guest" && find . -type f ! -name 'packages*.list' | while read -r f; do
 	install -D -m 0644 "$f" "$R/${f#./}"
 done)
 chmod 0755 "$R"/usr/local/sbin/*
+# the test mirror serves the Release of the guest's own suite (vm.MirrorReleaseFor)
+if [ "$SUITE" != bookworm ]; then
+	rm -r "$R/srv/mirror/dists/bookworm"
+	install -d "$R/srv/mirror/dists/$SUITE"
+	printf 'Origin: pam-vrf-test\nLabel: pam-vrf test mirror\nSuite: %s\nCodename: %s\n' "$SUITE" "$SUITE" >"$R/srv/mirror/dists/$SUITE/Release"
+fi
 
 log "hostname, fstab, machine-id, resolver"
 echo pamvrf-guest >"$R/etc/hostname"
@@ -166,8 +191,14 @@ cp "$R/bin/busybox" "$IR/bin/busybox"
 for m in virtio_pci virtio_blk; do
 	inroot modprobe -S "$KVER" --show-depends "$m" | awk '$1 == "insmod" {print $2}'
 done | awk '!seen[$0]++' | while read -r ko; do
-	cp "$R$ko" "$IR/mods/"
-	basename "$ko" >>"$IR/modules.list"
+	# busybox insmod takes plain .ko only; trixie's kernel ships .ko.xz
+	b=$(basename "$ko")
+	case "$b" in
+	*.ko.xz) xz -dc "$R$ko" >"$IR/mods/${b%.xz}"; b=${b%.xz} ;;
+	*.ko.zst) zstd -qdc "$R$ko" >"$IR/mods/${b%.zst}"; b=${b%.zst} ;;
+	*) cp "$R$ko" "$IR/mods/" ;;
+	esac
+	echo "$b" >>"$IR/modules.list"
 done
 cp "$HERE/initramfs-init" "$IR/init"
 chmod 0755 "$IR/init"
@@ -175,6 +206,7 @@ chmod 0755 "$IR/init"
 
 log "facts"
 {
+	echo "suite=$SUITE"
 	echo "kernel=$KVER"
 	echo "systemd=$(inroot dpkg-query -W -f='${Version}' systemd)"
 	echo "openssh=$(inroot dpkg-query -W -f='${Version}' openssh-server)"
@@ -203,8 +235,11 @@ rm -rf "$OUT"
 mv "$WORK/out" "$OUT"
 
 # keep the cache bounded: drop other images older than a day
-find "$CACHE" -maxdepth 1 -name 'image-*' ! -path "$OUT" -mtime +1 -exec rm -rf {} + 2>/dev/null || true
-find "$CACHE" -maxdepth 1 -name 'rootfs-*' ! -path "$ROOTFS" -mtime +1 -exec rm -rf {} + 2>/dev/null || true
+# of this suite only (16 hex digits after the prefix: bookworm's pattern
+# does not match image-trixie-...)
+H='????????????????'
+find "$CACHE" -maxdepth 1 -name "image-$PFX$H" ! -path "$OUT" -mtime +1 -exec rm -rf {} + 2>/dev/null || true
+find "$CACHE" -maxdepth 1 -name "rootfs-$PFX$H" ! -path "$ROOTFS" -mtime +1 -exec rm -rf {} + 2>/dev/null || true
 
 log "image ready in $(( $(date +%s) - t0 ))s: $OUT"
 sed 's/^/[build-image]   /' "$OUT/info" >&2

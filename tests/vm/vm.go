@@ -1,6 +1,7 @@
-// Package vm boots the pam-vrf test guest (Debian bookworm, cloud kernel with
-// vrf.ko) under QEMU/TCG and drives it over a virtio-serial agent: the guest
-// has no NIC, every test network lives inside it (see README.md).
+// Package vm boots the pam-vrf test guest (Debian bookworm by default, or
+// another suite such as trixie; cloud kernel with vrf.ko) under QEMU/TCG
+// and drives it over a virtio-serial agent: the guest has no NIC, every test
+// network lives inside it (see README.md).
 //
 // Typical use:
 //
@@ -39,9 +40,10 @@ const (
 	UpstreamNetns  = "upstream"
 	GuestIface     = "eth0"
 	GuestMAC       = "52:54:00:12:34:10"
-	MirrorName     = "mirror.test" // -> 192.0.2.1 / 2001:db8::1
-	MirrorPath     = "/dists/bookworm/Release"
+	MirrorName     = "mirror.test"             // -> 192.0.2.1 / 2001:db8::1
+	MirrorPath     = "/dists/bookworm/Release" // of the bookworm guest; MirrorPathFor(suite)
 	MirrorRelease  = "Origin: pam-vrf-test\nLabel: pam-vrf test mirror\nSuite: bookworm\nCodename: bookworm\n"
+	DefaultSuite   = "bookworm"              // EnsureImage's guest
 	GuestSSHKey    = "/root/.ssh/id_ed25519" // same key as Image.SSHKey(), inside the guest
 	PAMModuleDir   = "/usr/lib/x86_64-linux-gnu/security"
 	AgentPortName  = "pamvrf.agent"
@@ -50,6 +52,15 @@ const (
 	bootTimeout    = 120 * time.Second
 	defaultRunTime = 5 * time.Minute
 )
+
+// MirrorPathFor is the path of the test mirror's Release file in a guest of
+// suite (build-image.sh writes one for the guest's own suite only).
+func MirrorPathFor(suite string) string { return "/dists/" + suite + "/Release" }
+
+// MirrorReleaseFor is what MirrorPathFor(suite) serves.
+func MirrorReleaseFor(suite string) string {
+	return "Origin: pam-vrf-test\nLabel: pam-vrf test mirror\nSuite: " + suite + "\nCodename: " + suite + "\n"
+}
 
 // Config tunes one VM. The zero value is usable.
 type Config struct {
@@ -73,6 +84,7 @@ type Config struct {
 // Image is a built guest image in the cache.
 type Image struct {
 	Dir   string // cache directory of this image
+	Suite string // Debian suite of the guest (bookworm, trixie)
 	Built bool   // true if EnsureImage had to build it
 	// Debootstrapped is true if the build also had to debootstrap (fully cold).
 	Debootstrapped bool
@@ -107,18 +119,36 @@ func BuildScript() string {
 	return filepath.Join(filepath.Dir(file), "build-image.sh")
 }
 
-// EnsureImage builds the image (or reuses it from the default cache). Build
-// logs go to stderr.
+// EnsureImage builds the bookworm image (or reuses it from the default
+// cache). Build logs go to stderr.
 func EnsureImage(ctx context.Context) (Image, error) {
 	return EnsureImageAt(ctx, CacheDir(), os.Stderr)
 }
 
+// EnsureImageSuite is EnsureImage for a guest of another Debian suite, one
+// that build-image.sh has a package list for (guest/packages.SUITE.list):
+// "trixie". Each suite has its own cache entries.
+func EnsureImageSuite(ctx context.Context, suite string) (Image, error) {
+	return EnsureImageSuiteAt(ctx, CacheDir(), suite, os.Stderr)
+}
+
 // EnsureImageAt is EnsureImage with an explicit cache directory and log writer.
 func EnsureImageAt(ctx context.Context, cache string, log io.Writer) (Image, error) {
+	return EnsureImageSuiteAt(ctx, cache, DefaultSuite, log)
+}
+
+// EnsureImageSuiteAt is EnsureImageSuite with an explicit cache directory
+// and log writer.
+func EnsureImageSuiteAt(ctx context.Context, cache, suite string, log io.Writer) (Image, error) {
 	if log == nil {
 		log = io.Discard
 	}
-	cmd := exec.CommandContext(ctx, "bash", BuildScript())
+	if suite == "" {
+		suite = DefaultSuite
+	}
+	// the suite goes as the argument, which wins over a PAMVRF_VM_SUITE
+	// left in the environment: EnsureImage always means bookworm
+	cmd := exec.CommandContext(ctx, "bash", BuildScript(), suite)
 	cmd.Env = append(os.Environ(), "PAMVRF_VM_CACHE="+cache)
 	var out bytes.Buffer
 	cmd.Stdout = &out
@@ -126,7 +156,7 @@ func EnsureImageAt(ctx context.Context, cache string, log io.Writer) (Image, err
 	if err := cmd.Run(); err != nil {
 		return Image{}, fmt.Errorf("vm: build-image.sh: %w", err)
 	}
-	var img Image
+	img := Image{Suite: suite}
 	for _, line := range strings.Split(out.String(), "\n") {
 		for _, f := range strings.Fields(line) {
 			if v, ok := strings.CutPrefix(f, "IMAGE_DIR="); ok {

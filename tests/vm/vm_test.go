@@ -10,18 +10,28 @@ import (
 	"time"
 )
 
+// testSuite is the guest suite TestSmoke and TestScript boot:
+// $PAMVRF_VM_SUITE (e.g. trixie), else bookworm.
+func testSuite() string {
+	if s := os.Getenv("PAMVRF_VM_SUITE"); s != "" {
+		return s
+	}
+	return DefaultSuite
+}
+
 // TestSmoke proves the test bed: boot, VRF support, ssh from the upstream
 // namespace, DNS via resolved + HTTP in the default VRF, the DNS problem in a
 // VRF, and a reboot on the same disk.
 //
 //	go test -tags vm -v -run TestSmoke ./tests/vm/
+//	PAMVRF_VM_SUITE=trixie go test -tags vm -v -run TestSmoke ./tests/vm/
 func TestSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	tAll := time.Now()
 
 	t0 := time.Now()
-	img, err := EnsureImage(ctx)
+	img, err := EnsureImageSuite(ctx, testSuite())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,6 +44,7 @@ func TestSmoke(t *testing.T) {
 		t.Logf("TIMING image: cached, check took %v (%s)", buildDur.Round(time.Millisecond), img.Dir)
 	}
 	t.Logf("guest facts: %v", img.Facts)
+	mirrorPath, mirrorRelease := MirrorPathFor(img.Suite), MirrorReleaseFor(img.Suite)
 
 	cfg := Config{}
 	if testing.Verbose() && os.Getenv("PAMVRF_VM_CONSOLE") == "1" {
@@ -156,16 +167,22 @@ func TestSmoke(t *testing.T) {
 		if !strings.Contains(out, "192.0.2.1") && !strings.Contains(out, "2001:db8::1") {
 			t.Fatalf("getent: %q", out)
 		}
-		if got := run(t, "curl -fsS --max-time 10 http://mirror.test"+MirrorPath); got != MirrorRelease {
+		if got := run(t, "curl -fsS --max-time 10 http://mirror.test"+mirrorPath); got != mirrorRelease {
 			t.Fatalf("curl got %q", got)
 		}
-		if got := run(t, "curl -fsS --max-time 10 -g 'http://[2001:db8::1]"+MirrorPath+"'"); got != MirrorRelease {
+		if got := run(t, "curl -fsS --max-time 10 -g 'http://[2001:db8::1]"+mirrorPath+"'"); got != mirrorRelease {
 			t.Fatalf("curl v6 got %q", got)
 		}
 	})
 
 	t.Run("dns-problem-in-vrf", func(t *testing.T) {
 		out := run(t, `set -e
+			# networkd 257 (trixie) fails eth0's DHCP routes once it is in
+			# the VRF, reconfigures it and, without VRF= in its .network,
+			# takes it out of the VRF again: keep the hand-made master
+			mkdir -p /run/systemd/network/20-eth0.network.d
+			printf '[Network]\nKeepMaster=yes\n' > /run/systemd/network/20-eth0.network.d/keep-master.conf
+			networkctl reload
 			modprobe vrf
 			ip link add mgmt type vrf table 1000
 			ip link set mgmt up
@@ -179,7 +196,7 @@ func TestSmoke(t *testing.T) {
 			ip route replace default via 192.0.2.1 dev eth0 table 1000
 			ip route show vrf mgmt
 			# plain IP connectivity in the VRF works ...
-			ip vrf exec mgmt curl -fsS --max-time 10 http://192.0.2.1/dists/bookworm/Release >/dev/null && echo VRF-HTTP-BY-IP-OK
+			ip vrf exec mgmt curl -fsS --max-time 10 http://192.0.2.1`+mirrorPath+` >/dev/null && echo VRF-HTTP-BY-IP-OK
 			# ... but name resolution through resolved's stub (127.0.0.53 on lo, default VRF) does not:
 			# the query reaches lo, the answer never reaches the VRF-bound socket (times out)
 			export RES_OPTIONS="timeout:2 attempts:1"
@@ -207,7 +224,7 @@ func TestSmoke(t *testing.T) {
 		if !strings.Contains(out, "persisted") || !strings.Contains(out, "NEW-BOOT") || !strings.Contains(out, "MGMT-GONE") {
 			t.Fatalf("after reboot: %q", out)
 		}
-		if got := run(t, "curl -fsS --max-time 10 --retry 5 --retry-connrefused http://mirror.test"+MirrorPath); got != MirrorRelease {
+		if got := run(t, "curl -fsS --max-time 10 --retry 5 --retry-connrefused http://mirror.test"+mirrorPath); got != mirrorRelease {
 			t.Fatalf("curl after reboot got %q", got)
 		}
 	})
@@ -228,7 +245,7 @@ func TestScript(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	img, err := EnsureImage(ctx)
+	img, err := EnsureImageSuite(ctx, testSuite())
 	if err != nil {
 		t.Fatal(err)
 	}
