@@ -23,7 +23,7 @@ type Runner struct {
 	Env    *Env
 	Out    io.Writer
 	DryRun bool
-	Force  bool // skip the lockout guard and the host-shape refusal (hostshape.go)
+	Force  bool // skip the lockout guard and the host-shape refusal (Unsupported)
 	Quiet  bool // print nothing when there is nothing to do
 	Guard  *Guard
 	// GuardWarnOnly: print the guard's refusal as a note and go ahead
