@@ -27,18 +27,12 @@ func EffectiveDNS(cfg Config, st *State) string {
 	if st.ResolvedActive {
 		return DNSResolved
 	}
-	if dhclientOwnsResolvConf(st) {
+	// dhclient on ifupdown rewrites it from every lease: a static file of
+	// ours would not last; its nameservers are steered instead
+	if hostDHCP(cfg, st).WritesResolvConf {
 		return DNSNone
 	}
 	return DNSStatic
-}
-
-// dhclientOwnsResolvConf: on an ifupdown DHCP host without resolved,
-// dhclient-script rewrites /etc/resolv.conf from every lease; a static
-// file of ours would be overwritten at the next renewal. The lease's
-// nameservers are steered into the VRF instead (dhcpRuleServers).
-func dhclientOwnsResolvConf(st *State) bool {
-	return st.Manager.Kind == "ifupdown" && st.Manager.DHCP && !st.ResolvedActive
 }
 
 // DNSReason explains the auto pick (printed with the plan).

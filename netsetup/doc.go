@@ -21,7 +21,10 @@
 // and a VRF= drop-in for the interface's own .network, and lets networkd
 // enslave it (so DHCP renewals land in the VRF table), waiting with a bound
 // for networkd to settle (settle.go); elsewhere it uses netlink directly,
-// with a dhclient exit hook on ifupdown/DHCP hosts. A boot unit re-applies
+// with a dhclient exit hook on ifupdown/DHCP hosts. What differs between
+// these kinds of host, and which ones apply refuses (NetworkManager,
+// dhcpcd, udhcpc), is in the subpackage hostnet, one file a kind behind
+// its Backend interface (backend.go is the engine's side). A boot unit re-applies
 // what no network manager expresses (rule order, sysctls). The pre-apply
 // state is saved once, and Revert restores it; Try applies and schedules a
 // revert that only Confirm cancels, for changes made over the very link

@@ -2,9 +2,9 @@ package netsetup
 
 import (
 	"fmt"
-	"path"
 	"sort"
-	"strings"
+
+	"github.com/pam-vrf/pam-vrf/netsetup/hostnet"
 )
 
 // Files apply owns (all written atomically under --root).
@@ -26,29 +26,18 @@ const (
 	// sshSocketDropInLegacy: where a development build put it, with an
 	// ordering cycle at boot (see renderSSHSocketDropIn); apply removes it.
 	sshSocketDropInLegacy = "/etc/systemd/system/ssh.socket.d/pam-vrf.conf"
-	// DhclientHook runs after every lease; "zz-" so it comes after
-	// rfc3442-classless-routes (run-parts order), which with DHCP option
-	// 121 adds the default route into main after any hook sorted before it.
-	DhclientHook = "/etc/dhcp/dhclient-exit-hooks.d/zz-pam-vrf"
-	// dhclientHookLegacy: the name earlier versions used (removed by apply).
-	dhclientHookLegacy = "/etc/dhcp/dhclient-exit-hooks.d/pam-vrf"
-	BackupPath         = "/var/lib/pam-vrf/netsetup-backup.json"
-	BPFPinDir          = "/sys/fs/bpf/pam-vrf"
+	// DhclientHook: the dhclient exit hook apply writes on ifupdown DHCP hosts.
+	DhclientHook = hostnet.DhclientHook
+	BackupPath   = "/var/lib/pam-vrf/netsetup-backup.json"
+	BPFPinDir    = "/sys/fs/bpf/pam-vrf"
 )
-
-func netdevPath(cfg Config) string     { return "/etc/systemd/network/" + cfg.VRF + ".netdev" }
-func vrfNetworkPath(cfg Config) string { return "/etc/systemd/network/" + cfg.VRF + ".network" }
-func ifaceDropInPath(m Manager) string {
-	return "/etc/systemd/network/" + path.Base(m.NetworkFile) + ".d/pam-vrf.conf"
-}
 
 // candidatePaths: every file the plan may write, remove or parse.
 func candidatePaths(cfg Config, m Manager) []string {
-	ps := []string{ConfigPath, SysctlConf, UnitPath, UnitWants, PackagedUnit, SSHDropIn, SSHSocketDropIn, sshSocketDropInLegacy, DhclientHook, dhclientHookLegacy, BackupPath,
-		ResolvConf, ResolvedUplink, ResolvedStub, ResolvedDropIn, ResolvedConf,
-		netdevPath(cfg), vrfNetworkPath(cfg)}
-	if m.Kind == "networkd" {
-		ps = append(ps, ifaceDropInPath(m))
+	ps := []string{ConfigPath, SysctlConf, UnitPath, UnitWants, PackagedUnit, SSHDropIn, SSHSocketDropIn, sshSocketDropInLegacy, BackupPath,
+		ResolvConf, ResolvedUplink, ResolvedStub, ResolvedDropIn, ResolvedConf}
+	for _, f := range backendFiles(m, target(cfg)) {
+		ps = append(ps, f.Path)
 	}
 	return ps
 }
@@ -88,20 +77,11 @@ func desiredFiles(cfg Config, dns string, st *State) ([]fileSpec, error) {
 	}
 	fs = append(fs, fileSpec{Path: sshSocketDropInLegacy, Remove: true, Kind: "ssh"})
 	fs = append(fs, serviceFiles(cfg, st)...)
-	if st.Manager.Kind == "networkd" {
-		fs = append(fs,
-			fileSpec{Path: netdevPath(cfg), Content: renderNetdev(cfg), Mode: 0o644, Kind: "networkd"},
-			fileSpec{Path: vrfNetworkPath(cfg), Content: renderVRFNetwork(cfg, vrfAddrs(cfg, dns), dnsRuleServers(cfg, dns, st)), Mode: 0o644, Kind: "networkd"},
-			fileSpec{Path: ifaceDropInPath(st.Manager), Content: renderIfaceDropIn(cfg), Mode: 0o644, Kind: "networkd"})
-	} else {
-		fs = append(fs, fileSpec{Path: netdevPath(cfg), Remove: true}, fileSpec{Path: vrfNetworkPath(cfg), Remove: true})
+	for _, f := range backendFiles(st.Manager, vrfTarget(cfg, vrfAddrs(cfg, dns), dnsRuleServers(cfg, dns, st))) {
+		if !f.Read {
+			fs = append(fs, fileSpec{Path: f.Path, Content: f.Content, Mode: f.Mode, Remove: f.Remove, Kind: f.Kind})
+		}
 	}
-	if st.Manager.Kind == "ifupdown" && st.Manager.DHCP {
-		fs = append(fs, fileSpec{Path: DhclientHook, Content: renderDhclientHook(cfg), Mode: 0o644})
-	} else {
-		fs = append(fs, fileSpec{Path: DhclientHook, Remove: true})
-	}
-	fs = append(fs, fileSpec{Path: dhclientHookLegacy, Remove: true})
 	search := harvestSearch(st)
 	switch dns {
 	case DNSStatic:
@@ -251,58 +231,6 @@ func renderSSHSocketDropIn(cfg Config) string {
 [Socket]
 BindToDevice=%[1]s
 `, cfg.VRF)
-}
-
-func renderNetdev(cfg Config) string {
-	return fmt.Sprintf("# Written by vrf-netsetup (pam-vrf).\n[NetDev]\nName=%s\nKind=vrf\n\n[VRF]\nTable=%d\n", cfg.VRF, cfg.Table)
-}
-
-// renderVRFNetwork declares everything networkd would otherwise treat as
-// "foreign" and remove (ManageForeignRoutes=/ManageForeignRoutingPolicyRules=
-// default to yes): the DNS steering rules, which go with the VRF device
-// when it goes. The moved local rule is not here: it must outlive the VRF
-// (see localRule); nor are the guard rules, which are inert without it (see
-// guardRules).
-func renderVRFNetwork(cfg Config, addrs, dnsServers []string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "# Written by vrf-netsetup (pam-vrf).\n[Match]\nName=%s\n\n[Network]\n", cfg.VRF)
-	for _, a := range addrs {
-		fmt.Fprintf(&b, "Address=%s\n", a)
-	}
-	// the catch-all routes (hasCatchAll), declared so networkd keeps them
-	for _, dst := range []string{"0.0.0.0/0", "::/0"} {
-		fmt.Fprintf(&b, "\n[Route]\nDestination=%s\nTable=%d\nMetric=%d\n", dst, cfg.Table, UnreachableMetric)
-	}
-	for _, s := range dnsServers {
-		fmt.Fprintf(&b, "\n[RoutingPolicyRule]\nTo=%s\nIncomingInterface=lo\nTable=%d\nPriority=%d\n", hostPrefix(s), cfg.Table, PrefDNSRule)
-	}
-	return b.String()
-}
-
-func renderIfaceDropIn(cfg Config) string {
-	return fmt.Sprintf("# Written by vrf-netsetup (pam-vrf): networkd enslaves %s and puts its DHCP/static routes\n# into the VRF table itself.\n[Network]\nVRF=%s\n", cfg.Iface, cfg.VRF)
-}
-
-// renderDhclientHook: dhclient-script sources exit hooks; after a new lease
-// it has put the default route into main, and apply moves it again.
-func renderDhclientHook(cfg Config) string {
-	return fmt.Sprintf(`# Written by vrf-netsetup (pam-vrf); sourced by dhclient-script.
-# A new/renewed lease re-adds the default route of %[1]s to the main table;
-# move it into VRF %[2]s again.
-case "$reason" in
-BOUND|RENEW|REBIND|REBOOT|BOUND6|RENEW6|REBIND6)
-	if [ "$interface" = "%[1]s" ] && [ -x /usr/sbin/vrf-netsetup ]; then
-		# dhclient writes its lease file after the hooks: hand apply the
-		# new lease's server and nameservers, which it steers into the VRF
-		if [ -n "${new_dhcp_server_identifier:-}" ]; then
-			mkdir -p /run/pam-vrf
-			printf 'server %%s\nnameservers %%s\n' "$new_dhcp_server_identifier" "${new_domain_name_servers:-}" > %[4]s
-		fi
-		/usr/sbin/vrf-netsetup apply --config %[3]s --quiet || true
-	fi
-	;;
-esac
-`, cfg.Iface, cfg.VRF, ConfigPath, hookLeaseFile(cfg.Iface))
 }
 
 func modeOr(m uint32) (mode fsMode) {

@@ -35,33 +35,33 @@ func Plan(cfg Config, live *State) ([]Step, error) {
 	svc, sshArm := planServices(cfg, dns, live, files)
 	dnsRules := planDNSRules(cfg, dns, live)
 
-	// networkd hosts: networkd enslaves the iface once it has the files.
+	// A manager that enslaves the iface itself (networkd) does so once it
+	// has the files.
 	var arm, takeover []Step
-	if live.Manager.Kind == "networkd" {
-		dropIn := "file-write:" + ifaceDropInPath(live.Manager) + ":"
+	if tk := takeoverOf(cfg, live); tk != nil {
 		changed := false
 		for _, f := range files {
-			changed = changed || strings.HasPrefix(f.ID, dropIn) || strings.HasSuffix(f.ID, ":networkd")
+			changed = changed || strings.HasSuffix(f.ID, ":"+tk.FileKind)
 		}
 		for _, k := range live.Interrupted {
-			changed = changed || k == "networkd"
+			changed = changed || k == tk.FileKind
 		}
-		netdevWritten := false
+		vrfFileWritten := false
 		for _, f := range files {
-			netdevWritten = netdevWritten || strings.HasPrefix(f.ID, "file-write:"+netdevPath(cfg)+":")
+			vrfFileWritten = vrfFileWritten || strings.HasPrefix(f.ID, "file-write:"+tk.VRFFile+":")
 		}
-		if changed || needsNetworkdTakeover(cfg, live) {
+		if changed || needsTakeover(cfg, live) {
 			iface, _ := live.link(cfg.Iface)
 			vrf, ok := live.link(cfg.VRF)
-			arm = []Step{stepNetworkdArm(cfg)}
-			takeover = []Step{stepNetworkdTakeover(cfg, live, !ok || iface.Master != vrf.Index, !ok && !netdevWritten)}
+			arm = []Step{stepArm(tk.Arm)}
+			takeover = []Step{stepTakeover(cfg, live, tk, !ok || iface.Master != vrf.Index, !ok && !vrfFileWritten)}
 		}
 	}
 
 	var steps []Step
 	steps = append(steps, arm...)
 	if len(takeover) > 0 {
-		// networkd creates the VRF: the steps on the device come after it
+		// the manager creates the VRF: the steps on the device come after it
 		// (module load first; every other net step is idempotent).
 		var mod []Step
 		for len(net) > 0 && net[0].ID == "module-vrf" {
@@ -69,7 +69,7 @@ func Plan(cfg Config, live *State) ([]Step, error) {
 		}
 		// Pinning the program for ssh.service needs the VRF's ifindex,
 		// and sshd (its socket, --service units) must restart into a VRF
-		// that exists: they wait until networkd has created it.
+		// that exists: they wait until the manager has created it.
 		var early, late []Step
 		for _, st := range svc {
 			if st.AfterVRF {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/pam-vrf/pam-vrf/netsetup/hostnet"
 	"golang.org/x/sys/unix"
 )
 
@@ -154,8 +155,12 @@ func planServices(cfg Config, dns string, st *State, files []Step) ([]Step, []St
 		steps = append(steps, sshRestart("ssh", "bound to "+cfg.VRF, dev, st)...)
 		arm = []Step{stepSSHArm(st)}
 	}
-	if changed["networkd"] {
-		steps = append(steps, svcStep("networkd-reload", "networkctl reload (networkd takes over VRF, enslavement and DHCP routes)", []string{"networkctl-reload"}, nil))
+	// any kind's, as an interrupted apply may have left them on a host
+	// whose manager has changed since
+	for _, b := range hostnet.Backends() {
+		if tk := b.Takeover(target(cfg)); tk != nil && changed[tk.FileKind] {
+			steps = append(steps, stepCmd(tk.Reload))
+		}
 	}
 	switch dns {
 	case DNSStatic:
@@ -203,18 +208,7 @@ func planBackup(st *State) *Step {
 // steps.
 func Notes(cfg Config, st *State) []string {
 	n := []string{DNSReason(cfg, st), "interface manager: " + st.Manager.Detail}
-	switch st.Manager.Kind {
-	case "networkd":
-		if st.Manager.Netplan {
-			n = append(n, "netplan regenerates "+st.Manager.NetworkFile+"; the drop-in survives, but consider `vrfs: {"+cfg.VRF+": {table: "+fmt.Sprint(cfg.Table)+", interfaces: ["+cfg.Iface+"]}}` in the netplan YAML")
-		}
-	case "networkmanager":
-		n = append(n, "NetworkManager manages "+cfg.Iface+": make it a VRF port there too, or a lease renewal puts the default route back into main: nmcli con add type vrf ifname "+cfg.VRF+" table "+fmt.Sprint(cfg.Table)+" && nmcli con mod <conn of "+cfg.Iface+"> connection.master "+cfg.VRF+" connection.slave-type vrf")
-	case "ifupdown":
-		if st.Manager.DHCP {
-			n = append(n, "ifupdown+dhclient: "+DhclientHook+" moves the default route into table "+fmt.Sprint(cfg.Table)+" after every lease")
-		}
-	}
+	n = append(n, backend(st).Notes(st.Manager, target(cfg))...)
 	if EffectiveDNS(cfg, st) == DNSStatic && len(cfg.Nameservers) == 0 && len(st.Upstream) > 0 {
 		n = append(n, "nameservers harvested: "+strings.Join(st.Upstream, " "))
 	}

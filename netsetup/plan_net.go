@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/pam-vrf/pam-vrf/netsetup/hostnet"
 	"golang.org/x/sys/unix"
 )
 
@@ -46,15 +47,17 @@ func planNet(cfg Config, st *State) ([]Step, error) {
 	if err := tableConflict(cfg, st); err != nil {
 		return nil, err
 	}
+	// a manager that takes over creates the VRF from its files
+	byManager := takeoverOf(cfg, st) != nil
 	if !vrfExists {
 		if !st.Module.Loaded {
 			steps = append(steps, stepModule(st.Module))
 		}
-		if st.Manager.Kind != "networkd" { // networkd creates it from the .netdev
+		if !byManager {
 			steps = append(steps, stepVRFCreate(cfg))
 		}
 	}
-	if (!vrfExists || !vrf.Up) && st.Manager.Kind != "networkd" {
+	if (!vrfExists || !vrf.Up) && !byManager {
 		steps = append(steps, stepLinkUp(cfg.VRF, vrfExists))
 	}
 	steps = append(steps, planGuard(cfg, st)...)
@@ -70,12 +73,10 @@ func planNet(cfg Config, st *State) ([]Step, error) {
 		m, _ := st.linkByIndex(iface.Master)
 		return nil, &PlanError{fmt.Sprintf("%s is already enslaved to %s", cfg.Iface, m.Name), fmt.Sprintf("release it first (ip link set %s nomaster) or pick another --iface", cfg.Iface)}
 	}
-	if st.Manager.Kind == "networkd" {
-		// networkd enslaves the iface itself (VRF= in the drop-in) and puts
-		// its DHCP/RA routes into the VRF table: see stepNetworkdTakeover.
-		// Enslaving behind its back makes it re-run DHCP with the old
-		// config, fail to add the route ("Invalid prefsrc address") and
-		// mark the link failed; a reload does not recover a failed link.
+	if byManager {
+		// the manager enslaves the iface itself and puts its DHCP/RA
+		// routes into the VRF table; enslaving behind its back breaks it
+		// (hostnet's Takeover says how).
 		return steps, nil
 	}
 	if err := unmovableRoutes(st, cfg, enslaved); err != nil {
@@ -91,10 +92,10 @@ func planNet(cfg Config, st *State) ([]Step, error) {
 	return steps, nil
 }
 
-// needsNetworkdTakeover: on a networkd host, the iface is not (yet) in the
-// VRF, or routes through it are still in main.
-func needsNetworkdTakeover(cfg Config, st *State) bool {
-	if st.Manager.Kind != "networkd" {
+// needsTakeover: on a host whose manager enslaves the iface, it is not
+// (yet) in the VRF, or routes through it are still in main.
+func needsTakeover(cfg Config, st *State) bool {
+	if takeoverOf(cfg, st) == nil {
 		return false
 	}
 	iface, _ := st.link(cfg.Iface)
@@ -102,47 +103,17 @@ func needsNetworkdTakeover(cfg Config, st *State) bool {
 	return !ok || iface.Master != vrf.Index || len(movableRoutes(st, cfg.Iface)) > 0
 }
 
-// stepNetworkdArm comes first: on rollback it runs last, after the .network
-// files are restored, so networkd reloads them and reconfigures the iface.
-func stepNetworkdArm(cfg Config) Step {
-	return Step{ID: "networkd-arm", Desc: "(on failure: networkctl reload and reconfigure " + cfg.Iface + " with the restored files)",
-		Do: func(*Env) error { return nil },
-		Undo: func(e *Env) error {
-			if err := e.Svc.Run("networkctl-reload"); err != nil {
-				return err
-			}
-			return e.Svc.Run("networkctl-reconfigure", cfg.Iface)
-		}}
-}
-
-// stepNetworkdTakeover: `networkctl reconfigure IFACE` applies the VRF=
-// drop-in (enslave, DHCP/RA routes into the VRF table), then waits for
-// networkd to be done (bounded) so verify and check see the final state.
-//
-// restart: the VRF device is gone but networkd already has its .netdev
-// (someone ran `ip link del`). networkd 252 keeps a stale netdev object
-// then: neither `networkctl reload` nor a hand-made device un-sticks the
-// iface, which stays "configuring" (seen in the test guest); a restart
-// re-creates the VRF and enslaves the iface.
-func stepNetworkdTakeover(cfg Config, st *State, disruptive, restart bool) Step {
+// stepTakeover has the manager apply its files (tk.Enslave: enslave, routes
+// into the VRF table), or with restart re-create a VRF device deleted
+// under it (tk.Recreate), then waits for it to be done (bounded) so verify
+// and check see the final state.
+func stepTakeover(cfg Config, st *State, tk *hostnet.Takeover, disruptive, restart bool) Step {
 	w := settleWant{Iface: cfg.Iface, Master: cfg.VRF, Table: cfg.Table, Families: defaultFamilies(st, cfg.Iface, cfg.Table)}
-	desc := fmt.Sprintf("networkctl reconfigure %s (networkd enslaves it to %s and puts its DHCP/RA routes into table %d), wait until settled", cfg.Iface, cfg.VRF, cfg.Table)
+	c := tk.Enslave
 	if restart {
-		desc = fmt.Sprintf("restart systemd-networkd (re-creates VRF %s from its .netdev, enslaves %s, DHCP/RA routes into table %d), wait until settled", cfg.VRF, cfg.Iface, cfg.Table)
+		c = tk.Recreate
 	}
-	return Step{ID: "networkd-reconfigure", Disruptive: disruptive, Desc: desc,
-		Do: func(e *Env) error {
-			if restart {
-				if err := e.Svc.Run("restart", "systemd-networkd.service"); err != nil {
-					return err
-				}
-				return waitNetworkd(e, w)
-			}
-			if err := e.Svc.Run("networkctl-reconfigure", cfg.Iface); err != nil {
-				return err
-			}
-			return waitNetworkd(e, w)
-		}}
+	return stepSettle(c, disruptive, w)
 }
 
 // planGuard adds the guard rules and the catch-all routes (before the

@@ -76,9 +76,6 @@ func (r *Reader) Read(cfg Config) (*State, error) {
 		st.SSHSocket = r.Svc.IsActive("ssh.socket") || (r.Svc.IsEnabled("ssh.socket") && !st.SSHService)
 	}
 	paths := append(candidatePaths(cfg, st.Manager), r.FS.Glob("/etc/systemd/resolved.conf.d/*.conf")...)
-	if st.Manager.Kind == "ifupdown" && st.Manager.DHCP {
-		paths = append(paths, dhclientLeaseFiles(cfg.Iface)...)
-	}
 	paths = append(paths, r.FS.Glob("/etc/systemd/system/*.service.d/"+ServiceDropInName)...)
 	for _, u := range cfg.services() {
 		paths = append(paths, unitDropInPath(u))

@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 
+	"github.com/pam-vrf/pam-vrf/netsetup/hostnet"
 	"golang.org/x/sys/unix"
 )
 
@@ -68,12 +68,10 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 	var steps []Step
 	vrf, hasVRF := live.link(cfg.VRF)
 	_, hadVRF := old.link(cfg.VRF)
-	// On a networkd host, networkd owns the iface: the VRF goes after the
-	// .network files are restored and reloaded, then networkd reconfigures
-	// the iface (DHCP/RA routes back into main). Releasing it by hand first
-	// would make networkd re-run DHCP with the VRF= drop-in still loaded.
-	nd := live.Manager.Kind == "networkd"
-	if iface, ok := live.link(cfg.Iface); ok && hasVRF && iface.Master == vrf.Index && !nd {
+	// A manager that took the iface over gives it back (tk.Release), after
+	// its files are restored; the VRF goes in between.
+	tk := takeoverOf(cfg, live)
+	if iface, ok := live.link(cfg.Iface); ok && hasVRF && iface.Master == vrf.Index && tk == nil {
 		if o, ok := old.link(cfg.Iface); ok && o.Master == 0 {
 			steps = append(steps, stepRelease(cfg, old))
 		}
@@ -167,7 +165,7 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 			}
 			return wrap(e.Net.H.LinkDel(l), "delete %s", cfg.VRF)
 		}}
-	if hasVRF && !hadVRF && !nd {
+	if hasVRF && !hadVRF && tk == nil {
 		steps = append(steps, vrfDelete)
 	}
 	// A VRF that stays (it was there before apply) keeps no catch-all
@@ -189,8 +187,8 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 		}
 	}
 	for _, p := range sortedKeys(old.Files) {
-		// files read for facts, never written (dhclient owns its leases)
-		if p == BackupPath || p == ResolvedUplink || p == ResolvedStub || strings.HasPrefix(p, "/var/lib/dhcp/") || strings.HasPrefix(p, "/run/pam-vrf/dhclient-") {
+		// files read for facts, never written
+		if p == BackupPath || p == ResolvedUplink || p == ResolvedStub || hostnet.ReadOnly(p) {
 			continue
 		}
 		o, l := old.Files[p], live.file(p)
@@ -202,30 +200,23 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 	}
 	unitFiles, unitRestarts := planRevertUnits(old, live)
 	steps = append(steps, unitFiles...)
-	if nd {
-		steps = append(steps, svcStep("revert-networkd-reload", "networkctl reload (restored .network files)", []string{"networkctl-reload"}, nil))
+	if tk != nil {
+		steps = append(steps, stepCmd(tk.RevertReload))
 		if hasVRF && !hadVRF {
 			steps = append(steps, vrfDelete)
 		}
 		if o, ok := old.link(cfg.Iface); ok {
 			w := settleWant{Iface: cfg.Iface, Table: unix.RT_TABLE_MAIN}
-			desc := "networkctl reconfigure " + cfg.Iface + " (out of the VRF, routes back into main), wait until settled"
+			c := tk.Release
 			if o.Master != 0 {
-				// enslaved by hand before apply: networkd's restored config
-				// has no VRF=, so it releases the iface; accept any master
+				// enslaved by hand before apply: the restored files do not
+				// enslave it, so the manager releases it; any master will do
 				w.Master = anyMaster
-				desc = "networkctl reconfigure " + cfg.Iface + " with the restored files, wait until settled"
+				c = tk.ReleaseAny
 			} else {
 				w.Families = defaultFamilies(old, cfg.Iface, w.Table)
 			}
-			steps = append(steps, Step{ID: "revert-networkd-reconfigure", Disruptive: true,
-				Desc: desc,
-				Do: func(e *Env) error {
-					if err := e.Svc.Run("networkctl-reconfigure", cfg.Iface); err != nil {
-						return err
-					}
-					return waitNetworkd(e, w)
-				}})
+			steps = append(steps, stepSettle(c, true, w))
 		}
 	}
 	switch {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"sort"
 	"strings"
+
+	"github.com/pam-vrf/pam-vrf/netsetup/hostnet"
 )
 
 // ApplyMarker exists while apply runs its steps. It lists the service kinds
@@ -21,7 +23,7 @@ type Runner struct {
 	Env    *Env
 	Out    io.Writer
 	DryRun bool
-	Force  bool // skip the lockout guard and the host-shape refusal (hostshape.go)
+	Force  bool // skip the lockout guard and the host-shape refusal (Unsupported)
 	Quiet  bool // print nothing when there is nothing to do
 	Guard  *Guard
 	// GuardWarnOnly: print the guard's refusal as a note and go ahead
@@ -120,7 +122,7 @@ func (r *Runner) apply(cfg Config) error {
 		}
 	}
 	marked := len(st.Interrupted) > 0
-	if kinds := serviceKinds(steps, st.Interrupted); len(kinds) > 0 && !offline {
+	if kinds := serviceKinds(steps, st.Interrupted, takeoverOf(cfg, st)); len(kinds) > 0 && !offline {
 		if err := r.Env.FS.WriteAtomic(ApplyMarker, []byte(strings.Join(kinds, "\n")+"\n"), 0o644); err != nil {
 			return err
 		}
@@ -164,9 +166,10 @@ func (r *Runner) apply(cfg Config) error {
 }
 
 // serviceKinds: the file kinds (persist.go fileSpec.Kind) whose daemons the
-// plan reloads or restarts, plus "ssh" for the sshd listener pin.
-// Kinds an interrupted earlier apply left (old) are kept.
-func serviceKinds(steps []Step, old []string) []string {
+// plan reloads or restarts, plus "ssh" for the sshd listener pin and the
+// manager's kind for its takeover (tk, nil: none). Kinds an interrupted
+// earlier apply left (old) are kept.
+func serviceKinds(steps []Step, old []string, tk *hostnet.Takeover) []string {
 	set := map[string]bool{}
 	for _, k := range old {
 		set[k] = true
@@ -179,8 +182,8 @@ func serviceKinds(steps []Step, old []string) []string {
 			}
 		case s.ID == "svc-ssh-restart":
 			set["ssh"] = true
-		case s.ID == "networkd-reconfigure":
-			set["networkd"] = true
+		case tk != nil && s.ID == tk.Enslave.ID:
+			set[tk.FileKind] = true
 		}
 	}
 	out := make([]string, 0, len(set))

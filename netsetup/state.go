@@ -15,7 +15,7 @@ type State struct {
 	// Files holds every path the plan may write or that detection reads.
 	Files  map[string]FileState `json:"files"`
 	Module ModuleState          `json:"module"`
-	// Manager is how the host configures the iface (persist.go).
+	// Manager is how the host configures the iface (hostnet).
 	Manager Manager `json:"manager"`
 	// ResolvedActive: systemd-resolved is running (DNS mode auto picks "resolved").
 	ResolvedActive bool `json:"resolved_active"`
@@ -25,7 +25,7 @@ type State struct {
 	SSHService bool `json:"ssh_service,omitempty"`
 	// DHCPClients serving the iface, NetworkManagerActive, and whether
 	// dhclient is installed: what decides if apply can keep the host
-	// configured (hostshape.go).
+	// configured (Unsupported, hostnet).
 	DHCPClients          []DHCPClient `json:"dhcp_clients,omitempty"`
 	NetworkManagerActive bool         `json:"networkmanager_active,omitempty"`
 	DhclientInstalled    bool         `json:"dhclient_installed,omitempty"`

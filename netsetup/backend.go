@@ -1,0 +1,126 @@
+package netsetup
+
+import (
+	"strings"
+
+	"github.com/pam-vrf/pam-vrf/netsetup/hostnet"
+)
+
+// The engine's side of hostnet: what it hands the host's backend and the
+// steps it builds from what the backend returns. Whatever differs between
+// kinds of host (networkd, ifupdown, NetworkManager, ...) is in hostnet,
+// one file a kind.
+
+// Manager says which tool configures the management interface (hostnet).
+type Manager = hostnet.Manager
+
+// DHCPClient is a DHCP client process that serves the management NIC.
+type DHCPClient = hostnet.DHCPClient
+
+// DetectManager inspects the files under fs (and the unit state) for iface.
+func DetectManager(fs FS, svc ServiceManager, iface string) Manager {
+	_, offline := svc.(Offline)
+	return hostnet.Detect(hostnet.Host{Glob: fs.Glob, Units: svc, Offline: offline,
+		Read: func(p string) (string, string, bool) {
+			st, err := fs.Stat(p)
+			return st.Content, st.Symlink, err == nil
+		}}, iface)
+}
+
+// readDHCPClients: the DHCP client processes under procRoot serving iface.
+func readDHCPClients(procRoot, iface string) []DHCPClient {
+	return hostnet.ReadDHCPClients(procRoot, iface, func(comm string) []int { return commPIDs(procRoot, comm) })
+}
+
+// backend is the host's kind of manager.
+func backend(st *State) hostnet.Backend { return hostnet.For(st.Manager) }
+
+// target is cfg as the backends see it.
+func target(cfg Config) hostnet.Target {
+	return hostnet.Target{Iface: cfg.Iface, VRF: cfg.VRF, Table: cfg.Table, ConfigPath: ConfigPath,
+		CatchAllMetric: UnreachableMetric, DNSRulePref: PrefDNSRule}
+}
+
+// vrfTarget adds what the VRF device carries, for files that declare it:
+// its addresses and the DNS servers steered into it.
+func vrfTarget(cfg Config, addrs, dnsServers []string) hostnet.Target {
+	t := target(cfg)
+	t.Addrs = addrs
+	for _, s := range dnsServers {
+		t.DNSRules = append(t.DNSRules, hostPrefix(s))
+	}
+	return t
+}
+
+// takeoverOf: how the host's manager creates the VRF and enslaves the iface
+// (nil: the engine does).
+func takeoverOf(cfg Config, st *State) *hostnet.Takeover { return backend(st).Takeover(target(cfg)) }
+
+// backendFiles: every backend's files, in detection order.
+func backendFiles(m Manager, t hostnet.Target) []hostnet.File {
+	var fs []hostnet.File
+	for _, b := range hostnet.Backends() {
+		fs = append(fs, b.Files(m, t)...)
+	}
+	return fs
+}
+
+// Unsupported says why apply's changes would not last on this host ("":
+// they do): a manager or DHCP client that would undo them.
+func Unsupported(cfg Config, st *State) string {
+	why := backend(st).Refusals(st.Manager, hostnet.Facts{Iface: cfg.Iface, DHCPClients: st.DHCPClients,
+		NetworkManagerActive: st.NetworkManagerActive, DhclientInstalled: st.DhclientInstalled})
+	return strings.Join(why, "; ")
+}
+
+// unsupportedError is apply's refusal; the fix names what is supported.
+func unsupportedError(cfg Config, why string) error {
+	return &PlanError{
+		Msg: "this host's network setup is not one apply can keep configured: " + why,
+		Fix: "let systemd-networkd (netplan included) or ifupdown with isc-dhcp-client manage " + cfg.Iface + ", or give it a static address; or pass --force to apply anyway, knowing the change lasts until that tool next touches " + cfg.Iface,
+	}
+}
+
+// hostDHCP: the DHCP client serving the iface, as far as DNS and the
+// steering rules are concerned (hostnet.DHCP).
+func hostDHCP(cfg Config, st *State) hostnet.DHCP {
+	return backend(st).DHCP(st.Manager, cfg.Iface, func(p string) string { return st.file(p).Content })
+}
+
+// dhcpRuleServers: the server of the current lease and the nameservers it
+// gave, where the DHCP client cannot be bound to the VRF: all steered into
+// it (see EffectiveDNS).
+func dhcpRuleServers(cfg Config, st *State) []string { return hostDHCP(cfg, st).Servers }
+
+// stepArm does nothing when applied; undone, it runs c last in a rollback,
+// once the manager's files are restored.
+func stepArm(c hostnet.Cmd) Step {
+	return Step{ID: c.ID, Desc: c.Desc, Do: func(*Env) error { return nil }, Undo: runCmd(c)}
+}
+
+// stepSettle runs c, then waits until the manager is done with the iface
+// as w says.
+func stepSettle(c hostnet.Cmd, disruptive bool, w settleWant) Step {
+	run := runCmd(c)
+	return Step{ID: c.ID, Desc: c.Desc, Disruptive: disruptive,
+		Do: func(e *Env) error {
+			if err := run(e); err != nil {
+				return err
+			}
+			return waitNetworkd(e, w)
+		}}
+}
+
+// stepCmd runs c, nothing to undo.
+func stepCmd(c hostnet.Cmd) Step { return Step{ID: c.ID, Desc: c.Desc, Do: runCmd(c)} }
+
+func runCmd(c hostnet.Cmd) func(*Env) error {
+	return func(e *Env) error {
+		for _, args := range c.Run {
+			if err := e.Svc.Run(args[0], args[1:]...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}

@@ -1,0 +1,171 @@
+// Package hostnet knows the tools that configure the management NIC on a
+// host ("managers"), one file a kind: networkd.go (netplan-generated files
+// included), ifupdown_dhclient.go, none.go, and refused.go (NetworkManager,
+// dhcpcd, udhcpc, which apply refuses). apply's changes last only if they
+// go through that tool: networkd rewrites routes it owns, dhclient re-adds
+// its default route into main at every lease.
+//
+// The backends return plain data (detected facts, files, service commands,
+// reasons to refuse) and netsetup, the plan/apply/verify engine, turns it
+// into steps. They do not build netsetup's Steps themselves: those act on
+// netsetup's Env (netlink, files, systemd), and moving that into a package
+// both could import would move most of netsetup. So hostnet imports nothing
+// of netsetup and netsetup calls it through Backend.
+package hostnet
+
+// Manager says which tool configures the management interface at boot and
+// on DHCP renewals. It is recorded in netsetup's State (and in its backup,
+// hence the JSON names).
+type Manager struct {
+	Kind string `json:"kind"` // "networkd", "ifupdown", "networkmanager", "none"
+	// NetworkFile is the .network file networkd uses for the iface.
+	NetworkFile string `json:"network_file,omitempty"`
+	Netplan     bool   `json:"netplan,omitempty"` // the .network file is netplan-generated
+	DHCP        bool   `json:"dhcp,omitempty"`    // ifupdown "inet dhcp" stanza
+	Detail      string `json:"detail"`
+}
+
+// Backend is what the engine asks of a kind of manager. Refusals, Notes,
+// DHCP and Takeover are asked of the host's backend (For); Files of every
+// backend.
+type Backend interface {
+	// Kind is Manager.Kind for this backend.
+	Kind() string
+	// Detect returns the facts when this kind configures iface (ok false:
+	// it does not).
+	Detect(h Host, iface string) (m Manager, ok bool)
+	// Refusals say why apply's changes would not last with m (none: they do).
+	Refusals(m Manager, f Facts) []string
+	// Files are the files this kind owns, as the host needs them: written
+	// where m is this kind, removed (Remove) where not. Every backend is
+	// asked, so a host that changed manager loses the other kind's files.
+	Files(m Manager, t Target) []File
+	// Notes are printed with the plan.
+	Notes(m Manager, t Target) []string
+	// DHCP is what the engine steers into the VRF for the client serving
+	// iface; read returns a file's content (from the state).
+	DHCP(m Manager, iface string, read func(path string) string) DHCP
+	// Takeover: nil when the engine creates the VRF and enslaves the iface
+	// itself; else how it has the manager do that, from Files.
+	Takeover(t Target) *Takeover
+}
+
+// backends in detection order: the first that claims the iface wins, and
+// none claims every iface.
+var backends = []Backend{networkd{}, ifupdown{}, networkManager{}, none{}}
+
+// Backends is every kind, in detection order.
+func Backends() []Backend { return backends }
+
+// For returns m's backend; kinds it does not know behave as "none".
+func For(m Manager) Backend {
+	for _, b := range backends {
+		if b.Kind() == m.Kind {
+			return b
+		}
+	}
+	return none{}
+}
+
+// Detect inspects the host for iface: the first backend that claims it.
+func Detect(h Host, iface string) Manager {
+	var m Manager
+	for _, b := range backends {
+		var ok bool
+		if m, ok = b.Detect(h, iface); ok {
+			break
+		}
+	}
+	return m
+}
+
+// Host is what detection reads: files under --root and the unit state.
+type Host struct {
+	Glob func(pattern string) []string
+	// Read returns a file's content and, for a symlink, its target; ok
+	// is false when it could not be read (a missing file reads empty).
+	Read func(path string) (content, symlink string, ok bool)
+	// Units is nil when systemd was not asked (it counts as active then).
+	Units Units
+	// Offline: --root, nothing runs; networkd files count as used.
+	Offline bool
+}
+
+// Units is the little of systemd detection asks.
+type Units interface {
+	IsActive(unit string) bool
+	IsEnabled(unit string) bool
+}
+
+// Facts besides the manager that decide whether apply's changes last.
+type Facts struct {
+	Iface                string
+	DHCPClients          []DHCPClient
+	NetworkManagerActive bool
+	DhclientInstalled    bool
+}
+
+// Target is the setup a backend's files and commands are for.
+type Target struct {
+	Iface, VRF string
+	Table      uint32
+	// ConfigPath is apply's config, which the dhclient hook passes on.
+	ConfigPath string
+	// What the VRF device carries that a manager creating it must declare,
+	// or it removes them as foreign: addresses, the catch-all routes'
+	// metric, and the DNS steering rules (host prefixes) at DNSRulePref.
+	Addrs          []string
+	CatchAllMetric uint32
+	DNSRules       []string
+	DNSRulePref    uint32
+}
+
+// File is one desired file; Remove means "must not exist" (ours, stale).
+type File struct {
+	Path    string
+	Content string
+	Mode    uint32
+	Remove  bool
+	// Kind groups files for the service actions they need (Takeover.FileKind).
+	Kind string
+	// Read: the file is only read for facts (a lease), never written.
+	Read bool
+}
+
+// DHCP is what a DHCP client the engine cannot bind to the VRF needs.
+type DHCP struct {
+	// Servers: its lease's server and nameservers, all learned on the
+	// management network, so steered into the VRF.
+	Servers []string
+	// WritesResolvConf: it rewrites /etc/resolv.conf from every lease.
+	WritesResolvConf bool
+}
+
+// Takeover is how a manager that creates the VRF and enslaves the iface
+// itself is made to apply its files now, and to give the iface back on
+// revert. Commands are netsetup ServiceManager.Run arguments.
+type Takeover struct {
+	// FileKind: its files' File.Kind; changes to them need Reload.
+	FileKind string
+	// VRFFile: the file from which it creates the VRF device.
+	VRFFile string
+	// Arm does nothing on apply; run when a failed apply is rolled back,
+	// after its files are restored.
+	Arm Cmd
+	// Reload has it read changed files.
+	Reload Cmd
+	// Enslave: enslave the iface, its DHCP/RA routes into the VRF table;
+	// Recreate when the VRF device is gone but the manager still has it.
+	// Both are followed by a wait until it settled.
+	Enslave, Recreate Cmd
+	// On revert: RevertReload the restored files, then Release the iface
+	// (ReleaseAny when it had a master before apply); waits follow.
+	RevertReload, Release, ReleaseAny Cmd
+}
+
+// Cmd is one step of service commands, run in order: its ID, and the line
+// the plan prints.
+type Cmd struct {
+	ID, Desc string
+	Run      [][]string
+}
