@@ -206,6 +206,9 @@ func settleTimeout(e *Env) time.Duration {
 }
 
 // idleWait bounds the wait before reading the state: long enough for the
-// boot race (networkd enslaving and running DHCP, a few seconds under TCG),
-// short for an iface networkd will never finish (VRF deleted under it).
-const idleWait = 20 * time.Second
+// boot race (networkd enslaving and running DHCP, a few seconds under TCG)
+// and for the second pass networkd makes after an interrupted apply (more
+// than 20 s in a TCG guest next to another: a verify and a revert that
+// raced it left eth0 without its lease until a reboot), short for an iface
+// networkd will never finish (VRF deleted under it).
+const idleWait = 45 * time.Second
