@@ -137,11 +137,7 @@ sed 's/^/| netplan: /' $NP
 systemctl disable -q --now ssh.service && systemctl enable -q --now ssh.socket; res $? "setup/sshd socket-activated (ssh.socket), as on Ubuntu"
 echo "| ssh.socket: $(systemctl show -p Accept -p BindToDevice ssh.socket | tr '\n' ' ')"
 cat > /etc/security/pam_vrf.toml <<'EOF'
-[user.alice]
-vrf = "mgmt"
-[user.root]
-vrf = "mgmt"
-EOF
+`+guestPolicy+`EOF
 chmod 0644 /etc/security/pam_vrf.toml
 pam-auth-update --enable vrf; res $? "setup/pam_vrf.so enabled (pam-auth-update)"
 sync

@@ -48,6 +48,14 @@ func sshCmd(user, remote string) string {
 		vm.UpstreamNetns, vm.GuestSSHKey, user, vm.GuestAddr4, shq(remote))
 }
 
+// guestPolicy is the pam_vrf policy of the e2e guests.
+const guestPolicy = `# alice's and root's logins land in the management VRF; everyone else is left alone.
+[user.alice]
+vrf = "mgmt"
+[user.root]
+vrf = "mgmt"
+`
+
 func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func (s *Scenario) run(ctx context.Context, script string) (string, string, int) {
@@ -136,12 +144,7 @@ func (s *Scenario) Provision(ctx context.Context) {
 	_, _, code := s.run(ctx, `set -e
 BREAK=`+shq(s.Break)+`
 cat > /etc/security/pam_vrf.toml <<'EOF'
-# alice's and root's logins land in the management VRF; everyone else is left alone.
-[user.alice]
-vrf = "mgmt"
-[user.root]
-vrf = "mgmt"
-EOF
+`+guestPolicy+`EOF
 chmod 0644 /etc/security/pam_vrf.toml
 if [ "$BREAK" = no-pam ]; then
   echo "deliberately not enabling pam_vrf.so"
