@@ -163,22 +163,3 @@ func TestPlanSteersNetworkdLinkDNS(t *testing.T) {
 		}
 	}
 }
-
-// TestNotesVRFOnlyTCPDNS: vrf-only keeps tcp_l3mdev_accept off, so TCP DNS
-// to the steered servers from the default VRF cannot work; the plan says so.
-func TestNotesVRFOnlyTCPDNS(t *testing.T) {
-	cfg := testCfg()
-	st := freshState()
-	st.Manager = Manager{Kind: "networkd", NetworkFile: "/etc/systemd/network/20-eth0.network"}
-	st.Files[fmt.Sprintf("/run/systemd/netif/links/%d", st.Links[cfg.Iface].Index)] = FileState{Exists: true, Content: "DNS=192.0.2.1\n"}
-	note := func(c Config) bool {
-		return slices.ContainsFunc(Notes(c, st), func(n string) bool { return strings.Contains(n, "DNS over TCP from the default VRF to 192.0.2.1") })
-	}
-	if note(cfg) {
-		t.Errorf("any-vrf: notes a TCP limitation it does not have: %q", Notes(cfg, st))
-	}
-	cfg.SSHD = SSHDVRFOnly
-	if !note(cfg) {
-		t.Errorf("vrf-only: no note that TCP DNS to the steered servers fails: %q", Notes(cfg, st))
-	}
-}

@@ -225,12 +225,6 @@ func Notes(cfg Config, st *State) []string {
 	if EffectiveDNS(cfg, st) == DNSStatic && len(cfg.Nameservers) == 0 && len(st.Upstream) > 0 {
 		n = append(n, "nameservers harvested: "+strings.Join(st.Upstream, " "))
 	}
-	// An unbound socket gets the answer to TCP it sent into the VRF only
-	// with tcp_l3mdev_accept (inet_bound_dev_eq), which vrf-only keeps off.
-	if s := steeredServers(cfg, EffectiveDNS(cfg, st), st); cfg.SSHD == SSHDVRFOnly && len(s) > 0 {
-		n = append(n, "sshd vrf-only keeps net.ipv4.tcp_l3mdev_accept=0: DNS over TCP from the default VRF to "+strings.Join(s, " ")+
-			" (systemd-resolved included, so every VRF) gets no answer; answers too large for UDP and DNS over TLS fail (--sshd any-vrf has them)")
-	}
 	return n
 }
 
