@@ -41,19 +41,10 @@ func target(cfg Config) hostnet.Target {
 		CatchAllMetric: UnreachableMetric, DNSRulePref: PrefDNSRule}
 }
 
-// targetOn is target with what the live state adds: the iface's ifindex.
-func targetOn(cfg Config, st *State) hostnet.Target {
-	t := target(cfg)
-	if l, ok := st.link(cfg.Iface); ok {
-		t.Ifindex = l.Index
-	}
-	return t
-}
-
 // vrfTarget adds what the VRF device carries, for files that declare it:
 // its addresses and the DNS servers steered into it.
-func vrfTarget(cfg Config, st *State, addrs, dnsServers []string) hostnet.Target {
-	t := targetOn(cfg, st)
+func vrfTarget(cfg Config, addrs, dnsServers []string) hostnet.Target {
+	t := target(cfg)
 	t.Addrs = addrs
 	for _, s := range dnsServers {
 		t.DNSRules = append(t.DNSRules, hostPrefix(s))
@@ -93,7 +84,7 @@ func unsupportedError(cfg Config, why string) error {
 // hostDHCP: the DHCP client serving the iface, as far as DNS and the
 // steering rules are concerned (hostnet.DHCP).
 func hostDHCP(cfg Config, st *State) hostnet.DHCP {
-	return backend(st).DHCP(st.Manager, targetOn(cfg, st), func(p string) string { return st.file(p).Content })
+	return backend(st).DHCP(st.Manager, cfg.Iface, func(p string) string { return st.file(p).Content })
 }
 
 // dhcpRuleServers: the server of the current lease and the nameservers it

@@ -1,7 +1,6 @@
 package netsetup
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -107,59 +106,5 @@ func TestHookLeaseWins(t *testing.T) {
 	}
 	if h := renderDhclientHook(cfg); !strings.Contains(h, "> "+hookLeaseFile("eth0")) || !strings.Contains(h, "$new_dhcp_server_identifier") {
 		t.Errorf("hook:\n%s", h)
-	}
-}
-
-// TestPlanSteersNetworkdLinkDNS: on a networkd host the DNS servers networkd
-// learned for the iface (its per-link state file) are steered into the VRF
-// and declared in the VRF's .network (or networkd removes the rules as
-// foreign): resolved's TCP to them ignores IP_UNICAST_IF, and without a rule
-// finds no route in main. Link-local servers get no rule; revert never
-// writes networkd's state file back.
-func TestPlanSteersNetworkdLinkDNS(t *testing.T) {
-	cfg := testCfg()
-	st := freshState()
-	st.Manager = Manager{Kind: "networkd", NetworkFile: "/etc/systemd/network/20-eth0.network"}
-	idx := st.Links[cfg.Iface].Index
-	linkFile := fmt.Sprintf("/run/systemd/netif/links/%d", idx)
-	if !slices.Contains(candidatePaths(cfg, st), linkFile) {
-		t.Fatalf("the reader does not read %s: %v", linkFile, candidatePaths(cfg, st))
-	}
-	st.Files[linkFile] = FileState{Exists: true, Content: "# This is private data. Do not parse.\nADMIN_STATE=configured\nDNS=192.0.2.1 2001:db8::1 fe80::1 192.0.2.1\nNTP=\n"}
-	plan := mustPlan(t, cfg, st)
-	got := ids(plan)
-	for _, want := range []string{"rule-dns-192.0.2.1/32", "rule-dns-2001:db8::1/128"} {
-		if !slices.Contains(got, want) {
-			t.Errorf("no steering rule %s for networkd's link DNS: %v", want, got)
-		}
-	}
-	for _, id := range got {
-		if strings.HasPrefix(id, "rule-dns-fe80") {
-			t.Errorf("a rule for a link-local server: %s", id)
-		}
-	}
-	files, err := desiredFiles(cfg, EffectiveDNS(cfg, st), st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vrfNet string
-	for _, f := range files {
-		if f.Path == "/etc/systemd/network/"+cfg.VRF+".network" {
-			vrfNet = f.Content
-		}
-	}
-	for _, to := range []string{"To=192.0.2.1/32", "To=2001:db8::1/128"} {
-		if !strings.Contains(vrfNet, to) {
-			t.Errorf("%s.network does not declare %s:\n%s", cfg.VRF, to, vrfNet)
-		}
-	}
-	old := freshState()
-	old.Files[ConfigPath] = FileState{}
-	old.Files[linkFile] = FileState{Exists: true, Content: "DNS=198.51.100.1\n"}
-	live := converge(t, cfg, st)
-	for _, id := range ids(PlanRevert(cfg, old, live)) {
-		if id == "revert-file:"+linkFile {
-			t.Errorf("revert writes networkd's state file")
-		}
 	}
 }

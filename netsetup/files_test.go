@@ -52,7 +52,7 @@ func TestFilesInTempRoot(t *testing.T) {
 	st := freshState()
 	st.Manager = m
 	st.Files = map[string]FileState{}
-	for _, p := range candidatePaths(cfg, &State{Manager: m}) {
+	for _, p := range candidatePaths(cfg, m) {
 		st.Files[p], _ = fsys.Stat(p)
 	}
 	st.Upstream = HarvestNameservers(fsys, st.Files[ResolvConf])
@@ -93,7 +93,7 @@ func TestFilesInTempRoot(t *testing.T) {
 		}
 	}
 	// second run: nothing
-	for _, p := range candidatePaths(cfg, &State{Manager: m}) {
+	for _, p := range candidatePaths(cfg, m) {
 		st.Files[p], _ = fsys.Stat(p)
 	}
 	again, _ := planFiles(cfg, DNSStatic, st)

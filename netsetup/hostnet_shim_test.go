@@ -13,7 +13,7 @@ var (
 )
 
 func renderVRFNetwork(cfg Config, addrs, dnsServers []string) string {
-	return backendFile(Manager{Kind: "networkd"}, vrfTarget(cfg, &State{}, addrs, dnsServers), "/etc/systemd/network/"+cfg.VRF+".network")
+	return backendFile(Manager{Kind: "networkd"}, vrfTarget(cfg, addrs, dnsServers), "/etc/systemd/network/"+cfg.VRF+".network")
 }
 
 func renderDhclientHook(cfg Config) string {

@@ -33,10 +33,10 @@ const (
 )
 
 // candidatePaths: every file the plan may write, remove or parse.
-func candidatePaths(cfg Config, st *State) []string {
+func candidatePaths(cfg Config, m Manager) []string {
 	ps := []string{ConfigPath, SysctlConf, UnitPath, UnitWants, PackagedUnit, SSHDropIn, SSHSocketDropIn, sshSocketDropInLegacy, BackupPath,
 		ResolvConf, ResolvedUplink, ResolvedStub, ResolvedDropIn, ResolvedConf}
-	for _, f := range backendFiles(st.Manager, targetOn(cfg, st)) {
+	for _, f := range backendFiles(m, target(cfg)) {
 		ps = append(ps, f.Path)
 	}
 	return ps
@@ -77,7 +77,7 @@ func desiredFiles(cfg Config, dns string, st *State) ([]fileSpec, error) {
 	}
 	fs = append(fs, fileSpec{Path: sshSocketDropInLegacy, Remove: true, Kind: "ssh"})
 	fs = append(fs, serviceFiles(cfg, st)...)
-	for _, f := range backendFiles(st.Manager, vrfTarget(cfg, st, vrfAddrs(cfg, dns), steeredServers(cfg, dns, st))) {
+	for _, f := range backendFiles(st.Manager, vrfTarget(cfg, vrfAddrs(cfg, dns), dnsRuleServers(cfg, dns, st))) {
 		if !f.Read {
 			fs = append(fs, fileSpec{Path: f.Path, Content: f.Content, Mode: f.Mode, Remove: f.Remove, Kind: f.Kind})
 		}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 
 	"github.com/pam-vrf/pam-vrf/netsetup/hostnet"
@@ -56,8 +55,8 @@ func planSysctls(cfg Config, dns string, st *State) []Step {
 // lookup TABLE`; here after the l3mdev rule, see PrefDNSRule): servers the admin named with --nameserver, and in resolved
 // mode resolved's global DNS= servers (resolved itself runs in the default
 // VRF). Harvested servers are not steered: they may be data-plane servers.
-// The servers learned on the management link itself are the backend's
-// (dhcpRuleServers); steeredServers is both.
+// Per-link servers of the enslaved link need no rule: resolved sends to them
+// with IP_UNICAST_IF=iface, and the kernel routes a slave's oif in its VRF.
 func dnsRuleServers(cfg Config, dns string, st *State) []string {
 	var src []string
 	switch dns {
@@ -73,18 +72,6 @@ func dnsRuleServers(cfg Config, dns string, st *State) []string {
 	for _, s := range src {
 		if a, err := netip.ParseAddr(s); err == nil && !a.IsLoopback() {
 			out = append(out, a.String())
-		}
-	}
-	return out
-}
-
-// steeredServers: every server whose default-VRF traffic goes into the VRF
-// table: dnsRuleServers and dhcpRuleServers, each once.
-func steeredServers(cfg Config, dns string, st *State) []string {
-	var out []string
-	for _, s := range append(dnsRuleServers(cfg, dns, st), dhcpRuleServers(cfg, st)...) {
-		if !slices.Contains(out, s) {
-			out = append(out, s)
 		}
 	}
 	return out
@@ -106,7 +93,7 @@ func dnsRule(cfg Config, ip string) Rule {
 
 func planDNSRules(cfg Config, dns string, st *State) []Step {
 	want := map[string]Rule{}
-	for _, s := range steeredServers(cfg, dns, st) {
+	for _, s := range append(dnsRuleServers(cfg, dns, st), dhcpRuleServers(cfg, st)...) {
 		r := dnsRule(cfg, s)
 		want[r.Dst] = r
 	}

@@ -75,7 +75,7 @@ func (r *Reader) Read(cfg Config) (*State, error) {
 		// start ssh.service instead.
 		st.SSHSocket = r.Svc.IsActive("ssh.socket") || (r.Svc.IsEnabled("ssh.socket") && !st.SSHService)
 	}
-	paths := append(candidatePaths(cfg, st), r.FS.Glob("/etc/systemd/resolved.conf.d/*.conf")...)
+	paths := append(candidatePaths(cfg, st.Manager), r.FS.Glob("/etc/systemd/resolved.conf.d/*.conf")...)
 	paths = append(paths, r.FS.Glob("/etc/systemd/system/*.service.d/"+ServiceDropInName)...)
 	for _, u := range cfg.services() {
 		paths = append(paths, unitDropInPath(u))

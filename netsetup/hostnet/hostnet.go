@@ -13,8 +13,6 @@
 // of netsetup and netsetup calls it through Backend.
 package hostnet
 
-import "strings"
-
 // Manager says which tool configures the management interface at boot and
 // on DHCP renewals. It is recorded in netsetup's State (and in its backup,
 // hence the JSON names).
@@ -46,7 +44,7 @@ type Backend interface {
 	Notes(m Manager, t Target) []string
 	// DHCP is what the engine steers into the VRF for the client serving
 	// iface; read returns a file's content (from the state).
-	DHCP(m Manager, t Target, read func(path string) string) DHCP
+	DHCP(m Manager, iface string, read func(path string) string) DHCP
 	// Takeover: nil when the engine creates the VRF and enslaves the iface
 	// itself; else how it has the manager do that, from Files.
 	Takeover(t Target) *Takeover
@@ -55,14 +53,6 @@ type Backend interface {
 // backends in detection order: the first that claims the iface wins, and
 // none claims every iface.
 var backends = []Backend{networkd{}, ifupdown{}, networkManager{}, none{}}
-
-// ReadOnly: a file read for facts that no apply or revert writes, whichever
-// manager the state was read with: dhclient's leases (and the hook's copy),
-// networkd's per-link state.
-func ReadOnly(path string) bool {
-	return strings.HasPrefix(path, "/var/lib/dhcp/") || strings.HasPrefix(path, "/run/pam-vrf/dhclient-") ||
-		strings.HasPrefix(path, "/run/systemd/netif/")
-}
 
 // Backends is every kind, in detection order.
 func Backends() []Backend { return backends }
@@ -118,10 +108,7 @@ type Facts struct {
 // Target is the setup a backend's files and commands are for.
 type Target struct {
 	Iface, VRF string
-	// Ifindex of Iface, 0 when unknown: networkd names its per-link state
-	// files by it.
-	Ifindex int
-	Table   uint32
+	Table      uint32
 	// ConfigPath is apply's config, which the dhclient hook passes on.
 	ConfigPath string
 	// What the VRF device carries that a manager creating it must declare,

@@ -116,8 +116,7 @@ func (ifupdown) Notes(m Manager, t Target) []string {
 // affects. The lease's nameservers are steered too: without resolved,
 // dhclient-script rewrites /etc/resolv.conf from every lease, so a static
 // file of ours would be overwritten at the next renewal.
-func (ifupdown) DHCP(m Manager, t Target, read func(string) string) DHCP {
-	iface := t.Iface
+func (ifupdown) DHCP(m Manager, iface string, read func(string) string) DHCP {
 	if !m.DHCP {
 		return DHCP{}
 	}
@@ -148,6 +147,12 @@ func dhclientLeaseFiles(iface string) []string {
 
 // HookLeaseFile is where the exit hook hands apply the new lease.
 func HookLeaseFile(iface string) string { return "/run/pam-vrf/dhclient-" + iface + ".lease" }
+
+// ReadOnly: a file read for facts that no apply or revert writes
+// (dhclient owns its leases), whichever manager the state was read with.
+func ReadOnly(path string) bool {
+	return strings.HasPrefix(path, "/var/lib/dhcp/") || strings.HasPrefix(path, "/run/pam-vrf/dhclient-")
+}
 
 // parseHookLease reads HookLeaseFile: "server A" and "nameservers A B".
 func parseHookLease(content string) Lease {

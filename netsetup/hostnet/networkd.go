@@ -3,10 +3,8 @@ package hostnet
 import (
 	"bufio"
 	"fmt"
-	"net/netip"
 	"path"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 )
@@ -126,15 +124,11 @@ func (networkd) Files(m Manager, t Target) []File {
 	if m.Kind != kindNetworkd {
 		return []File{{Path: netdevPath(t), Remove: true}, {Path: vrfNetworkPath(t), Remove: true}}
 	}
-	fs := []File{
+	return []File{
 		{Path: netdevPath(t), Content: renderNetdev(t), Mode: 0o644, Kind: kindNetworkd},
 		{Path: vrfNetworkPath(t), Content: renderVRFNetwork(t), Mode: 0o644, Kind: kindNetworkd},
 		{Path: ifaceDropInPath(m), Content: renderIfaceDropIn(t), Mode: 0o644, Kind: kindNetworkd},
 	}
-	if t.Ifindex != 0 {
-		fs = append(fs, File{Path: LinkStatePath(t.Ifindex), Read: true}) // for DHCP
-	}
-	return fs
 }
 
 func renderNetdev(t Target) string {
@@ -175,44 +169,7 @@ func (networkd) Notes(m Manager, t Target) []string {
 
 // DHCP: networkd's client binds its sockets to the iface, so nothing of
 // it needs steering, and resolv.conf is resolved's.
-// DHCP: the DNS servers networkd learned for the iface (DHCPv4, DHCPv6,
-// RA, or its .network), from its per-link state file. They are on the
-// management network, so steered into the VRF: resolved sends UDP to them
-// with IP_UNICAST_IF, which the kernel routes in the VRF, but TCP connect
-// ignores it (and connected UDP before Linux 6.0 or so): without the rule a
-// truncated answer's TCP retry, or DNS over TLS, finds no route in main.
-func (networkd) DHCP(m Manager, t Target, read func(string) string) DHCP {
-	if m.Kind != kindNetworkd || t.Ifindex == 0 {
-		return DHCP{}
-	}
-	return DHCP{Servers: linkDNS(read(LinkStatePath(t.Ifindex)))}
-}
-
-// LinkStatePath is networkd's state file of the link with ifindex.
-func LinkStatePath(ifindex int) string { return fmt.Sprintf("/run/systemd/netif/links/%d", ifindex) }
-
-// linkDNS: the DNS= line of a networkd link state file ("DNS=192.0.2.1
-// 2001:db8::1"), without link-local servers (a host route to one would
-// mean nothing) and without duplicates.
-func linkDNS(state string) []string {
-	var out []string
-	for _, line := range strings.Split(state, "\n") {
-		v, ok := strings.CutPrefix(line, "DNS=")
-		if !ok {
-			continue
-		}
-		for _, f := range strings.Fields(v) {
-			a, err := netip.ParseAddr(f)
-			if err != nil || a.IsLinkLocalUnicast() || a.IsLoopback() || a.Zone() != "" {
-				continue
-			}
-			if s := a.String(); !slices.Contains(out, s) {
-				out = append(out, s)
-			}
-		}
-	}
-	return out
-}
+func (networkd) DHCP(Manager, string, func(string) string) DHCP { return DHCP{} }
 
 // Takeover: `networkctl reconfigure IFACE` applies the VRF= drop-in
 // (enslave, DHCP/RA routes into the VRF table). Enslaving behind

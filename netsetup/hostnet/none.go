@@ -29,5 +29,5 @@ func (none) Refusals(m Manager, f Facts) []string {
 
 func (none) Files(Manager, Target) []File                   { return nil }
 func (none) Notes(Manager, Target) []string                 { return nil }
-func (none) DHCP(Manager, Target, func(string) string) DHCP { return DHCP{} }
+func (none) DHCP(Manager, string, func(string) string) DHCP { return DHCP{} }
 func (none) Takeover(Target) *Takeover                      { return nil }

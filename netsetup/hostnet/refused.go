@@ -43,7 +43,7 @@ func (networkManager) Notes(_ Manager, t Target) []string {
 	return []string{"NetworkManager manages " + t.Iface + ": make it a VRF port there too, or a lease renewal puts the default route back into main: nmcli con add type vrf ifname " + t.VRF + " table " + fmt.Sprint(t.Table) + " && nmcli con mod <conn of " + t.Iface + "> connection.master " + t.VRF + " connection.slave-type vrf"}
 }
 
-func (networkManager) DHCP(Manager, Target, func(string) string) DHCP { return DHCP{} }
+func (networkManager) DHCP(Manager, string, func(string) string) DHCP { return DHCP{} }
 
 func (networkManager) Takeover(Target) *Takeover { return nil }
 
