@@ -72,8 +72,8 @@ curl -6 -sf --max-time 10 http://mirror.test/dists/bookworm/Release | head -n 1'
 // none in main, ssh over IPv6 lands in the VRF, DNS (AAAA) and HTTP by
 // name from the placed shell, DNS from the default VRF, check passes with
 // an IPv6 default-route line and no IPv4 one (and fails on it without the
-// route). With resolved's global DNS= instead of the link's, apply steers
-// the IPv6 server into the VRF. Revert restores the state.
+// route). With resolved's global DNS=[2001:db8::1]:53 instead of the
+// link's, apply steers the IPv6 server into the VRF. Revert restores the state.
 func TestE2EIPv6Only(t *testing.T) {
 	guestTest(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
@@ -166,10 +166,11 @@ systemctl is-active --quiet pam-vrf-netsetup.service; res $? "reboot/the boot un
 invrf6 reboot
 `, 4*time.Minute)
 
-	run("DNS from resolved's global DNS= 2001:db8::1 instead of eth0's", `
+	run("DNS from resolved's global DNS=[2001:db8::1]:53 instead of eth0's", `
 # resolved sends to a global server from the default VRF: apply steers it
-# into the VRF with an IPv6 rule (to 2001:db8::1 iif lo lookup 1000)
-printf '[Resolve]\nDNS=2001:db8::1\n' > /etc/systemd/resolved.conf.d/90-ipv6-global.conf
+# into the VRF with an IPv6 rule (to 2001:db8::1 iif lo lookup 1000). The
+# bracketed form with a port is resolved.conf(5)'s: its address is steered.
+printf '[Resolve]\nDNS=[2001:db8::1]:53\n' > /etc/systemd/resolved.conf.d/90-ipv6-global.conf
 printf '[DHCPv6]\nUseDNS=no\n[IPv6AcceptRA]\nUseDNS=no\n' > /etc/systemd/network/20-eth0.network.d/no-link-dns.conf
 systemctl restart systemd-resolved && networkctl reload && networkctl reconfigure eth0
 for i in $(seq 100); do [ -z "$(resolvectl dns eth0 | cut -d: -f2- | xargs)" ] && radef 1000 >/dev/null && break; sleep 0.3; done
@@ -184,7 +185,8 @@ res $? "global/before apply runs again, check fails naming the resolved drop-in 
 $A > /tmp/apply.out 2>&1; rc=$?; res $rc "global/apply succeeds"
 cat /tmp/apply.out >&2
 resolvectl dns | sed 's/^/| /'
-[ -z "$(resolvectl dns eth0 | cut -d: -f2- | xargs)" ] && resolvectl dns | grep -q '^Global: 2001:db8::1$'; res $? "global/resolved's only server is the global 2001:db8::1"
+# (resolvectl leaves out the default port)
+[ -z "$(resolvectl dns eth0 | cut -d: -f2- | xargs)" ] && resolvectl dns | grep -qE '^Global: (2001:db8::1|\[2001:db8::1\]:53)$'; res $? "global/resolved's only server is the global [2001:db8::1]:53"
 ip -6 rule | sed 's/^/| /'
 ip -6 rule | grep -q '^1002:.*to 2001:db8::1 iif lo lookup 1000'; res $? "global/the IPv6 DNS server is steered into the VRF (ip -6 rule 1002)"
 resolvectl flush-caches
