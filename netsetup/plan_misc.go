@@ -70,11 +70,28 @@ func dnsRuleServers(cfg Config, dns string, st *State) []string {
 	}
 	var out []string
 	for _, s := range src {
-		if a, err := netip.ParseAddr(s); err == nil && !a.IsLoopback() {
+		if a, ok := resolvedServerAddr(s); ok && !a.IsLoopback() {
 			out = append(out, a.String())
 		}
 	}
 	return out
+}
+
+// resolvedServerAddr is the address of one DNS= entry, which resolved
+// allows with a port, an interface and a TLS server name
+// (resolved.conf(5): 192.0.2.1:53%eth0#dns.example, [2001:db8::1]:53%eth0#dns.example).
+// Read as a bare address, such a server was left unsteered and the default
+// VRF lost DNS. The rule is per address: port and interface do not matter.
+func resolvedServerAddr(s string) (netip.Addr, bool) {
+	s, _, _ = strings.Cut(s, "#")
+	s, _, _ = strings.Cut(s, "%")
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a, true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr(), true
+	}
+	return netip.Addr{}, false
 }
 
 func hostPrefix(ip string) string {
