@@ -4,7 +4,7 @@
 
 // Command pam_vrf/core.so (built with -buildmode=c-shared) is the Go part
 // of the PAM module: cgo/module/pam_vrf.c (the module libpam loads) loads it
-// only inside open_session and calls pamvrf_core_open; the session logic is
+// only inside open_session and calls pamvrf_core_open2; the session logic is
 // in package pam. Processes that load the PAM stack without opening a
 // session with us never start a Go runtime.
 //
@@ -52,8 +52,8 @@ func (s syslog) Log(p pam.Priority, msg string) {
 	C.pamvrf_log(s.h, C.int(p), cs)
 }
 
-//export pamvrf_core_open
-func pamvrf_core_open(h *C.pam_handle_t, user, service *C.char, pid C.int, silent C.int, groupsTimedOut C.int, argc C.int, argv **C.char) (rc C.int) {
+//export pamvrf_core_open2
+func pamvrf_core_open2(h *C.pam_handle_t, user, service *C.char, pid C.int, silent C.int, groupsTimedOut C.int, argc C.int, argv **C.char) (rc C.int) {
 	log := syslog{h}
 	args := make([]string, 0, int(argc))
 	for _, a := range unsafe.Slice(argv, int(argc)) {

@@ -1,7 +1,7 @@
 /*
  * The C helpers of the Go part (pam_vrf/core.so). The PAM module itself is
  * cgo/module/pam_vrf.c: it loads this library lazily, in open_session, and
- * calls pamvrf_core_open (main.go). Nothing here is a PAM entry point.
+ * calls pamvrf_core_open2 (main.go). Nothing here is a PAM entry point.
  */
 #include <stdarg.h>
 #include <stdlib.h>

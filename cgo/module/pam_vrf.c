@@ -36,7 +36,13 @@
 
 #include "fastpath.h"
 
-/* The Go part's entry point (cgo/main.go: pamvrf_core_open). */
+/*
+ * The Go part's entry point (cgo/main.go: pamvrf_core_open2). The number is
+ * its signature's version: during a package upgrade a process that loaded
+ * the old pam_vrf.so may load the new Go part; with a new name it finds no
+ * entry point and applies the failure rule, instead of calling one with
+ * other arguments.
+ */
 typedef int (*core_open_fn)(pam_handle_t *pamh, const char *user, const char *service, int pid,
 			    int silent, int groups_timed_out, int argc, const char **argv);
 
@@ -79,9 +85,9 @@ static const char *load_core(char *err, size_t errlen)
 		snprintf(err, errlen, "load %s: %s", path, dlerror());
 		return err;
 	}
-	core_open = (core_open_fn)dlsym(h, "pamvrf_core_open");
+	core_open = (core_open_fn)dlsym(h, "pamvrf_core_open2");
 	if (core_open == NULL) {
-		snprintf(err, errlen, "%s has no pamvrf_core_open", path);
+		snprintf(err, errlen, "%s has no pamvrf_core_open2", path);
 		return err;
 	}
 	core_pid = getpid();
