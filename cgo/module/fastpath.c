@@ -393,6 +393,19 @@ static void netns_name(char *out, size_t len)
 	closedir(d);
 }
 
+/* prog_info fills info for the program fd refers to; 0 on success. */
+static int prog_info(int fd, struct bpf_prog_info *info)
+{
+	union bpf_attr attr;
+
+	memset(info, 0, sizeof *info);
+	memset(&attr, 0, sizeof attr);
+	attr.info.bpf_fd = (uint32_t)fd;
+	attr.info.info_len = sizeof *info;
+	attr.info.info = (uint64_t)(uintptr_t)info;
+	return (int)sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr);
+}
+
 /*
  * program returns an fd of our program for ifindex: the pin (bpf.PinPath),
  * else a fresh load, which it pins. The pin directory is root's and 0700
@@ -423,12 +436,7 @@ static int program(unsigned ifindex, uint32_t *id)
 		attr.pathname = (uint64_t)(uintptr_t)path;
 		fd = (int)sys_bpf(BPF_OBJ_GET, &attr);
 		if (fd >= 0) {
-			memset(&info, 0, sizeof info);
-			memset(&attr, 0, sizeof attr);
-			attr.info.bpf_fd = (uint32_t)fd;
-			attr.info.info_len = sizeof info;
-			attr.info.info = (uint64_t)(uintptr_t)&info;
-			if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr) == 0 && info.type == BPF_PROG_TYPE_CGROUP_SOCK &&
+			if (prog_info(fd, &info) == 0 && info.type == BPF_PROG_TYPE_CGROUP_SOCK &&
 			    strncmp(info.name, PROG_NAME, sizeof info.name) == 0) {
 				*id = info.id;
 				return fd;
@@ -465,12 +473,7 @@ static int program(unsigned ifindex, uint32_t *id)
 			}
 		}
 	}
-	memset(&info, 0, sizeof info);
-	memset(&attr, 0, sizeof attr);
-	attr.info.bpf_fd = (uint32_t)fd;
-	attr.info.info_len = sizeof info;
-	attr.info.info = (uint64_t)(uintptr_t)&info;
-	if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr) != 0) {
+	if (prog_info(fd, &info) != 0) {
 		close(fd);
 		return -1;
 	}
