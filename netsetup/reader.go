@@ -192,30 +192,33 @@ func (r *Reader) readRoutes(st *State, cfg Config) error {
 		return err
 	}
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		extras, err := retryDumpMap(func() (map[string]routeExtra, error) { return r.Net.routeExtras(fam) })
+		extras, err := retryDump(func() (map[string]routeExtra, error) { return r.Net.routeExtras(fam) })
 		if err != nil {
 			return err
 		}
-		tables := []int{int(cfg.Table)}
-		if hasIface {
-			tables = append(tables, unix.RT_TABLE_MAIN)
+		// One dump of every table (the library filters in Go anyway),
+		// kept in the order the plan reads them: the VRF table, then main.
+		routes, err := retryDump(func() ([]netlink.Route, error) {
+			return r.Net.H.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+		})
+		if err != nil {
+			return fmt.Errorf("list %s routes: %w", famName(fam), err)
 		}
-		for _, table := range tables {
-			f := &netlink.Route{Table: table}
-			routes, err := retryDump(func() ([]netlink.Route, error) {
-				return r.Net.H.RouteListFiltered(fam, f, netlink.RT_FILTER_TABLE)
-			})
-			if err != nil {
-				return fmt.Errorf("list %s routes (table %d): %w", famName(fam), table, err)
-			}
-			for _, rt := range routes {
-				out := fromNetlinkRoute(st, rt, extras[extraKeyOf(rt)], nhDevs)
-				if table == unix.RT_TABLE_MAIN && !out.via(cfg.Iface) {
+		var inMain []Route
+		for _, rt := range routes {
+			switch rt.Table {
+			case int(cfg.Table):
+				st.Routes = append(st.Routes, fromNetlinkRoute(st, rt, extras[extraKeyOf(rt)], nhDevs))
+			case unix.RT_TABLE_MAIN:
+				if !hasIface {
 					continue
 				}
-				st.Routes = append(st.Routes, out)
+				if out := fromNetlinkRoute(st, rt, extras[extraKeyOf(rt)], nhDevs); out.via(cfg.Iface) {
+					inMain = append(inMain, out)
+				}
 			}
 		}
+		st.Routes = append(st.Routes, inMain...)
 	}
 	return nil
 }
@@ -248,8 +251,8 @@ func fromNetlinkRoute(st *State, rt netlink.Route, x routeExtra, nhDevs map[uint
 		out.MultiPath = append(out.MultiPath, Hop{Gw: gwString(h.Gw, h.Via), Dev: devName(h.LinkIndex),
 			Weight: h.Hops + 1, Onlink: h.Flags&unix.RTNH_F_ONLINK != 0})
 	}
-	for _, idx := range nhDevs[x.NHID] {
-		if x.NHID != 0 {
+	if x.NHID != 0 {
+		for _, idx := range nhDevs[x.NHID] {
 			out.NHDevs = append(out.NHDevs, devName(idx))
 		}
 	}
@@ -281,19 +284,8 @@ func gwString(gw net.IP, via netlink.Destination) string {
 	return ""
 }
 
-// retryDumpMap is retryDump for a dump collected into a map.
-func retryDumpMap[K comparable, V any](f func() (map[K]V, error)) (map[K]V, error) {
-	for i := 0; ; i++ {
-		v, err := f()
-		if errors.Is(err, netlink.ErrDumpInterrupted) && i < 5 {
-			continue
-		}
-		return v, err
-	}
-}
-
 // retryDump retries a dump interrupted by a concurrent change.
-func retryDump[T any](f func() ([]T, error)) ([]T, error) {
+func retryDump[R any](f func() (R, error)) (R, error) {
 	for i := 0; ; i++ {
 		v, err := f()
 		if errors.Is(err, netlink.ErrDumpInterrupted) && i < 5 {
