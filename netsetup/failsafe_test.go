@@ -34,7 +34,7 @@ func TestBootFailsafe(t *testing.T) {
 			t.Errorf("%s, %s: sysctl %s, message %q, err %v", tc.result, filepath.Base(tc.config), get(), msg, err)
 		}
 	}
-	if r := renderUnit(testCfg(), Manager{}); !strings.Contains(r, "ExecStopPost=-/usr/sbin/vrf-netsetup __boot-failsafe") {
+	if r := renderUnit(testCfg()); !strings.Contains(r, "ExecStopPost=-/usr/sbin/vrf-netsetup __boot-failsafe") {
 		t.Errorf("unit:\n%s", r)
 	}
 	pkg, err := os.ReadFile("../debian/vrf-netsetup.pam-vrf-netsetup.service")

@@ -58,7 +58,7 @@ func desiredFiles(cfg Config, dns string, st *State) ([]fileSpec, error) {
 	fs := []fileSpec{
 		{Path: ConfigPath, Content: string(EncodeConfig(cfg)), Mode: 0o644},
 		{Path: SysctlConf, Content: renderSysctlConf(cfg, dns, st), Mode: 0o644},
-		{Path: UnitPath, Content: renderUnit(cfg, st.Manager), Mode: 0o644, Kind: "unit"},
+		{Path: UnitPath, Content: renderUnit(cfg), Mode: 0o644, Kind: "unit"},
 		{Path: UnitWants, Symlink: UnitPath, Kind: "unit"},
 	}
 	if st.file(PackagedUnit).Exists {
@@ -164,7 +164,7 @@ func renderSysctlConf(cfg Config, dns string, st *State) string {
 		"net.ipv4.tcp_l3mdev_accept = %s\nnet.ipv4.udp_l3mdev_accept = %s\n", cfg.SSHD, dns, cfg.VRF, tcp, udp)
 }
 
-func renderUnit(cfg Config, m Manager) string {
+func renderUnit(cfg Config) string {
 	return fmt.Sprintf(`# Written by vrf-netsetup (pam-vrf): re-applies the management VRF %[1]s at boot.
 # Idempotent: prints "nothing to do" when the network managers already did it.
 [Unit]
