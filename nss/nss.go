@@ -24,6 +24,12 @@ import (
 // ErrTimeout: the lookup did not finish within the bound.
 var ErrTimeout = errors.New("NSS group lookup timed out")
 
+// TimedOut is the error of a lookup of user's groups that did not finish
+// within timeout (it wraps ErrTimeout).
+func TimedOut(user string, timeout time.Duration) error {
+	return fmt.Errorf("groups of %q: %w after %v", user, ErrTimeout, timeout)
+}
+
 // ErrNoUser: NSS does not know the user (PAM did, so NSS is failing).
 var ErrNoUser = errors.New("user not found by NSS")
 
@@ -46,7 +52,7 @@ func Membership(user string, names []string, timeout time.Duration) ([]bool, err
 	case a := <-ch:
 		return a.member, a.err
 	case <-t.C:
-		return nil, fmt.Errorf("groups of %q: %w after %v", user, ErrTimeout, timeout)
+		return nil, TimedOut(user, timeout)
 	}
 }
 

@@ -192,7 +192,7 @@ func open(req Request, log Logger, env *Env) Outcome {
 
 	groups := func(user string, names []string) ([]bool, error) {
 		if req.GroupsTimedOut {
-			return nil, fmt.Errorf("groups of %q: %w after %v", user, nss.ErrTimeout, pol.Timeout())
+			return nil, nss.TimedOut(user, pol.Timeout())
 		}
 		return env.Groups(user, names, pol.Timeout())
 	}
