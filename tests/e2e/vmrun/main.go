@@ -6,7 +6,7 @@
 // script argument of "@reboot" reboots the guest on the same disk instead.
 // For developers chasing a VM-only problem:
 //
-//	go run -tags vm ./tests/e2e/vmrun -build build probe.sh @reboot after.sh
+//	go run -tags vm ./tests/e2e/vmrun -build build [-suite trixie] probe.sh @reboot after.sh
 package main
 
 import (
@@ -32,10 +32,11 @@ func (printer) Note(text string)                          { fmt.Println(text) }
 
 func main() {
 	build := flag.String("build", "build", "directory with pam_vrf.so and vrf-netsetup")
+	suite := flag.String("suite", "bookworm", "Debian suite of the guest (bookworm, trixie)")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	img, err := vm.EnsureImage(ctx)
+	img, err := vm.EnsureImageSuite(ctx, *suite)
 	if err != nil {
 		fail(err)
 	}
