@@ -39,6 +39,11 @@ func RevertFrom(r *Reader, env *Env, out io.Writer, dryRun bool, backup string, 
 		return fmt.Errorf("revert needs the applied settings: %w", err)
 	}
 	if _, offline := env.Svc.(Offline); !offline && env.Svc != nil && !dryRun {
+		unlock, err := lockApply(env.FS)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 		// do not race networkd still configuring the iface (see apply's verify)
 		WaitNetworkdIdle(r.FS, r.Net, cfg.Iface, idleWait)
 	}
@@ -256,7 +261,7 @@ func dnsTag(r Rule) string {
 func stepRelease(cfg Config, old *State) Step {
 	addrs, routes := old.Addrs[cfg.Iface], movableRoutes(old, cfg.Iface)
 	return Step{ID: "revert-release", Desc: fmt.Sprintf("release %s from %s, restore its addresses and %d route(s) in main", cfg.Iface, cfg.VRF, len(routes)),
-		Do: func(e *Env) error { return releaseToMain(e, cfg, addrs, routes) }}
+		Do: func(e *Env) error { return releaseToMain(e, cfg, addrs, routes, rebindWant(cfg, old, "")) }}
 }
 
 func fileDiffers(a, b FileState) bool {

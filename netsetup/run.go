@@ -58,6 +58,13 @@ func (r *Runner) apply(cfg Config) error {
 		plan = Plan
 	}
 	_, offline := r.Env.Svc.(Offline)
+	if !offline && r.Env.Svc != nil && !r.DryRun {
+		unlock, err := lockApply(r.Env.FS)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
 	if !offline && r.Env.Svc != nil {
 		// At boot the unit can run while networkd is still enslaving the
 		// iface / running DHCP: read the state once networkd is done.

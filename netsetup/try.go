@@ -544,3 +544,42 @@ func (h hostSched) Cancel(t Timer) error {
 	}
 	return nil
 }
+
+// ApplyLockPath serializes apply and revert between processes. A DHCP
+// client's hook (dhcpcd's) starts apply in the background at each lease,
+// also while the apply that enslaved the iface waits for that lease.
+const ApplyLockPath = "/run/pam-vrf/apply.lock"
+
+// applyLock is held by this process depth times: apply and revert call
+// each other (try's rollback), and a second flock on a new descriptor of
+// the same file would wait for the first.
+var applyLock struct {
+	depth int
+	f     *os.File
+}
+
+// lockApply takes the apply lock (flock; released when the process dies).
+func lockApply(fs FS) (func(), error) {
+	if applyLock.depth == 0 {
+		p := fs.P(ApplyLockPath)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return nil, err
+		}
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", p, err)
+		}
+		applyLock.f = f
+	}
+	applyLock.depth++
+	return func() {
+		if applyLock.depth--; applyLock.depth == 0 {
+			applyLock.f.Close()
+			applyLock.f = nil
+		}
+	}, nil
+}
