@@ -77,7 +77,7 @@ func Unsupported(cfg Config, st *State) string {
 func unsupportedError(cfg Config, why string) error {
 	return &PlanError{
 		Msg: "this host's network setup is not one apply can keep configured: " + why,
-		Fix: "let systemd-networkd (netplan included) or ifupdown with isc-dhcp-client manage " + cfg.Iface + ", or give it a static address; or pass --force to apply anyway, knowing the change lasts until that tool next touches " + cfg.Iface,
+		Fix: "let systemd-networkd (netplan included) or ifupdown (with isc-dhcp-client or dhcpcd) manage " + cfg.Iface + ", or give it a static address; or pass --force to apply anyway, knowing the change lasts until that tool next touches " + cfg.Iface,
 	}
 }
 

@@ -27,7 +27,7 @@ func EffectiveDNS(cfg Config, st *State) string {
 	if st.ResolvedActive {
 		return DNSResolved
 	}
-	// dhclient on ifupdown rewrites it from every lease: a static file of
+	// the DHCP client on ifupdown rewrites it from every lease: a static file of
 	// ours would not last; its nameservers are steered instead
 	if hostDHCP(cfg, st).WritesResolvConf {
 		return DNSNone
@@ -45,7 +45,7 @@ func DNSReason(cfg Config, st *State) string {
 		return "dns mode resolved (auto: systemd-resolved is active)"
 	}
 	if mode == DNSNone {
-		return "dns mode none (auto: dhclient writes /etc/resolv.conf from the management lease; its nameservers are steered into the VRF)"
+		return "dns mode none (auto: " + hostDHCP(cfg, st).ClientName() + " writes /etc/resolv.conf from the management lease; its nameservers are steered into the VRF)"
 	}
 	return "dns mode static (auto: systemd-resolved is not active)"
 }

@@ -83,7 +83,15 @@ func TestUnsupportedHostShapes(t *testing.T) {
 			s.Manager = Manager{Kind: "ifupdown", DHCP: true}
 			s.DHCPClients = []DHCPClient{{Name: "dhcpcd", PID: 8}}
 		}, "dhcpcd (pid 8) serves eth0 and pam-vrf has no hook"},
-		{"ifupdown DHCP, dhclient not installed", func(s *State) { s.Manager = Manager{Kind: "ifupdown", DHCP: true} }, "isc-dhcp-client (dhclient) is not installed"},
+		{"ifupdown DHCP, no dhclient, no dhcpcd", func(s *State) { s.Manager = Manager{Kind: "ifupdown", DHCP: true} }, "neither isc-dhcp-client (dhclient) nor dhcpcd is installed"},
+		{"ifupdown + dhcpcd, detected as such", func(s *State) {
+			s.Manager = Manager{Kind: "ifupdown-dhcpcd", DHCP: true}
+			s.DHCPClients = []DHCPClient{{Name: "dhcpcd", PID: 8}}
+		}, ""},
+		{"ifupdown + dhcpcd, and udhcpc too", func(s *State) {
+			s.Manager = Manager{Kind: "ifupdown-dhcpcd", DHCP: true}
+			s.DHCPClients = []DHCPClient{{Name: "dhcpcd", PID: 8}, {Name: "udhcpc", PID: 11}}
+		}, "udhcpc (pid 11) serves eth0"},
 		{"NetworkManager keyfile", func(s *State) {
 			s.Manager = Manager{Kind: "networkmanager", Detail: "NetworkManager: /etc/NetworkManager/system-connections/eth0.nmconnection"}
 		}, "NetworkManager manages eth0 (/etc/NetworkManager/system-connections/eth0.nmconnection)"},

@@ -51,6 +51,8 @@ type fileSpec struct {
 	Remove  bool
 	// Kind groups files for the service actions they need afterwards.
 	Kind string // "unit", "ssh", "units" (--service drop-ins), "networkd", "resolved", ""
+	// BeforeNet: written before the network steps (hostnet.File).
+	BeforeNet bool
 }
 
 // desiredFiles renders the persistent configuration for cfg on this host.
@@ -79,7 +81,7 @@ func desiredFiles(cfg Config, dns string, st *State) ([]fileSpec, error) {
 	fs = append(fs, serviceFiles(cfg, st)...)
 	for _, f := range backendFiles(st.Manager, vrfTarget(cfg, vrfAddrs(cfg, dns), dnsRuleServers(cfg, dns, st))) {
 		if !f.Read {
-			fs = append(fs, fileSpec{Path: f.Path, Content: f.Content, Mode: f.Mode, Remove: f.Remove, Kind: f.Kind})
+			fs = append(fs, fileSpec{Path: f.Path, Content: f.Content, Mode: f.Mode, Remove: f.Remove, Kind: f.Kind, BeforeNet: f.BeforeNet})
 		}
 	}
 	search := harvestSearch(st)
@@ -142,7 +144,7 @@ func stepFile(f fileSpec, old FileState) Step {
 	if old.Symlink != "" && f.Symlink == "" && !f.Remove {
 		desc += " (replacing symlink to " + old.Symlink + ")"
 	}
-	return Step{ID: "file-" + verb + ":" + f.Path + ":" + f.Kind, Desc: desc,
+	return Step{ID: "file-" + verb + ":" + f.Path + ":" + f.Kind, Desc: desc, BeforeNet: f.BeforeNet && !f.Remove,
 		Do: func(e *Env) error {
 			switch {
 			case f.Remove:

@@ -88,11 +88,20 @@ func Plan(cfg Config, live *State) ([]Step, error) {
 		steps = append(steps, dnsRules...)
 		steps = append(steps, late...)
 	} else {
+		var early, late []Step
+		for _, f := range files {
+			if f.BeforeNet && len(net) > 0 {
+				early = append(early, f)
+			} else {
+				late = append(late, f)
+			}
+		}
+		steps = append(steps, early...)
 		steps = append(steps, net...)
 		steps = append(steps, dnsRules...)
 		steps = append(steps, sys...)
 		steps = append(steps, sshArm...)
-		steps = append(steps, files...)
+		steps = append(steps, late...)
 		steps = append(steps, svc...)
 	}
 	if len(steps) > 0 {

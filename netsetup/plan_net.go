@@ -82,14 +82,32 @@ func planNet(cfg Config, st *State) ([]Step, error) {
 	if err := unmovableRoutes(st, cfg, enslaved); err != nil {
 		return nil, err
 	}
+	// a DHCP client that drops its lease on the enslave and whose hook puts
+	// the new lease's routes into the VRF table: wait for those, do not
+	// move the old ones (gone with the lease)
+	rebind := !enslaved && hostDHCP(cfg, st).RoutesByHook
 	if !enslaved {
 		steps = append(steps, stepEnslave(cfg, st))
 		steps = append(steps, stepReaddAddrs(cfg.Iface, st.Addrs[cfg.Iface]))
+		if rebind {
+			steps = append(steps, stepRebind(cfg, st))
+		}
 	}
 	for _, r := range movableRoutes(st, cfg.Iface) {
+		if rebind && r.Family == unix.AF_INET {
+			continue
+		}
 		steps = append(steps, stepMoveRoute(r, cfg.Table, routeInTable(st, r, cfg.Table)))
 	}
 	return steps, nil
+}
+
+// stepRebind waits (bounded) for the DHCP client to bind its lease again
+// after the enslave and for its hook to put the IPv4 default route into
+// the VRF table.
+func stepRebind(cfg Config, st *State) Step {
+	w := rebindWant(cfg, st, cfg.VRF)
+	return stepSettle(hostnet.Cmd{ID: "dhcp-rebind", Desc: fmt.Sprintf("wait for %s to bind its lease again on %s (the enslave dropped it) and its hook to put the routes into table %d", w.Who, cfg.Iface, cfg.Table)}, false, *w)
 }
 
 // needsTakeover: on a host whose manager enslaves the iface, it is not

@@ -614,3 +614,31 @@ func TestSSHArmRestartsTheListenerAfterRollback(t *testing.T) {
 		t.Errorf("systemctl after the rollback: %q, want it to end with daemon-reload, restart ssh.socket", svc.log)
 	}
 }
+
+// A dhcpcd host: dhcpcd drops its lease when eth0 is enslaved and its hook
+// puts the new lease's routes into the VRF table, so the plan waits for
+// that after the enslave instead of moving the IPv4 routes dhcpcd drops;
+// IPv6 routes are still moved. Once enslaved, stray IPv4 routes in main
+// are moved as on any host.
+func TestPlanDhcpcdWaitsForRebind(t *testing.T) {
+	cfg := testCfg()
+	st := converge(t, cfg, freshState())
+	e := st.Links["eth0"]
+	e.Master = 0
+	st.Links["eth0"] = e
+	st.Manager = Manager{Kind: "ifupdown-dhcpcd", DHCP: true}
+	st.Routes = append(st.Routes,
+		Route{Family: unix.AF_INET, Table: 254, Dst: "default", Gw: "192.0.2.1", Dev: "eth0", Metric: 1002, Type: unix.RTN_UNICAST, Protocol: unix.RTPROT_DHCP},
+		Route{Family: unix.AF_INET6, Table: 254, Dst: "default", Gw: "fe80::1", Dev: "eth0", Metric: 1002, Type: unix.RTN_UNICAST, Protocol: unix.RTPROT_RA})
+	got := strings.Join(ids(mustPlan(t, cfg, st)), ",")
+	if want := "enslave,readd-addrs,dhcp-rebind,route-move-v6-default"; !strings.Contains(got, want) ||
+		strings.Index(got, "file-write:/usr/lib/dhcpcd/dhcpcd-hooks/99-pam-vrf:") > strings.Index(got, "enslave") {
+		t.Errorf("dhcpcd plan = %v, want the hook written before %v", got, want)
+	}
+	e.Master = st.Links["mgmt"].Index
+	st.Links["eth0"] = e
+	got = strings.Join(ids(mustPlan(t, cfg, st)), ",")
+	if want := "file-write:/usr/lib/dhcpcd/dhcpcd-hooks/99-pam-vrf:,route-move-v4-default,route-move-v6-default"; got != want {
+		t.Errorf("dhcpcd plan, enslaved = %v, want %v", got, want)
+	}
+}

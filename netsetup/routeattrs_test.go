@@ -201,7 +201,7 @@ func TestReleaseRestoresRoutesAndAddresses(t *testing.T) {
 	}
 
 	env := testEnv(ns, n, t.TempDir())
-	if err := releaseToMain(env, cfg, st.Addrs["eth0"], movableRoutes(st, "eth0")); err != nil {
+	if err := releaseToMain(env, cfg, st.Addrs["eth0"], movableRoutes(st, "eth0"), nil); err != nil {
 		t.Fatal(err)
 	}
 	addrsAfter, aSecsAfter := lifetimes(ipIn(t, ns, "-d", "addr", "show", "dev", "eth0"))

@@ -1,6 +1,7 @@
 package netsetup
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -51,6 +52,16 @@ type settleWant struct {
 	// in Table for each family (the DHCP/RA routes networkd installs).
 	Table    uint32
 	Families []int
+	// Who: the manager waited for, when not networkd (a DHCP client whose
+	// hook adds the routes): networkd's link state is not asked then.
+	Who string
+}
+
+func (w settleWant) who() string {
+	if w.Who == "" {
+		return "networkd"
+	}
+	return w.Who
 }
 
 func (w settleWant) String() string {
@@ -65,6 +76,9 @@ func (w settleWant) String() string {
 		fams = append(fams, famName(f))
 	}
 	s := fmt.Sprintf("%s %s, networkd setup state configured", w.Iface, m)
+	if w.Who != "" {
+		s = fmt.Sprintf("%s %s", w.Iface, m)
+	}
 	if len(fams) > 0 {
 		s += fmt.Sprintf(", %s default route(s) in table %s", strings.Join(fams, "+"), tableName(w.Table))
 	}
@@ -96,7 +110,7 @@ func settleStatus(e *Env, w settleWant) (missing []string, state string, critica
 			missing, critical = append(missing, w.Iface+" is not enslaved to "+w.Master), true
 		}
 	}
-	if state != "configured" {
+	if w.Who == "" && state != "configured" {
 		missing = append(missing, "networkd setup state of "+w.Iface+" is "+orNone(state))
 		critical = critical || state == "failed" || state == "unmanaged"
 	}
@@ -141,12 +155,15 @@ func waitNetworkd(e *Env, w settleWant) error {
 		missing, state, critical := settleStatus(e, w)
 		if len(missing) == 0 {
 			if e.Out != nil {
-				fmt.Fprintf(e.Out, "       networkd settled in %.1fs: %s\n", time.Since(start).Seconds(), w)
+				fmt.Fprintf(e.Out, "       %s settled in %.1fs: %s\n", w.who(), time.Since(start).Seconds(), w)
 			}
 			return nil
 		}
 		if time.Now().After(deadline) {
-			msg := fmt.Sprintf("networkd did not settle within %s: %s", timeout, strings.Join(missing, "; "))
+			msg := fmt.Sprintf("%s did not settle within %s: %s", w.who(), timeout, strings.Join(missing, "; "))
+			if critical && w.Who != "" {
+				return errors.New(msg)
+			}
 			if critical {
 				return fmt.Errorf("%s (networkd state %s; see journalctl -u systemd-networkd)", msg, orNone(state))
 			}

@@ -23,6 +23,9 @@ type Step struct {
 	// networkd hosts, where networkd creates the device, the plan puts them
 	// after the takeover.
 	AfterVRF bool
+	// BeforeNet marks file steps the network steps need in place (a DHCP
+	// client's hook that reacts to the enslave).
+	BeforeNet bool
 }
 
 // Env is what steps act on.

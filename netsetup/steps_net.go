@@ -205,19 +205,49 @@ func stepEnslave(cfg Config, st *State) Step {
 			}
 			return wrap(e.Net.H.LinkSetMasterByIndex(l, v.Attrs().Index), "enslave %s to %s", cfg.Iface, cfg.VRF)
 		},
-		Undo: func(e *Env) error { return releaseToMain(e, cfg, addrs, routes) }}
+		Undo: func(e *Env) error { return releaseToMain(e, cfg, addrs, routes, rebindWant(cfg, st, "")) }}
+}
+
+// rebindWant: for a DHCP client that drops its lease when the iface is
+// enslaved or released and binds it again (hostnet DHCP.RoutesByHook),
+// what to wait for: the iface with master (or none), and its IPv4 default
+// route back in table (main when released). nil for other clients.
+func rebindWant(cfg Config, st *State, master string) *settleWant {
+	d := hostDHCP(cfg, st)
+	if !d.RoutesByHook {
+		return nil
+	}
+	table := uint32(unix.RT_TABLE_MAIN)
+	if master != "" {
+		table = cfg.Table
+	}
+	w := settleWant{Iface: cfg.Iface, Master: master, Table: table, Who: d.ClientName()}
+	for _, f := range defaultFamilies(st, cfg.Iface, cfg.Table) {
+		if f == unix.AF_INET {
+			w.Families = append(w.Families, f)
+		}
+	}
+	return &w
 }
 
 // releaseToMain takes the iface out of the VRF and puts back the addresses
 // and main-table routes captured before it was enslaved: the undo of
-// enslave, and revert's release.
-func releaseToMain(e *Env, cfg Config, addrs []Addr, routes []Route) error {
+// enslave, and revert's release. With rebind (a DHCP client that drops and
+// binds its lease again on the release) it first waits for the client, so
+// what it puts back is not dropped right after, and fills in only what the
+// client did not restore.
+func releaseToMain(e *Env, cfg Config, addrs []Addr, routes []Route, rebind *settleWant) error {
 	l, err := e.linkByName(cfg.Iface)
 	if err != nil {
 		return fmt.Errorf("find %s: %w", cfg.Iface, err)
 	}
 	if err := e.Net.H.LinkSetNoMaster(l); err != nil {
 		return fmt.Errorf("release %s from %s: %w", cfg.Iface, cfg.VRF, err)
+	}
+	if rebind != nil {
+		if err := waitNetworkd(e, *rebind); err != nil {
+			return err
+		}
 	}
 	if err := readdAddrs(e, cfg.Iface, addrs); err != nil {
 		return err

@@ -1,7 +1,8 @@
 // Package hostnet knows the tools that configure the management NIC on a
 // host ("managers"), one file a kind: networkd.go (netplan-generated files
-// included), ifupdown_dhclient.go, none.go, and refused.go (NetworkManager,
-// dhcpcd, udhcpc, which apply refuses). apply's changes last only if they
+// included), ifupdown_dhclient.go, ifupdown_dhcpcd.go, none.go, and
+// refused.go (NetworkManager, udhcpc and clients started outside ifupdown,
+// which apply refuses). apply's changes last only if they
 // go through that tool: networkd rewrites routes it owns, dhclient re-adds
 // its default route into main at every lease.
 //
@@ -17,7 +18,7 @@ package hostnet
 // on DHCP renewals. It is recorded in netsetup's State (and in its backup,
 // hence the JSON names).
 type Manager struct {
-	Kind string `json:"kind"` // "networkd", "ifupdown", "networkmanager", "none"
+	Kind string `json:"kind"` // "networkd", "ifupdown", "ifupdown-dhcpcd", "networkmanager", "none"
 	// NetworkFile is the .network file networkd uses for the iface.
 	NetworkFile string `json:"network_file,omitempty"`
 	Netplan     bool   `json:"netplan,omitempty"` // the .network file is netplan-generated
@@ -52,7 +53,7 @@ type Backend interface {
 
 // backends in detection order: the first that claims the iface wins, and
 // none claims every iface.
-var backends = []Backend{networkd{}, ifupdown{}, networkManager{}, none{}}
+var backends = []Backend{networkd{}, ifupdownDhcpcd{}, ifupdown{}, networkManager{}, none{}}
 
 // Backends is every kind, in detection order.
 func Backends() []Backend { return backends }
@@ -130,6 +131,9 @@ type File struct {
 	Kind string
 	// Read: the file is only read for facts (a lease), never written.
 	Read bool
+	// BeforeNet: written before the iface is enslaved (a DHCP client's
+	// hook that must see the lease the enslave makes it bind again).
+	BeforeNet bool
 }
 
 // DHCP is what a DHCP client the engine cannot bind to the VRF needs.
@@ -139,6 +143,21 @@ type DHCP struct {
 	Servers []string
 	// WritesResolvConf: it rewrites /etc/resolv.conf from every lease.
 	WritesResolvConf bool
+	// Client names the DHCP client in messages ("" : dhclient).
+	Client string
+	// RoutesByHook: the client drops its lease when the iface is enslaved
+	// and binds it again, and its hook puts the IPv4 routes into the VRF
+	// table: after enslaving, the engine waits for them instead of moving
+	// the ones it saw.
+	RoutesByHook bool
+}
+
+// ClientName is the DHCP client as messages name it.
+func (d DHCP) ClientName() string {
+	if d.Client == "" {
+		return "dhclient"
+	}
+	return d.Client
 }
 
 // Takeover is how a manager that creates the VRF and enslaves the iface

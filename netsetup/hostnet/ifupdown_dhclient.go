@@ -54,7 +54,7 @@ func ifupdownStanza(h Host, iface string) (dhcp, found bool) {
 func (ifupdown) Refusals(m Manager, f Facts) []string {
 	var why []string
 	if m.DHCP && !f.DhclientInstalled {
-		why = append(why, fmt.Sprintf("ifupdown runs DHCP on %s but isc-dhcp-client (dhclient) is not installed, so ifup uses another client (dhcpcd on Debian 13), for which there is no hook: every lease puts the default route back into main", f.Iface))
+		why = append(why, fmt.Sprintf("ifupdown runs DHCP on %s but neither isc-dhcp-client (dhclient) nor dhcpcd is installed, so ifup uses another client, for which there is no hook: every lease puts the default route back into main", f.Iface))
 	}
 	return append(why, unhooked(f, func(c DHCPClient) bool {
 		return c.Name == "dhclient" && m.DHCP // its exit hook is ours (DhclientHook)
@@ -120,7 +120,7 @@ func (ifupdown) DHCP(m Manager, iface string, read func(string) string) DHCP {
 	if !m.DHCP {
 		return DHCP{}
 	}
-	d := DHCP{WritesResolvConf: true}
+	d := DHCP{WritesResolvConf: true, Client: "dhclient"}
 	for _, p := range dhclientLeaseFiles(iface) {
 		l := LastLease(read(p), iface)
 		if p == HookLeaseFile(iface) {
@@ -151,7 +151,7 @@ func HookLeaseFile(iface string) string { return "/run/pam-vrf/dhclient-" + ifac
 // ReadOnly: a file read for facts that no apply or revert writes
 // (dhclient owns its leases), whichever manager the state was read with.
 func ReadOnly(path string) bool {
-	return strings.HasPrefix(path, "/var/lib/dhcp/") || strings.HasPrefix(path, "/run/pam-vrf/dhclient-")
+	return strings.HasPrefix(path, "/var/lib/dhcp/") || strings.HasPrefix(path, "/run/pam-vrf/dhclient-") || dhcpcdReadOnly(path)
 }
 
 // parseHookLease reads HookLeaseFile: "server A" and "nameservers A B".

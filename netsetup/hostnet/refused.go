@@ -10,10 +10,10 @@ import (
 
 // Hosts apply refuses (unless --force): a manager or DHCP client without a
 // hook of ours undoes apply at its next lease, reconnect or reload, and on
-// the Debian 13 dhcpcd and NetworkManager hosts a failed apply could not
-// even be rolled back completely. Here are NetworkManager, found by its
+// a NetworkManager host a failed apply could not even be rolled back
+// completely. Here are NetworkManager, found by its
 // keyfile or its running service, and the DHCP clients found by their
-// processes (dhcpcd, udhcpc; dhclient where ifupdown did not start it).
+// processes (udhcpc; dhclient and dhcpcd where ifupdown did not start them).
 
 // networkManager: a NetworkManager keyfile names the iface.
 type networkManager struct{}
