@@ -166,13 +166,19 @@ func guestScripts(ctx context.Context, t *testing.T, m *vm.VM, r *testReporter, 
 // and, on failure, the console's tail.
 func netsetupGuest(ctx context.Context, t *testing.T, name string, extra map[string][]string) (*vm.VM, *testReporter) {
 	t.Helper()
+	return netsetupGuestSuite(ctx, t, vm.DefaultSuite, name, extra)
+}
+
+// netsetupGuestSuite is netsetupGuest with a guest of the given Debian suite.
+func netsetupGuestSuite(ctx context.Context, t *testing.T, suite, name string, extra map[string][]string) (*vm.VM, *testReporter) {
+	t.Helper()
 	start := time.Now()
 	bin := t.TempDir()
 	goBuild(t, filepath.Join(bin, "vrf-netsetup"))
 	for n, flags := range extra {
 		goBuild(t, filepath.Join(bin, n), flags...)
 	}
-	m := bootGuest(ctx, t)
+	m := bootGuestSuite(ctx, t, suite)
 	if err := m.Push(ctx, filepath.Join(bin, "vrf-netsetup"), "/usr/sbin/vrf-netsetup", 0o755); err != nil {
 		t.Fatal(err)
 	}
