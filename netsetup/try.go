@@ -189,8 +189,17 @@ func procStart(pid int) string {
 
 // lockTry takes the try lock (flock; released when the process dies).
 func lockTry(fs FS) (func(), error) {
-	p := fs.P(TryLockPath)
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+	f, err := flockPath(fs.P(TryLockPath), 0o700)
+	if err != nil {
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
+
+// flockPath opens (creating it and its directory, dirMode) and locks p
+// exclusively; closing the file releases the lock.
+func flockPath(p string, dirMode os.FileMode) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(p), dirMode); err != nil {
 		return nil, err
 	}
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
@@ -201,7 +210,7 @@ func lockTry(fs FS) (func(), error) {
 		f.Close()
 		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}
-	return func() { f.Close() }, nil
+	return f, nil
 }
 
 // ReadTryState returns the try state (nil when no try ever ran since boot).
@@ -561,17 +570,9 @@ var applyLock struct {
 // lockApply takes the apply lock (flock; released when the process dies).
 func lockApply(fs FS) (func(), error) {
 	if applyLock.depth == 0 {
-		p := fs.P(ApplyLockPath)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return nil, err
-		}
-		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+		f, err := flockPath(fs.P(ApplyLockPath), 0o755)
 		if err != nil {
 			return nil, err
-		}
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", p, err)
 		}
 		applyLock.f = f
 	}
