@@ -103,6 +103,11 @@ func (c *Checker) Run(cfg Config) ([]CheckResult, error) {
 	} else {
 		add(ok("manager", "%s", st.Manager.Detail))
 	}
+	if d := hostDHCP(cfg, st); d.RunsInVRF && hasIface && hasVRF && iface.Master == vrf.Index {
+		if r, ok := checkClientInVRF(cfg, st, d.ClientName()); ok {
+			add(r)
+		}
+	}
 
 	// Per family the management network has: an IPv6-only one has no IPv4
 	// default route to find (and one with neither is checked for IPv4).

@@ -78,6 +78,9 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 	tk := takeoverOf(cfg, live)
 	if iface, ok := live.link(cfg.Iface); ok && hasVRF && iface.Master == vrf.Index && tk == nil {
 		if o, ok := old.link(cfg.Iface); ok && o.Master == 0 {
+			if d := hostDHCP(cfg, live); d.RunsInVRF {
+				steps = append(steps, stepClientOutOfVRF(cfg, d.ClientName()))
+			}
 			steps = append(steps, stepRelease(cfg, old))
 		}
 	}

@@ -150,6 +150,9 @@ type DHCP struct {
 	// table: after enslaving, the engine waits for them instead of moving
 	// the ones it saw.
 	RoutesByHook bool
+	// RunsInVRF: its hook runs the client in the VRF while the iface is a
+	// port (as `ip vrf exec` does); revert takes it out before the release.
+	RunsInVRF bool
 }
 
 // ClientName is the DHCP client as messages name it.

@@ -86,7 +86,37 @@ func renderDhcpcdHook(t Target) string {
 # %[1]s is a port of VRF %[2]s: dhcpcd cannot add the lease's routes to main
 # (the address is local in table %[3]d only), so they go into table %[3]d here.
 pamvrf_route() { ip "$@" dev %[1]s table %[3]d ${ifmetric:+metric $ifmetric}; }
-if [ "$interface" = "%[1]s" ] && [ "$(readlink /sys/class/net/%[1]s/master 2>/dev/null)" = "../%[2]s" ]; then
+# pamvrf_cgroup DIR: move this dhcpcd's processes (their titles name
+# %[1]s; the per-address proxies are forked later and inherit it) into
+# cgroup DIR, below /sys/fs/cgroup
+pamvrf_cgroup() {
+	for pamvrf_p in $(pgrep -x dhcpcd); do
+		case " $(tr '\0' ' ' </proc/$pamvrf_p/cmdline 2>/dev/null) " in
+		*" %[1]s "*) [ "$(sed -n 's/^0:://p' /proc/$pamvrf_p/cgroup 2>/dev/null)" = "$1" ] ||
+			echo "$pamvrf_p" >"/sys/fs/cgroup$1/cgroup.procs" 2>/dev/null || true ;;
+		esac
+	done
+}
+pamvrf_enslaved() { [ "$(readlink /sys/class/net/%[1]s/master 2>/dev/null)" = "../%[2]s" ]; }
+case "$interface $reason" in
+"%[1]s PREINIT"|"%[1]s CARRIER"|"%[1]s NOCARRIER"|"%[1]s BOUND"|"%[1]s REBOOT"|"%[1]s REBIND"|"%[1]s RENEW"|"%[1]s STOPPED")
+	# dhcpcd runs in the VRF while %[1]s is its port, as under
+	# ip vrf exec %[2]s (same cgroup, same program): the socket on which
+	# it waits for the server's unicast reply binds the lease's address,
+	# which is local only in the VRF, and fails outside it (EADDRNOTAVAIL),
+	# so every renewal would end in the broadcast rebind. Out again when
+	# it is released, before it binds a lease in the default VRF.
+	pamvrf_cg=$(sed -n 's/^0:://p' /proc/$$/cgroup 2>/dev/null)
+	pamvrf_base=${pamvrf_cg%%%%/vrf*}
+	if pamvrf_enslaved; then
+		pamvrf_vrfcg=$(ip vrf exec %[2]s sed -n 's/^0:://p' /proc/self/cgroup 2>/dev/null)
+		[ -n "$pamvrf_vrfcg" ] && pamvrf_cgroup "$pamvrf_vrfcg"
+	elif [ "$pamvrf_base" != "$pamvrf_cg" ]; then
+		pamvrf_cgroup "$pamvrf_base"
+	fi
+	;;
+esac
+if [ "$interface" = "%[1]s" ] && pamvrf_enslaved; then
 	case "$reason" in
 	BOUND|RENEW|REBIND|REBOOT|STATIC)
 		if [ -n "${new_ip_address:-}" ] && [ -n "${new_subnet_cidr:-}" ] && [ -n "${new_network_number:-}" ]; then
@@ -133,7 +163,7 @@ func (ifupdownDhcpcd) Notes(_ Manager, t Target) []string {
 // VRF as for dhclient (dhcpcd's unicast RENEW leaves from the default VRF,
 // and its resolv.conf hook rewrites /etc/resolv.conf from every lease).
 func (ifupdownDhcpcd) DHCP(m Manager, iface string, read func(string) string) DHCP {
-	d := DHCP{WritesResolvConf: true, Client: "dhcpcd", RoutesByHook: true}
+	d := DHCP{WritesResolvConf: true, Client: "dhcpcd", RoutesByHook: true, RunsInVRF: true}
 	l := parseHookLease(read(DhcpcdHookLeaseFile(iface)))
 	if l.Server == "" {
 		l = ParseDHCPPacket([]byte(read(dhcpcdLeaseDir + iface + ".lease")))
