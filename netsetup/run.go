@@ -6,6 +6,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/pam-vrf/pam-vrf/netsetup/hostnet"
 )
@@ -161,6 +162,18 @@ func (r *Runner) apply(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
+	// dhcpcd adds the routes of each RA to main again (it saw them go) and
+	// its hook moves them into the VRF table a moment later: a verify that
+	// read in between waits for the hook instead of failing.
+	for deadline := time.Now().Add(hookMoveWait); len(left) > 0 && onlyRouteMoves(left) && hostDHCP(cfg, st2).RoutesByHook && time.Now().Before(deadline); {
+		time.Sleep(settlePoll)
+		if st2, err = r.Reader.Read(cfg); err != nil {
+			return fmt.Errorf("verify: read live state: %w", err)
+		}
+		if left, err = plan(cfg, st2); err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+	}
 	if len(left) > 0 {
 		msg := ""
 		for _, s := range left {
@@ -170,6 +183,19 @@ func (r *Runner) apply(cfg Config) error {
 	}
 	fmt.Fprintf(r.Out, "done: applied %d steps, verified\n", len(steps))
 	return nil
+}
+
+// hookMoveWait bounds verify's wait for a DHCP client's hook to move the
+// routes the client just added to main.
+const hookMoveWait = 10 * time.Second
+
+func onlyRouteMoves(steps []Step) bool {
+	for _, s := range steps {
+		if !strings.HasPrefix(s.ID, "route-move-") {
+			return false
+		}
+	}
+	return true
 }
 
 // serviceKinds: the file kinds (persist.go fileSpec.Kind) whose daemons the

@@ -48,12 +48,14 @@ invrf() {
 	for i in $(seq 60); do ip -6 route show table 1000 | grep -q '^default via fe80::' && break; sleep 0.5; done
 	ip -6 route show table 1000 | grep -q '^default via fe80::' && ! ip -6 route show default | grep -q .
 	res $? "$1/the RA default route (dhcpcd's) is in table 1000, not in main"
+	[ "$(ip vrf identify "$(pgrep -xo dhcpcd)")" = mgmt ]; res $? "$1/dhcpcd runs in VRF mgmt (ip vrf identify)"
 	ip rule | grep -q '^1002:.*to 192.0.2.1 iif lo lookup 1000'; res $? "$1/the lease's server and nameserver 192.0.2.1 is steered into the VRF (1002)"
 	ip vrf exec mgmt curl -sf -o /dev/null --max-time 10 http://mirror.test/; res $? "$1/HTTP by name from inside the VRF"
 	getent hosts mirror.test >/dev/null; res $? "$1/DNS from the default VRF"
 	vrf-netsetup check --vrf mgmt --table 1000 --iface eth0 --query-name mirror.test > /tmp/check.out 2>&1
 	grep '^FAIL' /tmp/check.out | grep -vE '^FAIL (pam|policy):' | cut -c1-200 | sed 's/^/| /'
 	! grep '^FAIL' /tmp/check.out | grep -qvE '^FAIL (pam|policy):'; res $? "$1/check passes (pam and policy are not set up in this guest)"
+	grep -q '^ok   dhcp client: dhcpcd (pid [0-9 ]*) runs in VRF mgmt' /tmp/check.out; res $? "$1/check sees dhcpcd in VRF mgmt"
 }
 # dhcpcd's log since epoch SINCE (debug: setup turns it on): renewals started, leases bound, renewals
 # that failed over to a rebind, sends that found no route (dhcpcd also
@@ -71,10 +73,8 @@ waitfor() { n=$1; shift; for i in $(seq 200); do [ "$("$@")" -ge "$n" ] && retur
 // handles itself. After apply, through two lease times, an ifdown/ifup, a
 // reboot and revert: eth0 in the VRF, the lease's routes (which dhcpcd
 // cannot add once eth0 is a VRF port: its hook does) and the RA default
-// only in table 1000, the lease kept, dhcpcd's unicast renewal sent
-// through the VRF (its server steered into it), and with that rule taken
-// away the send fails as it did before. The unicast reply is still lost
-// (see the renew script): printed as open.
+// only in table 1000, dhcpcd running in the VRF (its hook moves it there,
+// as ip vrf exec would) and its unicast renewals acknowledged.
 func TestE2EDhcpcd(t *testing.T) {
 	guestTest(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
@@ -124,16 +124,14 @@ invrf apply
 dlog $T | grep -E 'carrier|leased|rebinding|if_route|unreachable' | sed 's/^/| dhcpcd: /'
 `, 3*time.Minute)
 
-	run("two lease times (2-minute lease: T1 is 1 minute)", `
+	run("two DHCP renewals (2-minute lease: T1 is 1 minute)", `
 T=$(date +%s)
-waitfor 2 leased $T; res $? "renew/the lease is bound again twice"
-dlog $T | grep -E 'leased|rebinding|unreachable' | grep -v if_route | sed 's/^/| dhcpcd: /'
-[ "$(unreachable $T)" = 0 ]; res $? "renew/dhcpcd logged no unreachable send (its server is steered into the VRF)"
-# Not solved yet (issue 16): dhcpcd receives the unicast ACK on a socket
-# bound to the lease's address, which in the default VRF is not local once
-# eth0 is a VRF port (EADDRNOTAVAIL), so each renewal ends in the
-# broadcast rebind. Printed, not passed off as a check.
-echo "| open: $(rebinding $T) renewal(s) fell back to the broadcast rebind (dhcpcd's reply socket cannot bind 192.0.2.10 outside the VRF)"
+waitfor 2 renewing $T && waitfor 2 leased $T; res $? "renew/two renewals, each acknowledged"
+dlog $T | grep -E 'renewing|leased|rebinding|unreachable' | grep -v if_route | sed 's/^/| dhcpcd: /'
+[ "$(rebinding $T)" = 0 ]; res $? "renew/no renewal fell back to the broadcast rebind (the unicast RENEW was answered)"
+[ "$(unreachable $T)" = 0 ]; res $? "renew/dhcpcd logged no unreachable send"
+for p in $(pgrep -x dhcpcd); do echo "| $(ip vrf identify $p | sed 's/^$/(default)/') $(tr '\0' ' ' </proc/$p/cmdline)"; done
+[ "$(ip vrf identify "$(pgrep -xo dhcpcd)")" = mgmt ]; res $? "renew/dhcpcd runs in VRF mgmt (ip vrf identify)"
 invrf renew
 `, 5*time.Minute)
 
@@ -162,6 +160,9 @@ systemctl is-system-running --wait >/dev/null 2>&1
 online; res $? "reboot/eth0 has its lease"
 systemctl is-active --quiet pam-vrf-netsetup.service; res $? "reboot/the boot unit ran"
 invrf reboot
+sleep 20
+invrf reboot+20s
+journalctl -b -o short-precise -t dhcpcd -t vrf-netsetup -t dhcpcd-run-hooks --no-pager | grep -vE 'if_route|^.{33}vrf-netsetup\[[0-9]+\]: +[0-9]+\. ' | tail -n 60 | cut -c8-200 | sed 's/^/| /'
 `, 4*time.Minute)
 
 	run("revert", `
