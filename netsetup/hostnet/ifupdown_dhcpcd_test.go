@@ -2,7 +2,10 @@ package hostnet
 
 import (
 	"encoding/binary"
+	"fmt"
+	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -67,5 +70,38 @@ func TestDetectIfupdownDhcpcd(t *testing.T) {
 	files["/etc/network/interfaces"] = "auto eth0\niface eth0 inet static\n"
 	if m := Detect(h, "eth0"); m.Kind != kindIfupdown {
 		t.Errorf("static stanza: %+v", m)
+	}
+}
+
+// /proc as dhcpcd leaves it: process titles, and a proxy that is exiting
+// (its cmdline reads empty, which once panicked the boot unit's apply).
+func TestReadDHCPClientsTitles(t *testing.T) {
+	root := t.TempDir()
+	for pid, cmdline := range map[string]string{
+		"10": "dhcpcd: eth0 [ip4] [ip6]",
+		"11": "dhcpcd: [privileged proxy] eth0 [ip4] [ip6]",
+		"12": "",
+		"13": "dhcpcd: [BOOTP proxy] 192.0.2.10",
+		"14": "dhcpcd: eth1 [ip4]",
+	} {
+		if err := os.MkdirAll(filepath.Join(root, pid), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, pid, "cmdline"), []byte(cmdline), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := ReadDHCPClients(root, "eth0", func(comm string) []int {
+		if comm == "dhcpcd" {
+			return []int{10, 11, 12, 13, 14}
+		}
+		return nil
+	})
+	var pids []string
+	for _, c := range got {
+		pids = append(pids, fmt.Sprint(c.PID))
+	}
+	if strings.Join(pids, " ") != "10 11" {
+		t.Errorf("clients of eth0: %v", got)
 	}
 }

@@ -72,6 +72,9 @@ func ReadDHCPClients(procRoot, iface string, pidsOf func(comm string) []int) []D
 				// "dhcpcd: [manager] [ip4] [ip6]")
 				args = strings.Fields(args[0])
 			}
+			if len(args) == 0 {
+				continue // exiting (a zombie's cmdline is empty)
+			}
 			names, ifaceless := false, true
 			for _, a := range args[1:] {
 				if a == iface {
