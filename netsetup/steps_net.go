@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,8 +21,24 @@ func stepModule(m ModuleState) Step {
 // stepVRFCreate goes through the netlink Handle, so on a kernel without the
 // driver it fails with EOPNOTSUPP like any other step (and rolls back).
 func stepVRFCreate(cfg Config) Step {
+	// The kernel adds the l3mdev rules with the first VRF and leaves them
+	// when the last one goes: the undo removes the ones it added.
+	var kernelAdded []Rule
+	l3mdev := func(e *Env) []Rule {
+		var out []Rule
+		for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+			rs, _ := e.Net.RuleList(fam)
+			for _, r := range rs {
+				if r.IsL3mdev() {
+					out = append(out, r)
+				}
+			}
+		}
+		return out
+	}
 	return Step{ID: "vrf-create", Desc: fmt.Sprintf("create VRF device %s (table %d)", cfg.VRF, cfg.Table),
 		Do: func(e *Env) error {
+			before := l3mdev(e)
 			err := e.Net.H.LinkAdd(&netlink.Vrf{LinkAttrs: netlink.LinkAttrs{Name: cfg.VRF}, Table: cfg.Table})
 			if errors.Is(err, unix.EOPNOTSUPP) {
 				return fmt.Errorf("create VRF %s: %w (the kernel has no VRF driver: modprobe vrf; %s)", cfg.VRF, err, modulePackageHint(readModule("/").Release))
@@ -29,14 +46,35 @@ func stepVRFCreate(cfg Config) Step {
 			if err != nil {
 				return fmt.Errorf("create VRF %s: %w", cfg.VRF, err)
 			}
+			kernelAdded = nil
+			for _, r := range l3mdev(e) {
+				if !slices.ContainsFunc(before, func(b Rule) bool { return sameRule(b, r) }) {
+					kernelAdded = append(kernelAdded, r)
+				}
+			}
 			return nil
 		},
 		Undo: func(e *Env) error {
-			l, err := e.linkByName(cfg.VRF)
-			if err != nil {
-				return nil // already gone
+			if l, err := e.linkByName(cfg.VRF); err == nil {
+				if err := e.Net.H.LinkDel(l); err != nil {
+					return fmt.Errorf("delete VRF %s: %w", cfg.VRF, err)
+				}
 			}
-			return wrap(e.Net.H.LinkDel(l), "delete VRF %s", cfg.VRF)
+			links, err := e.Net.H.LinkList()
+			if err != nil {
+				return err
+			}
+			for _, l := range links {
+				if l.Type() == "vrf" {
+					return nil // another VRF needs the rules
+				}
+			}
+			for _, r := range kernelAdded {
+				if err := ignore(e.Net.RuleDel(r), unix.ENOENT); err != nil {
+					return fmt.Errorf("delete rule %s the kernel added with VRF %s: %w", r, cfg.VRF, err)
+				}
+			}
+			return nil
 		}}
 }
 
