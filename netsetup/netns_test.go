@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -363,5 +364,26 @@ func TestApplyWithoutVRFDriverRollsBack(t *testing.T) {
 	}
 	if f, _ := (FS{Root: root}).Stat(BackupPath); f.Exists {
 		t.Errorf("backup left behind after rollback")
+	}
+}
+
+// WaitIPv4 (the wait for dhcpcd's lease before apply reads the state): no
+// IPv4 address (a link-local one does not count) until the timeout is
+// false; an address that arrives while it waits is true.
+func TestWaitIPv4(t *testing.T) {
+	_, n := newNS(t)
+	vethPair(t, n, "wv0", "wv1", 0)
+	addAddr(t, n, "wv0", "169.254.3.3/16")
+	if WaitIPv4(n, "wv0", 300*time.Millisecond) {
+		t.Error("true with only a link-local address")
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		l, _ := n.H.LinkByName("wv0")
+		a, _ := netlink.ParseAddr("10.9.9.1/24")
+		n.H.AddrAdd(l, a)
+	}()
+	if !WaitIPv4(n, "wv0", 5*time.Second) {
+		t.Error("false although an address arrived while it waited")
 	}
 }

@@ -75,6 +75,16 @@ func (r *Runner) apply(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("read live state: %w", err)
 	}
+	// At boot the unit can run before dhcpcd has its lease (ifup returns
+	// while dhcpcd still probes the address): the plan would wait for no
+	// route after the enslave and miss the lease's server. Read the state
+	// once the lease is there.
+	if !offline && r.Env.Svc != nil && hostDHCP(cfg, st).RoutesByHook && !hasV4(st, cfg.Iface) &&
+		WaitIPv4(r.Reader.Net, cfg.Iface, idleWait) {
+		if st, err = r.Reader.Read(cfg); err != nil {
+			return fmt.Errorf("read live state: %w", err)
+		}
+	}
 	steps, err := plan(cfg, st)
 	if err != nil {
 		return err

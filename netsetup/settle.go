@@ -191,6 +191,26 @@ func WaitNetworkdIdle(fs FS, n *Net, iface string, timeout time.Duration) {
 	}
 }
 
+// WaitIPv4 waits (bounded) until iface has an IPv4 address that is not
+// link-local; false when it has none at the timeout.
+func WaitIPv4(n *Net, iface string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if l, err := n.H.LinkByName(iface); err == nil {
+			as, _ := n.H.AddrList(l, netlink.FAMILY_V4)
+			for _, a := range as {
+				if !a.IP.IsLinkLocalUnicast() {
+					return true
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(settlePoll)
+	}
+}
+
 // defaultFamilies: the families in which st has a unicast default route
 // through iface (in main or in table), plus IPv4 when the iface holds a
 // dynamic (DHCP) IPv4 address: the routes networkd must re-create.
