@@ -19,7 +19,11 @@ func Apply(env *Env, steps []Step) error {
 	}
 	for i, s := range steps {
 		fmt.Fprintf(out, "apply  %s\n", s.Desc)
-		if err := s.Do(env); err != nil {
+		do := s.Do
+		if env.Fault.fails(i + 1) {
+			do = func(*Env) error { return errInjected }
+		}
+		if err := do(env); err != nil {
 			env.observe(Event{Kind: EventFailed, Index: i, Step: s, Err: err})
 			fmt.Fprintf(out, "FAILED %s: %v\n", s.Desc, err)
 			uerr := rollback(env, out, steps[:i])

@@ -18,13 +18,17 @@ type Fault struct {
 	// without rolling anything back, as if the process had been SIGKILLed or
 	// the power had failed right after that step.
 	KillAfter int
-	Exit      func(code int) // nil: os.Exit
+	// FailAt N (1-based): step N fails instead of running, so Apply rolls
+	// back steps 1..N-1, as after any real failure there.
+	FailAt int
+	Exit   func(code int) // nil: os.Exit
 }
 
 // FaultExitCode is the exit status of an injected kill (128+SIGKILL).
 const FaultExitCode = 137
 
-// FaultEnv is the variable a netsetupfault build reads: "kill-after-step:N".
+// FaultEnv is the variable a netsetupfault build reads: "kill-after-step:N"
+// or "fail-at-step:N".
 const FaultEnv = "VRF_NETSETUP_FAULT"
 
 // ParseFault parses a FaultEnv value ("" = no fault).
@@ -32,12 +36,22 @@ func ParseFault(v string) (*Fault, error) {
 	if v == "" {
 		return nil, nil
 	}
-	n, err := strconv.Atoi(strings.TrimPrefix(v, "kill-after-step:"))
-	if !strings.HasPrefix(v, "kill-after-step:") || err != nil || n < 1 {
-		return nil, fmt.Errorf("invalid %s=%q: want kill-after-step:N (N >= 1)", FaultEnv, v)
+	kind, num, _ := strings.Cut(v, ":")
+	n, err := strconv.Atoi(num)
+	if err != nil || n < 1 || (kind != "kill-after-step" && kind != "fail-at-step") {
+		return nil, fmt.Errorf("invalid %s=%q: want kill-after-step:N or fail-at-step:N (N >= 1)", FaultEnv, v)
+	}
+	if kind == "fail-at-step" {
+		return &Fault{FailAt: n}, nil
 	}
 	return &Fault{KillAfter: n}, nil
 }
+
+// errInjected is the failure of the step FailAt names.
+var errInjected = errors.New("fault injection: this step fails")
+
+// fails reports whether step i (1-based) is the one to fail.
+func (f *Fault) fails(i int) bool { return f != nil && f.FailAt == i }
 
 // ErrFaultKilled is returned by Apply when a fake Exit returned.
 var ErrFaultKilled = errors.New("fault injection: killed (no rollback)")

@@ -1,6 +1,7 @@
 package netsetup
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"net"
@@ -291,4 +292,31 @@ func lineDiff(a, b string) string {
 	}
 	sort.Strings(out)
 	return strings.Join(out, "\n")
+}
+
+// fail-at-step:N: step N does not run and fails; steps before it are
+// undone in reverse order, as after a real failure there.
+func TestFaultFailAtStep(t *testing.T) {
+	f, err := ParseFault("fail-at-step:3")
+	if err != nil || f.FailAt != 3 || f.KillAfter != 0 {
+		t.Fatalf("ParseFault: %+v %v", f, err)
+	}
+	for _, bad := range []string{"fail-at-step:0", "fail-at-step:x", "fail-after-step:2", "3"} {
+		if _, err := ParseFault(bad); err == nil {
+			t.Errorf("ParseFault(%q) accepted", bad)
+		}
+	}
+	var log []string
+	step := func(id string) Step {
+		return Step{ID: id, Desc: id,
+			Do:   func(*Env) error { log = append(log, "do "+id); return nil },
+			Undo: func(*Env) error { log = append(log, "undo "+id); return nil }}
+	}
+	err = Apply(&Env{Fault: f}, []Step{step("a"), step("b"), step("c"), step("d")})
+	if !errors.Is(err, ErrRolledBack) || !strings.Contains(err.Error(), `step "c" failed: fault injection`) {
+		t.Errorf("err = %v", err)
+	}
+	if got := strings.Join(log, ","); got != "do a,do b,undo b,undo a" {
+		t.Errorf("ran %s", got)
+	}
 }

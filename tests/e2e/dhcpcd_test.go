@@ -79,7 +79,7 @@ func TestE2EDhcpcd(t *testing.T) {
 	guestTest(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
-	m, r := netsetupGuestSuite(ctx, t, "trixie", "dhcpcd", nil)
+	m, r := netsetupGuestSuite(ctx, t, "trixie", "dhcpcd", map[string][]string{"vrf-netsetup-fault": {"-tags", "netsetupfault"}})
 	run := guestScripts(ctx, t, m, r, netsetupShell+dhcpcdShell)
 
 	run("setup: Debian 13, eth0 on ifupdown + dhcpcd, option 121 and 2-minute leases", `
@@ -110,6 +110,26 @@ for i in $(seq 50); do grep -q '^nameserver 192.0.2.1' /etc/resolv.conf 2>/dev/n
 grep -q '^nameserver 192.0.2.1' /etc/resolv.conf && getent hosts mirror.test >/dev/null; res $? "setup/dhcpcd wrote resolv.conf and names resolve"
 snap > /root/s0
 `, 3*time.Minute)
+
+	// Issue 16: on this shape a failed apply took the host off the network
+	// (dhcpcd had dropped the lease the rollback tried to restore routes
+	// for). Now the rollback waits for dhcpcd to bind again in main.
+	run("a step that fails rolls everything back (fault build: fail-at-step)", `
+$A --dry-run > /tmp/plan
+pick() { grep -E "^ +[0-9]+\. $1" /tmp/plan | head -1 | awk '{print $1}' | tr -d .; }
+for what in 'write /usr/lib/dhcpcd' 'enslave eth0' 're-add addresses' 'wait for dhcpcd' 'move ipv6 route default' 'add rule ipv4 1002' 'systemctl daemon-reload'; do
+	n=$(pick "$what")
+	[ -n "$n" ] || { echo "FAIL rollback/plan has a step '$what'"; continue; }
+	tag="rollback/step $n ($what) fails"
+	VRF_NETSETUP_FAULT=fail-at-step:$n vrf-netsetup-fault apply --vrf mgmt --table 1000 --iface eth0 > /tmp/f.out 2>&1
+	rc=$?; [ $rc = 1 ] && grep -q 'fault injection: this step fails; .* rolled back' /tmp/f.out && ! grep -q 'ROLLBACK INCOMPLETE' /tmp/f.out
+	res $? "$tag: apply fails and rolls back completely"
+	grep -E 'settled|FAILED|INCOMPLETE' /tmp/f.out | cut -c1-200 | sed 's/^/| /'
+	online >/dev/null
+	same "$tag: links, rules, routes, resolv.conf and files as before apply" /root/s0
+	`+sshCmd("root", "true")+`; res $? "$tag: ssh from the management network works"
+done
+`, 8*time.Minute)
 
 	run("apply on the dhcpcd host", `
 T=$(date +%s)
@@ -159,6 +179,7 @@ invrf reload
 systemctl is-system-running --wait >/dev/null 2>&1
 online; res $? "reboot/eth0 has its lease"
 systemctl is-active --quiet pam-vrf-netsetup.service; res $? "reboot/the boot unit ran"
+journalctl -b -u pam-vrf-netsetup.service -o short-precise --no-pager | grep -vE '^.{33}vrf-netsetup\[[0-9]+\]: +[0-9]+\. ' | tail -n 25 | cut -c8-220 | sed 's/^/| unit: /'
 invrf reboot
 sleep 20
 invrf reboot+20s
