@@ -1,0 +1,134 @@
+//go:build vm
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pam-vrf/pam-vrf/tests/vm"
+)
+
+// The ifupdown DHCP host shapes (TestE2EIfupdown: dhclient on Debian 12,
+// TestE2EDhcpcd: dhcpcd on Debian 13) share their shell and their
+// lifecycle: a failed apply at each kind of step, the manager's reload, a
+// reboot, revert. What differs per client is in each test's own shell:
+//
+//	HOOKS         the client's hook directory (snap lists it)
+//	HOOK          our hook's path
+//	invrf_client  STAGE: the client's own checks, after the common ones
+//	renewal_ok    SINCE: a unicast renewal acknowledged since epoch SINCE
+
+// dhcpShapeShell is sourced after netsetupShell (res, same) and before the
+// test's own shell.
+const dhcpShapeShell = `
+A="vrf-netsetup apply --vrf mgmt --table 1000 --iface eth0"
+# snap, for these IPv4 DHCP shapes (IPv6 routes come and go with RA
+# handling), the files ifupdown and the client use
+snap() {
+	ip -d link | sed -E 's/^[0-9]+: /N: /; s/@if[0-9]+//'
+	ip rule; ip -6 rule; ip route
+	cat /etc/resolv.conf; ls $HOOKS /etc/sysctl.d 2>&1
+	sysctl net.ipv4.tcp_l3mdev_accept
+}
+# online: the lease is in place (main before apply, table 1000 after)
+online() {
+	for i in $(seq 300); do
+		ip -4 route show table all default dev eth0 | grep -q 'via 192.0.2.1' && return 0
+		sleep 0.2
+	done
+	return 1
+}
+# invrf STAGE: eth0 in mgmt, the lease's routes (router and option 121) in
+# table 1000 and none in main, the DHCP server steered into the VRF, names
+# resolve from both VRFs, check passes; then the client's own checks
+invrf() {
+	for i in $(seq 100); do
+		ip -4 route show table 1000 | grep -q '^default via 192.0.2.1' && ! ip -4 route show default | grep -q . && break
+		sleep 0.3
+	done
+	ip -4 route show table 1000 | sed 's/^/| table 1000: /'
+	ip -o link show eth0 | grep -q 'master mgmt'; res $? "$1/eth0 is in VRF mgmt"
+	ip -4 route show table 1000 | grep -q '^default via 192.0.2.1' && ! ip -4 route show default | grep -q .
+	res $? "$1/the default route is in table 1000, not in main"
+	ip -4 route show table 1000 | grep -q '^198.51.100.0/24 via 192.0.2.1' && ! ip -4 route show | grep -q '^198.51.100.0/24'
+	res $? "$1/the option 121 route is in table 1000, not in main"
+	ip rule | grep -q '^1002:.*to 192.0.2.1 iif lo lookup 1000'; res $? "$1/the lease's server and nameserver 192.0.2.1 is steered into the VRF (1002)"
+	ip vrf exec mgmt curl -sf -o /dev/null --max-time 10 http://mirror.test/; res $? "$1/HTTP by name from inside the VRF"
+	getent hosts mirror.test >/dev/null; res $? "$1/DNS from the default VRF"
+	vrf-netsetup check --vrf mgmt --table 1000 --iface eth0 --query-name mirror.test > /tmp/check.out 2>&1
+	grep '^FAIL' /tmp/check.out | grep -vE '^FAIL (pam|policy):' | cut -c1-200 | sed 's/^/| /'
+	! grep '^FAIL' /tmp/check.out | grep -qvE '^FAIL (pam|policy):'; res $? "$1/check passes (pam and policy are not set up in this guest)"
+	invrf_client "$1"
+}
+# waitfor N CMD...: until CMD prints a number >= N (up to 200 s)
+waitfor() { n=$1; shift; for i in $(seq 200); do [ "$("$@")" -ge "$n" ] && return 0; sleep 1; done; return 1; }
+`
+
+// failAtStepScript: for each step (the start of its line in apply's plan),
+// an apply that fails there (fault build) rolls back completely: the host
+// as in /root/s0, ssh from the management network working.
+func failAtStepScript(steps ...string) string {
+	return `
+# numbered from a fresh plan each time: the first apply loads the VRF
+# driver, which no rollback unloads
+pick() { $A --dry-run | grep -E "^ +[0-9]+\. $1" | head -1 | awk '{print $1}' | tr -d .; }
+for what in ` + shellWords(steps) + `; do
+	n=$(pick "$what")
+	[ -n "$n" ] || { echo "FAIL rollback/plan has a step '$what'"; continue; }
+	tag="rollback/step $n ($what) fails"
+	VRF_NETSETUP_FAULT=fail-at-step:$n vrf-netsetup-fault apply --vrf mgmt --table 1000 --iface eth0 > /tmp/f.out 2>&1
+	rc=$?; [ $rc = 1 ] && grep -q 'fault injection: this step fails; .* rolled back' /tmp/f.out && ! grep -q 'ROLLBACK INCOMPLETE' /tmp/f.out
+	res $? "$tag: apply fails and rolls back completely"
+	grep -E 'settled|FAILED|INCOMPLETE' /tmp/f.out | cut -c1-200 | sed 's/^/| /'
+	online >/dev/null
+	same "$tag: links, rules, routes, resolv.conf and files as before apply" /root/s0
+	` + sshCmd("root", "true") + `; res $? "$tag: ssh from the management network works"
+done
+`
+}
+
+func shellWords(ws []string) string {
+	q := make([]string, len(ws))
+	for i, w := range ws {
+		q[i] = shq(w)
+	}
+	return strings.Join(q, " ")
+}
+
+// dhcpShapeLifecycle runs what follows the client-specific blocks: the
+// manager's reload (ifdown/ifup), a reboot, revert.
+func dhcpShapeLifecycle(ctx context.Context, t *testing.T, m *vm.VM, r *testReporter, run func(title, script string, limit time.Duration) string, client string) {
+	run("the manager's own reload: ifdown/ifup", `
+ifdown eth0 >/tmp/ifdown.out 2>&1; timeout 90 ifup eth0 >/tmp/ifup.out 2>&1; res $? "reload/ifdown eth0; ifup eth0"
+online >/dev/null
+invrf reload
+`, 3*time.Minute)
+
+	if !rebootChecked(ctx, t, m, r, "reboot", "reboot/guest comes back") {
+		return
+	}
+	run("after the reboot", `
+systemctl is-system-running --wait >/dev/null 2>&1
+online; res $? "reboot/eth0 has its lease"
+systemctl is-active --quiet pam-vrf-netsetup.service; res $? "reboot/the boot unit ran"
+journalctl -b -u pam-vrf-netsetup.service -o short-precise --no-pager | grep -vE '^.{33}vrf-netsetup\[[0-9]+\]: +[0-9]+\. ' | tail -n 25 | cut -c8-220 | sed 's/^/| unit: /'
+invrf reboot
+sleep 20
+invrf reboot+20s
+`, 4*time.Minute)
+
+	run("revert", fmt.Sprintf(`
+vrf-netsetup revert > /tmp/revert.out 2>&1; rc=$?; res $rc "revert/revert succeeds"
+[ $rc = 0 ] || cat /tmp/revert.out
+online >/dev/null
+for i in $(seq 60); do ip -4 route show default | grep -q 'via 192.0.2.1 dev eth0' && break; sleep 0.5; done
+same "revert/network, rules and files as before apply" /root/s0
+[ ! -e $HOOK ]; res $? "revert/our %[1]s hook is gone"
+renewal_ok "$(date +%%s)"; res $? "revert/%[1]s renews by unicast in the default VRF"
+ip -4 route show default | grep -q 'via 192.0.2.1 dev eth0'; res $? "revert/the default route is in main again"
+`, client), 6*time.Minute)
+}
