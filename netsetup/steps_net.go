@@ -243,7 +243,15 @@ func stepEnslave(cfg Config, st *State) Step {
 			}
 			return wrap(e.Net.H.LinkSetMasterByIndex(l, v.Attrs().Index), "enslave %s to %s", cfg.Iface, cfg.VRF)
 		},
-		Undo: func(e *Env) error { return releaseToMain(e, cfg, addrs, routes, rebindWant(cfg, st, "")) }}
+		Undo: func(e *Env) error {
+			// a client the hook ran in the VRF leaves it first, as on revert
+			if d := hostDHCP(cfg, st); d.RunsInVRF {
+				if err := stepClientOutOfVRF(cfg, d.ClientName()).Do(e); err != nil {
+					return err
+				}
+			}
+			return releaseToMain(e, cfg, addrs, routes, rebindWant(cfg, st, ""))
+		}}
 }
 
 // rebindWant: for a DHCP client that drops its lease when the iface is
