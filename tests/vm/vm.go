@@ -274,20 +274,33 @@ func Boot(ctx context.Context, img Image, cfg Config) (*VM, error) {
 	return v, nil
 }
 
-// startBoot is start, once more when the guest kernel panicked while
-// booting. Seen under TCG with two guests on two cores: a fatal exception
-// in the timer interrupt 1.8 s into boot, before init ran. That is the
-// emulator's, not the code under test's; a panic of a booted guest (after
-// the agent answered) still fails the test.
+// startBoot is start, once more when the guest never came up far enough
+// for the agent to answer. Seen under TCG with two guests on two cores: a
+// kernel panic in the timer interrupt 1.8 s into boot, before init ran,
+// and a guest that printed nothing at all for the whole boot timeout. Those
+// are the emulator's, not the code under test's, which runs after the
+// agent answers; a second failure fails the test, as does a panic or a
+// failed unit after the agent answered.
 func (v *VM) startBoot(ctx context.Context) error {
 	err := v.start(ctx)
-	if err == nil || ctx.Err() != nil || !panickedLastBoot(v.consoleLog) {
+	var na *noAgentError
+	if err == nil || ctx.Err() != nil || !errors.As(err, &na) {
 		return err
 	}
 	v.kill()
-	fmt.Fprintf(os.Stderr, "vm: the guest kernel panicked while booting (console: %s); booting once more\n", v.consoleLog)
+	why := "the agent never answered"
+	if panickedLastBoot(v.consoleLog) {
+		why = "the guest kernel panicked while booting"
+	}
+	fmt.Fprintf(os.Stderr, "vm: %s (console: %s); booting once more\n", why, v.consoleLog)
 	return v.start(ctx)
 }
+
+// noAgentError: the boot failed before the guest's agent answered.
+type noAgentError struct{ err error }
+
+func (e *noAgentError) Error() string { return e.err.Error() }
+func (e *noAgentError) Unwrap() error { return e.err }
 
 // bootMarker starts each boot's part of the console log.
 const bootMarker = "===== pamvrf-vm: qemu start "
@@ -367,10 +380,10 @@ func (v *VM) start(ctx context.Context) error {
 	bctx, cancel := context.WithTimeout(ctx, v.cfg.BootTimeout)
 	defer cancel()
 	if err := v.connect(bctx); err != nil {
-		return v.bootErr(err)
+		return v.bootErr(&noAgentError{err})
 	}
 	if err := v.sync(bctx); err != nil {
-		return v.bootErr(err)
+		return v.bootErr(&noAgentError{err})
 	}
 	out, _, code, err := v.run(bctx, "systemctl is-system-running --wait", 0)
 	state := strings.TrimSpace(out)
