@@ -31,13 +31,9 @@ func clientOutOfVRF(client, vrf string) error {
 		return err
 	}
 	for _, pid := range commPIDs("/proc", client) {
-		p, err := cgroup.ProcPath(pid)
-		if err != nil {
-			continue // gone
-		}
-		base, levels := cgroup.VRFLevels(p, "", vrf)
-		if !strings.HasSuffix(p, "/"+path.Join(levels...)) {
-			continue // not in the VRF
+		base, in, err := inVRFCgroup(pid, vrf)
+		if err != nil || !in {
+			continue // gone, or not in the VRF
 		}
 		if err := cgroup.Move(path.Join(mount, base), pid); err != nil {
 			return fmt.Errorf("move %s (pid %d) out of VRF %s: %w", client, pid, vrf, err)
@@ -54,12 +50,11 @@ func checkClientInVRF(cfg Config, st *State, client string) (CheckResult, bool) 
 		if c.Name != client {
 			continue
 		}
-		p, err := cgroup.ProcPath(c.PID)
+		_, inVRF, err := inVRFCgroup(c.PID, cfg.VRF)
 		if err != nil {
 			continue
 		}
-		_, levels := cgroup.VRFLevels(p, "", cfg.VRF)
-		if strings.HasSuffix(p, "/"+path.Join(levels...)) {
+		if inVRF {
 			in = append(in, fmt.Sprint(c.PID))
 		} else {
 			out = append(out, fmt.Sprint(c.PID))
@@ -73,4 +68,15 @@ func checkClientInVRF(cfg Config, st *State, client string) (CheckResult, bool) 
 		return ok("dhcp client", "%s (pid %s) runs in VRF %s", client, strings.Join(in, " "), cfg.VRF), true
 	}
 	return CheckResult{}, false
+}
+
+// inVRFCgroup: pid sits in vrf's cgroup as `ip vrf exec` lays it out, and
+// base is the cgroup that one hangs below (both as paths below the mount).
+func inVRFCgroup(pid int, vrf string) (base string, in bool, err error) {
+	p, err := cgroup.ProcPath(pid)
+	if err != nil {
+		return "", false, err
+	}
+	base, levels := cgroup.VRFLevels(p, "", vrf)
+	return base, strings.HasSuffix(p, "/"+path.Join(levels...)), nil
 }
