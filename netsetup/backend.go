@@ -1,6 +1,7 @@
 package netsetup
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/pam-vrf/pam-vrf/netsetup/hostnet"
@@ -54,13 +55,16 @@ func vrfTarget(cfg Config, addrs, dnsServers []string) hostnet.Target {
 
 // takeoverOf: how the host's manager creates the VRF and enslaves the iface
 // (nil: the engine does).
-func takeoverOf(cfg Config, st *State) *hostnet.Takeover { return backend(st).Takeover(target(cfg)) }
+func takeoverOf(cfg Config, st *State) *hostnet.Takeover {
+	return backend(st).Takeover(st.Manager, target(cfg))
+}
 
 // backendFiles: every backend's files, in detection order.
-func backendFiles(m Manager, t hostnet.Target) []hostnet.File {
+// read returns a file's content (nil: only the paths are wanted).
+func backendFiles(m Manager, t hostnet.Target, read func(string) string) []hostnet.File {
 	var fs []hostnet.File
 	for _, b := range hostnet.Backends() {
-		fs = append(fs, b.Files(m, t)...)
+		fs = append(fs, b.Files(m, t, read)...)
 	}
 	return fs
 }
@@ -68,7 +72,7 @@ func backendFiles(m Manager, t hostnet.Target) []hostnet.File {
 // Unsupported says why apply's changes would not last on this host ("":
 // they do): a manager or DHCP client that would undo them.
 func Unsupported(cfg Config, st *State) string {
-	why := backend(st).Refusals(st.Manager, hostnet.Facts{Iface: cfg.Iface, DHCPClients: st.DHCPClients,
+	why := backend(st).Refusals(st.Manager, hostnet.Facts{Iface: cfg.Iface, VRF: cfg.VRF, DHCPClients: st.DHCPClients,
 		NetworkManagerActive: st.NetworkManagerActive, DhclientInstalled: st.DhclientInstalled})
 	return strings.Join(why, "; ")
 }
@@ -77,7 +81,7 @@ func Unsupported(cfg Config, st *State) string {
 func unsupportedError(cfg Config, why string) error {
 	return &PlanError{
 		Msg: "this host's network setup is not one apply can keep configured: " + why,
-		Fix: "let systemd-networkd (netplan included) or ifupdown (with isc-dhcp-client or dhcpcd) manage " + cfg.Iface + ", or give it a static address; or pass --force to apply anyway, knowing the change lasts until that tool next touches " + cfg.Iface,
+		Fix: "let systemd-networkd (netplan included), NetworkManager (a keyfile connection) or ifupdown (with isc-dhcp-client or dhcpcd) manage " + cfg.Iface + ", or give it a static address; or pass --force to apply anyway, knowing the change lasts until that tool next touches " + cfg.Iface,
 	}
 }
 
@@ -92,10 +96,23 @@ func hostDHCP(cfg Config, st *State) hostnet.DHCP {
 // it (see EffectiveDNS).
 func dhcpRuleServers(cfg Config, st *State) []string { return hostDHCP(cfg, st).Servers }
 
-// stepArm does nothing when applied; undone, it runs c last in a rollback,
-// once the manager's files are restored.
-func stepArm(c hostnet.Cmd) Step {
-	return Step{ID: c.ID, Desc: c.Desc, Do: func(*Env) error { return nil }, Undo: runCmd(c)}
+// stepArm does nothing when applied but note the l3mdev rules; undone, it
+// runs c last in a rollback, once the manager's files are restored, and
+// then, when the VRF did not exist before (vrfExisted false), deletes the
+// device the manager may have created from them (networkd keeps a netdev
+// whose .netdev is gone) and the l3mdev rules the kernel added with it.
+func stepArm(cfg Config, c hostnet.Cmd, vrfExisted bool) Step {
+	var before []Rule
+	run := runCmd(c)
+	return Step{ID: c.ID, Desc: c.Desc,
+		Do: func(e *Env) error { before = l3mdevRules(e); return nil },
+		Undo: func(e *Env) error {
+			err := run(e)
+			if !vrfExisted {
+				err = errors.Join(err, dropVRF(e, cfg, before))
+			}
+			return err
+		}}
 }
 
 // stepSettle runs c, then waits until the manager is done with the iface

@@ -99,7 +99,7 @@ func (c *Checker) Run(cfg Config) ([]CheckResult, error) {
 		add(ok("enslaved", "%s is in %s", cfg.Iface, cfg.VRF))
 	}
 	if why := Unsupported(cfg, st); why != "" {
-		add(fail("manager", "let systemd-networkd, netplan or ifupdown (with isc-dhcp-client or dhcpcd) manage "+cfg.Iface+", or a static address", "%s", why))
+		add(fail("manager", "let systemd-networkd, netplan, NetworkManager (a keyfile connection) or ifupdown (with isc-dhcp-client or dhcpcd) manage "+cfg.Iface+", or a static address", "%s", why))
 	} else {
 		add(ok("manager", "%s", st.Manager.Detail))
 	}

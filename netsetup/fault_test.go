@@ -320,3 +320,26 @@ func TestFaultFailAtStep(t *testing.T) {
 		t.Errorf("ran %s", got)
 	}
 }
+
+// An apply started by a hook while another one held the lock (NetworkManager's
+// dispatcher at the takeover, a DHCP hook at the rebind) must not bring back
+// what that one's rollback undid: the settings file it was started with is
+// gone, so it does nothing.
+func TestApplyReloadGone(t *testing.T) {
+	h := newFaultHost(t)
+	before := h.snap(t, false) // the lock file in /run aside
+	r := h.runner()
+	var out strings.Builder
+	r.Out = &out
+	calls := 0
+	r.Reload = func() (Config, bool, error) { calls++; return Config{}, true, nil }
+	if err := r.ApplyChanged(faultCfg()); !errors.Is(err, ErrNothingToDo) {
+		t.Fatalf("apply with its settings file gone: %v, want ErrNothingToDo", err)
+	}
+	if calls != 1 || !strings.Contains(out.String(), "settings file is gone") {
+		t.Errorf("Reload called %d times; out %q", calls, out.String())
+	}
+	if after := h.snap(t, false); after != before {
+		t.Errorf("host changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}

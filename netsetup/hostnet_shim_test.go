@@ -21,7 +21,7 @@ func renderDhclientHook(cfg Config) string {
 }
 
 func backendFile(m Manager, t hostnet.Target, path string) string {
-	for _, f := range backendFiles(m, t) {
+	for _, f := range backendFiles(m, t, nil) {
 		if f.Path == path {
 			return f.Content
 		}

@@ -93,8 +93,18 @@ func TestUnsupportedHostShapes(t *testing.T) {
 			s.DHCPClients = []DHCPClient{{Name: "dhcpcd", PID: 8}, {Name: "udhcpc", PID: 11}}
 		}, "udhcpc (pid 11) serves eth0"},
 		{"NetworkManager keyfile", func(s *State) {
-			s.Manager = Manager{Kind: "networkmanager", Detail: "NetworkManager: /etc/NetworkManager/system-connections/eth0.nmconnection"}
-		}, "NetworkManager manages eth0 (/etc/NetworkManager/system-connections/eth0.nmconnection)"},
+			s.Manager = Manager{Kind: "networkmanager", NetworkFile: "/etc/NetworkManager/system-connections/eth0.nmconnection", Connection: "u"}
+		}, ""},
+		{"NetworkManager keyfile, a port of another VRF", func(s *State) {
+			s.Manager = Manager{Kind: "networkmanager", NetworkFile: "/etc/NetworkManager/system-connections/eth0.nmconnection", Connection: "u", Master: "blue"}
+		}, "makes it a port of blue"},
+		{"NetworkManager keyfile, already our port", func(s *State) {
+			s.Manager = Manager{Kind: "networkmanager", NetworkFile: "/etc/NetworkManager/system-connections/eth0.nmconnection", Connection: "u", Master: "mgmt"}
+		}, ""},
+		{"NetworkManager with dhcp=dhclient", func(s *State) {
+			s.Manager = Manager{Kind: "networkmanager", NetworkFile: "/etc/NetworkManager/system-connections/eth0.nmconnection", Connection: "u"}
+			s.DHCPClients = []DHCPClient{{Name: "dhclient", PID: 12}}
+		}, "dhclient (pid 12) serves eth0"},
 		{"NetworkManager running, nothing else", func(s *State) { s.NetworkManagerActive = true }, "NetworkManager is running"},
 		{"dhclient by hand next to networkd", func(s *State) {
 			s.Manager = Manager{Kind: "networkd"}

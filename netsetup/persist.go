@@ -36,7 +36,7 @@ const (
 func candidatePaths(cfg Config, m Manager) []string {
 	ps := []string{ConfigPath, SysctlConf, UnitPath, UnitWants, PackagedUnit, SSHDropIn, SSHSocketDropIn, sshSocketDropInLegacy, BackupPath,
 		ResolvConf, ResolvedUplink, ResolvedStub, ResolvedDropIn, ResolvedConf}
-	for _, f := range backendFiles(m, target(cfg)) {
+	for _, f := range backendFiles(m, target(cfg), nil) {
 		ps = append(ps, f.Path)
 	}
 	return ps
@@ -79,7 +79,8 @@ func desiredFiles(cfg Config, dns string, st *State) ([]fileSpec, error) {
 	}
 	fs = append(fs, fileSpec{Path: sshSocketDropInLegacy, Remove: true, Kind: "ssh"})
 	fs = append(fs, serviceFiles(cfg, st)...)
-	for _, f := range backendFiles(st.Manager, vrfTarget(cfg, vrfAddrs(cfg, dns), dnsRuleServers(cfg, dns, st))) {
+	read := func(p string) string { return st.file(p).Content }
+	for _, f := range backendFiles(st.Manager, vrfTarget(cfg, vrfAddrs(cfg, dns), dnsRuleServers(cfg, dns, st)), read) {
 		if !f.Read {
 			fs = append(fs, fileSpec{Path: f.Path, Content: f.Content, Mode: f.Mode, Remove: f.Remove, Kind: f.Kind, BeforeNet: f.BeforeNet})
 		}

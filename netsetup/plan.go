@@ -53,7 +53,7 @@ func Plan(cfg Config, live *State) ([]Step, error) {
 		if changed || needsTakeover(cfg, live) {
 			iface, _ := live.link(cfg.Iface)
 			vrf, ok := live.link(cfg.VRF)
-			arm = []Step{stepArm(tk.Arm)}
+			arm = []Step{stepArm(cfg, tk.Arm, ok)}
 			takeover = []Step{stepTakeover(cfg, live, tk, !ok || iface.Master != vrf.Index, !ok && !vrfFileWritten)}
 		}
 	}

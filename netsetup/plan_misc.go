@@ -175,7 +175,7 @@ func planServices(cfg Config, dns string, st *State, files []Step) ([]Step, []St
 	// any kind's, as an interrupted apply may have left them on a host
 	// whose manager has changed since
 	for _, b := range hostnet.Backends() {
-		if tk := b.Takeover(target(cfg)); tk != nil && changed[tk.FileKind] {
+		if tk := b.Takeover(st.Manager, target(cfg)); tk != nil && changed[tk.FileKind] {
 			steps = append(steps, stepCmd(tk.Reload))
 		}
 	}

@@ -126,7 +126,7 @@ func needsTakeover(cfg Config, st *State) bool {
 // under it (tk.Recreate), then waits for it to be done (bounded) so verify
 // and check see the final state.
 func stepTakeover(cfg Config, st *State, tk *hostnet.Takeover, disruptive, restart bool) Step {
-	w := settleWant{Iface: cfg.Iface, Master: cfg.VRF, Table: cfg.Table, Families: defaultFamilies(st, cfg.Iface, cfg.Table)}
+	w := settleWant{Iface: cfg.Iface, Master: cfg.VRF, Table: cfg.Table, Families: defaultFamilies(st, cfg.Iface, cfg.Table), Who: tk.Who}
 	c := tk.Enslave
 	if restart {
 		c = tk.Recreate

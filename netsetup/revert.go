@@ -214,7 +214,7 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 			steps = append(steps, vrfDelete)
 		}
 		if o, ok := old.link(cfg.Iface); ok {
-			w := settleWant{Iface: cfg.Iface, Table: unix.RT_TABLE_MAIN}
+			w := settleWant{Iface: cfg.Iface, Table: unix.RT_TABLE_MAIN, Who: tk.Who}
 			c := tk.Release
 			if o.Master != 0 {
 				// enslaved by hand before apply: the restored files do not

@@ -33,6 +33,11 @@ type Runner struct {
 	// Prepare runs after the guard, right before the first step, with the
 	// state the plan was made from (try arms its rollback there).
 	Prepare func(st *State, steps []Step) error
+	// Reload, when the settings came from a file (--config), reads them
+	// again once apply holds the lock: an apply a hook started while
+	// another one ran must not bring back what that one's rollback (or a
+	// revert) undid. gone: the file no longer exists, nothing to apply.
+	Reload func() (cfg Config, gone bool, err error)
 
 	plan func(Config, *State) ([]Step, error) // nil: Plan (tests narrow it)
 }
@@ -65,6 +70,19 @@ func (r *Runner) apply(cfg Config) error {
 			return err
 		}
 		defer unlock()
+		if r.Reload != nil {
+			c, gone, err := r.Reload()
+			if err != nil {
+				return err
+			}
+			if gone {
+				if !r.Quiet {
+					fmt.Fprintln(r.Out, "nothing to do: the settings file is gone (a revert or a failed apply's rollback removed it)")
+				}
+				return ErrNothingToDo
+			}
+			cfg = c
+		}
 	}
 	if !offline && r.Env.Svc != nil {
 		// At boot the unit can run while networkd is still enslaving the
@@ -83,6 +101,15 @@ func (r *Runner) apply(cfg Config) error {
 		WaitIPv4(r.Reader.Net, cfg.Iface, idleWait) {
 		if st, err = r.Reader.Read(cfg); err != nil {
 			return fmt.Errorf("read live state: %w", err)
+		}
+	}
+	// A manager that sets the iface up after its unit is "started"
+	// (NetworkManager): read the state once it is done.
+	if tk := takeoverOf(cfg, st); !offline && r.Env.Svc != nil && tk != nil && len(tk.Idle.Run) > 0 {
+		if runCmd(tk.Idle)(r.Env) == nil {
+			if st, err = r.Reader.Read(cfg); err != nil {
+				return fmt.Errorf("read live state: %w", err)
+			}
 		}
 	}
 	steps, err := plan(cfg, st)

@@ -23,22 +23,10 @@ func stepModule(m ModuleState) Step {
 func stepVRFCreate(cfg Config) Step {
 	// The kernel adds the l3mdev rules with the first VRF and leaves them
 	// when the last one goes: the undo removes the ones it added.
-	var kernelAdded []Rule
-	l3mdev := func(e *Env) []Rule {
-		var out []Rule
-		for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
-			rs, _ := e.Net.RuleList(fam)
-			for _, r := range rs {
-				if r.IsL3mdev() {
-					out = append(out, r)
-				}
-			}
-		}
-		return out
-	}
+	var before []Rule
 	return Step{ID: "vrf-create", Desc: fmt.Sprintf("create VRF device %s (table %d)", cfg.VRF, cfg.Table),
 		Do: func(e *Env) error {
-			before := l3mdev(e)
+			before = l3mdevRules(e)
 			err := e.Net.H.LinkAdd(&netlink.Vrf{LinkAttrs: netlink.LinkAttrs{Name: cfg.VRF}, Table: cfg.Table})
 			if errors.Is(err, unix.EOPNOTSUPP) {
 				return fmt.Errorf("create VRF %s: %w (the kernel has no VRF driver: modprobe vrf; %s)", cfg.VRF, err, modulePackageHint(readModule("/").Release))
@@ -46,36 +34,52 @@ func stepVRFCreate(cfg Config) Step {
 			if err != nil {
 				return fmt.Errorf("create VRF %s: %w", cfg.VRF, err)
 			}
-			kernelAdded = nil
-			for _, r := range l3mdev(e) {
-				if !slices.ContainsFunc(before, func(b Rule) bool { return sameRule(b, r) }) {
-					kernelAdded = append(kernelAdded, r)
-				}
-			}
 			return nil
 		},
-		Undo: func(e *Env) error {
-			if l, err := e.linkByName(cfg.VRF); err == nil {
-				if err := e.Net.H.LinkDel(l); err != nil {
-					return fmt.Errorf("delete VRF %s: %w", cfg.VRF, err)
-				}
+		Undo: func(e *Env) error { return dropVRF(e, cfg, before) }}
+}
+
+// l3mdevRules: the l3mdev rules of both families.
+func l3mdevRules(e *Env) []Rule {
+	var out []Rule
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+		rs, _ := e.Net.RuleList(fam)
+		for _, r := range rs {
+			if r.IsL3mdev() {
+				out = append(out, r)
 			}
-			links, err := e.Net.H.LinkList()
-			if err != nil {
-				return err
-			}
-			for _, l := range links {
-				if l.Type() == "vrf" {
-					return nil // another VRF needs the rules
-				}
-			}
-			for _, r := range kernelAdded {
-				if err := ignore(e.Net.RuleDel(r), unix.ENOENT); err != nil {
-					return fmt.Errorf("delete rule %s the kernel added with VRF %s: %w", r, cfg.VRF, err)
-				}
-			}
-			return nil
-		}}
+		}
+	}
+	return out
+}
+
+// dropVRF undoes the creation of cfg.VRF (by apply, or by the manager it
+// had take over): the device goes, and, once no VRF is left, the l3mdev
+// rules the kernel added with the first one (those not in before).
+func dropVRF(e *Env, cfg Config, before []Rule) error {
+	if l, err := e.linkByName(cfg.VRF); err == nil {
+		if err := e.Net.H.LinkDel(l); err != nil {
+			return fmt.Errorf("delete VRF %s: %w", cfg.VRF, err)
+		}
+	}
+	links, err := e.Net.H.LinkList()
+	if err != nil {
+		return err
+	}
+	for _, l := range links {
+		if l.Type() == "vrf" {
+			return nil // another VRF needs the rules
+		}
+	}
+	for _, r := range l3mdevRules(e) {
+		if slices.ContainsFunc(before, func(b Rule) bool { return sameRule(b, r) }) {
+			continue
+		}
+		if err := ignore(e.Net.RuleDel(r), unix.ENOENT); err != nil {
+			return fmt.Errorf("delete rule %s the kernel added with VRF %s: %w", r, cfg.VRF, err)
+		}
+	}
+	return nil
 }
 
 func stepLinkUp(name string, existed bool) Step {

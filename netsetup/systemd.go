@@ -14,7 +14,8 @@ type ServiceManager interface {
 	IsEnabled(unit string) bool
 	// Run executes a systemctl verb ("stop", "disable", "restart",
 	// "daemon-reload", ...) or, with verb "networkctl-reload", networkctl
-	// reload, with "networkctl-reconfigure", networkctl reconfigure LINKS.
+	// reload, with "networkctl-reconfigure", networkctl reconfigure LINKS,
+	// with "nmcli", nmcli ARGS, with "nm-online", nm-online ARGS.
 	Run(verb string, units ...string) error
 }
 
@@ -43,6 +44,11 @@ func (Systemctl) Run(verb string, units ...string) error {
 		cmd = exec.Command("networkctl", "reload")
 	case "networkctl-reconfigure":
 		cmd = exec.Command("networkctl", append([]string{"reconfigure"}, units...)...)
+	case "nm-online":
+		cmd = exec.Command("nm-online", units...)
+	case "nmcli":
+		// NetworkManager's takeover (hostnet): waits for the activation
+		cmd = exec.Command("nmcli", append([]string{"--wait", "90"}, units...)...)
 	case "try-restart":
 		// --service units are ordered after the boot unit: restarted from
 		// it (at boot, or by systemctl restart of it), a blocking restart

@@ -103,6 +103,20 @@ func apply(o *options, args []string, out io.Writer) error {
 	}
 	run := &netsetup.Runner{Reader: r, Env: env, Out: out, DryRun: o.dryRun, Force: o.force, Quiet: o.quiet,
 		Guard: &netsetup.Guard{SSHConnection: os.Getenv("SSH_CONNECTION")}}
+	if o.configPath != "" {
+		// the DHCP hooks, NetworkManager's dispatcher and the boot unit
+		// run `apply --config`, maybe while another apply holds the lock
+		run.Reload = func() (netsetup.Config, bool, error) {
+			if _, err := os.Stat(o.configPath); os.IsNotExist(err) {
+				return netsetup.Config{}, true, nil
+			}
+			o2, err := parseFlags("apply", args)
+			if err != nil {
+				return netsetup.Config{}, false, err
+			}
+			return o2.cfg, false, o2.cfg.Validate()
+		}
+	}
 	return run.Apply(o.cfg)
 }
 

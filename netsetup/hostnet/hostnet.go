@@ -1,7 +1,7 @@
 // Package hostnet knows the tools that configure the management NIC on a
 // host ("managers"), one file a kind: networkd.go (netplan-generated files
-// included), ifupdown_dhclient.go, ifupdown_dhcpcd.go, none.go, and
-// refused.go (NetworkManager, udhcpc and clients started outside ifupdown,
+// included), networkmanager.go, ifupdown_dhclient.go, ifupdown_dhcpcd.go,
+// none.go, and refused.go (udhcpc and clients started outside ifupdown,
 // which apply refuses). apply's changes last only if they
 // go through that tool: networkd rewrites routes it owns, dhclient re-adds
 // its default route into main at every lease.
@@ -18,12 +18,17 @@ package hostnet
 // on DHCP renewals. It is recorded in netsetup's State (and in its backup,
 // hence the JSON names).
 type Manager struct {
-	Kind string `json:"kind"` // "networkd", "ifupdown", "ifupdown-dhcpcd", "networkmanager", "none"
-	// NetworkFile is the .network file networkd uses for the iface.
+	Kind string `json:"kind"` // "networkd", "networkmanager", "ifupdown", "ifupdown-dhcpcd", "none"
+	// NetworkFile is the manager's file for the iface: networkd's .network
+	// file, NetworkManager's keyfile.
 	NetworkFile string `json:"network_file,omitempty"`
-	Netplan     bool   `json:"netplan,omitempty"` // the .network file is netplan-generated
-	DHCP        bool   `json:"dhcp,omitempty"`    // ifupdown "inet dhcp" stanza
-	Detail      string `json:"detail"`
+	// Connection and Master: the NetworkManager connection's UUID, and the
+	// device its keyfile makes it a port of ("": none).
+	Connection string `json:"connection,omitempty"`
+	Master     string `json:"master,omitempty"`
+	Netplan    bool   `json:"netplan,omitempty"` // the .network file is netplan-generated
+	DHCP       bool   `json:"dhcp,omitempty"`    // ifupdown "inet dhcp" stanza
+	Detail     string `json:"detail"`
 }
 
 // Backend is what the engine asks of a kind of manager. Refusals, Notes,
@@ -40,7 +45,9 @@ type Backend interface {
 	// Files are the files this kind owns, as the host needs them: written
 	// where m is this kind, removed (Remove) where not. Every backend is
 	// asked, so a host that changed manager loses the other kind's files.
-	Files(m Manager, t Target) []File
+	// read returns a file's current content (nil: not read yet, only the
+	// paths count).
+	Files(m Manager, t Target, read func(path string) string) []File
 	// Notes are printed with the plan.
 	Notes(m Manager, t Target) []string
 	// DHCP is what the engine steers into the VRF for the client serving
@@ -48,12 +55,12 @@ type Backend interface {
 	DHCP(m Manager, iface string, read func(path string) string) DHCP
 	// Takeover: nil when the engine creates the VRF and enslaves the iface
 	// itself; else how it has the manager do that, from Files.
-	Takeover(t Target) *Takeover
+	Takeover(m Manager, t Target) *Takeover
 }
 
 // backends in detection order: the first that claims the iface wins, and
 // none claims every iface.
-var backends = []Backend{networkd{}, ifupdownDhcpcd{}, ifupdown{}, networkManager{}, none{}}
+var backends = []Backend{networkd{}, networkManager{}, ifupdownDhcpcd{}, ifupdown{}, none{}}
 
 // Backends is every kind, in detection order.
 func Backends() []Backend { return backends }
@@ -100,7 +107,7 @@ type Units interface {
 
 // Facts besides the manager that decide whether apply's changes last.
 type Facts struct {
-	Iface                string
+	Iface, VRF           string
 	DHCPClients          []DHCPClient
 	NetworkManagerActive bool
 	DhclientInstalled    bool
@@ -167,6 +174,9 @@ func (d DHCP) ClientName() string {
 // itself is made to apply its files now, and to give the iface back on
 // revert. Commands are netsetup ServiceManager.Run arguments.
 type Takeover struct {
+	// Who is waited for after its commands ("": systemd-networkd, whose
+	// link state is read too).
+	Who string
 	// FileKind: its files' File.Kind; changes to them need Reload.
 	FileKind string
 	// VRFFile: the file from which it creates the VRF device.
@@ -183,6 +193,11 @@ type Takeover struct {
 	// On revert: RevertReload the restored files, then Release the iface
 	// (ReleaseAny when it had a master before apply); waits follow.
 	RevertReload, Release, ReleaseAny Cmd
+	// Idle waits (bounded) until the manager is done starting, before
+	// apply reads the state: at boot the unit runs while it still sets
+	// the iface up. Empty: nothing to wait for (networkd's link state is
+	// waited for by the engine).
+	Idle Cmd
 }
 
 // Cmd is one step of service commands, run in order: its ID, and the line

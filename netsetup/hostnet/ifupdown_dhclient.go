@@ -63,7 +63,7 @@ func (ifupdown) Refusals(m Manager, f Facts) []string {
 
 // Files: the exit hook on DHCP hosts, and the lease files the steering
 // reads (DHCP).
-func (ifupdown) Files(m Manager, t Target) []File {
+func (ifupdown) Files(m Manager, t Target, _ func(string) string) []File {
 	var fs []File
 	if m.Kind == kindIfupdown && m.DHCP {
 		fs = append(fs, File{Path: DhclientHook, Content: renderDhclientHook(t), Mode: 0o644})
@@ -134,7 +134,7 @@ func (ifupdown) DHCP(m Manager, iface string, read func(string) string) DHCP {
 	return d
 }
 
-func (ifupdown) Takeover(Target) *Takeover { return nil }
+func (ifupdown) Takeover(Manager, Target) *Takeover { return nil }
 
 // dhclientLeaseFiles: where Debian's ifupdown (and a plain dhclient) keep
 // the leases of iface, after HookLeaseFile, which the exit hook writes:
@@ -151,7 +151,8 @@ func HookLeaseFile(iface string) string { return "/run/pam-vrf/dhclient-" + ifac
 // ReadOnly: a file read for facts that no apply or revert writes
 // (dhclient owns its leases), whichever manager the state was read with.
 func ReadOnly(path string) bool {
-	return strings.HasPrefix(path, "/var/lib/dhcp/") || strings.HasPrefix(path, "/run/pam-vrf/dhclient-") || dhcpcdReadOnly(path)
+	return strings.HasPrefix(path, "/var/lib/dhcp/") || strings.HasPrefix(path, "/run/pam-vrf/dhclient-") || dhcpcdReadOnly(path) ||
+		strings.HasPrefix(path, "/run/pam-vrf/nm-") || path == nmResolvConf
 }
 
 // parseHookLease reads HookLeaseFile: "server A" and "nameservers A B".

@@ -64,7 +64,7 @@ func (ifupdownDhcpcd) Refusals(_ Manager, f Facts) []string {
 	return unhooked(f, func(c DHCPClient) bool { return c.Name == "dhcpcd" })
 }
 
-func (ifupdownDhcpcd) Files(m Manager, t Target) []File {
+func (ifupdownDhcpcd) Files(m Manager, t Target, _ func(string) string) []File {
 	if m.Kind != kindIfupdownDhcpcd {
 		return []File{{Path: DhcpcdHook, Remove: true}}
 	}
@@ -174,7 +174,7 @@ func (ifupdownDhcpcd) DHCP(m Manager, iface string, read func(string) string) DH
 	return d
 }
 
-func (ifupdownDhcpcd) Takeover(Target) *Takeover { return nil }
+func (ifupdownDhcpcd) Takeover(Manager, Target) *Takeover { return nil }
 
 // DhcpcdHookLeaseFile is where the hook hands apply the new lease.
 func DhcpcdHookLeaseFile(iface string) string { return "/run/pam-vrf/dhcpcd-" + iface + ".lease" }

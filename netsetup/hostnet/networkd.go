@@ -120,7 +120,7 @@ func ifaceDropInPath(m Manager) string {
 // Files: the VRF's .netdev and .network and the iface's VRF= drop-in. The
 // drop-in's name follows the iface's .network file, so only where networkd
 // manages the iface is there one to name (and to remove on revert).
-func (networkd) Files(m Manager, t Target) []File {
+func (networkd) Files(m Manager, t Target, _ func(string) string) []File {
 	if m.Kind != kindNetworkd {
 		return []File{{Path: netdevPath(t), Remove: true}, {Path: vrfNetworkPath(t), Remove: true}}
 	}
@@ -187,7 +187,7 @@ func (networkd) DHCP(Manager, string, func(string) string) DHCP { return DHCP{} 
 // .network files are restored and reloaded, then networkd reconfigures
 // the iface (DHCP/RA routes back into main). Releasing it by hand first
 // would make networkd re-run DHCP with the VRF= drop-in still loaded.
-func (networkd) Takeover(t Target) *Takeover {
+func (networkd) Takeover(_ Manager, t Target) *Takeover {
 	reload := []string{"networkctl-reload"}
 	reconfigure := []string{"networkctl-reconfigure", t.Iface}
 	return &Takeover{

@@ -22,12 +22,12 @@ func (none) Detect(_ Host, iface string) (Manager, bool) {
 func (none) Refusals(m Manager, f Facts) []string {
 	var why []string
 	if m.Kind == kindNone && f.NetworkManagerActive {
-		why = append(why, fmt.Sprintf("NetworkManager is running and no other manager configures %s, so NetworkManager likely does (a default connection): it would undo the enslavement", f.Iface))
+		why = append(why, fmt.Sprintf("NetworkManager is running and no other manager configures %s, so NetworkManager likely does with a connection that has no keyfile in %s naming it (a default connection): it would undo the enslavement; save the connection bound to %s (nmcli connection modify <connection> connection.interface-name %s) and run apply again", f.Iface, nmConnDir, f.Iface, f.Iface))
 	}
 	return append(why, unhooked(f, nil)...)
 }
 
-func (none) Files(Manager, Target) []File                   { return nil }
-func (none) Notes(Manager, Target) []string                 { return nil }
-func (none) DHCP(Manager, string, func(string) string) DHCP { return DHCP{} }
-func (none) Takeover(Target) *Takeover                      { return nil }
+func (none) Files(Manager, Target, func(string) string) []File { return nil }
+func (none) Notes(Manager, Target) []string                    { return nil }
+func (none) DHCP(Manager, string, func(string) string) DHCP    { return DHCP{} }
+func (none) Takeover(Manager, Target) *Takeover                { return nil }

@@ -8,44 +8,10 @@ import (
 	"strings"
 )
 
-// Hosts apply refuses (unless --force): a manager or DHCP client without a
-// hook of ours undoes apply at its next lease, reconnect or reload, and on
-// a NetworkManager host a failed apply could not even be rolled back
-// completely. Here are NetworkManager, found by its
-// keyfile or its running service, and the DHCP clients found by their
-// processes (udhcpc; dhclient and dhcpcd where ifupdown did not start them).
-
-// networkManager: a NetworkManager keyfile names the iface.
-type networkManager struct{}
-
-const kindNetworkManager = "networkmanager"
-
-func (networkManager) Kind() string { return kindNetworkManager }
-
-func (networkManager) Detect(h Host, iface string) (Manager, bool) {
-	for _, f := range h.Glob("/etc/NetworkManager/system-connections/*") {
-		if content, _, _ := h.Read(f); strings.Contains(content, "interface-name="+iface+"\n") {
-			return Manager{Kind: kindNetworkManager, Detail: "NetworkManager: " + f}, true
-		}
-	}
-	return Manager{}, false
-}
-
-func (networkManager) Refusals(m Manager, f Facts) []string {
-	why := []string{fmt.Sprintf("NetworkManager manages %s (%s): it takes the interface back out of the VRF and puts its default route into main at the next renewal or reconnect", f.Iface, strings.TrimPrefix(m.Detail, "NetworkManager: "))}
-	return append(why, unhooked(f, nil)...)
-}
-
-// Files: none of ours; apply (with --force) handles the iface by hand.
-func (networkManager) Files(Manager, Target) []File { return nil }
-
-func (networkManager) Notes(_ Manager, t Target) []string {
-	return []string{"NetworkManager manages " + t.Iface + ": make it a VRF port there too, or a lease renewal puts the default route back into main: nmcli con add type vrf ifname " + t.VRF + " table " + fmt.Sprint(t.Table) + " && nmcli con mod <conn of " + t.Iface + "> connection.master " + t.VRF + " connection.slave-type vrf"}
-}
-
-func (networkManager) DHCP(Manager, string, func(string) string) DHCP { return DHCP{} }
-
-func (networkManager) Takeover(Target) *Takeover { return nil }
+// DHCP clients apply refuses (unless --force), found by their processes:
+// udhcpc, and dhclient and dhcpcd where ifupdown did not start them. A
+// client without a hook of ours puts the default route back into main at
+// its next lease.
 
 // DHCPClient is a DHCP client process that serves the management NIC.
 type DHCPClient struct {
