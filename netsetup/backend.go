@@ -2,7 +2,9 @@ package netsetup
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"time"
 
 	"github.com/pam-vrf/pam-vrf/netsetup/hostnet"
 )
@@ -97,17 +99,23 @@ func hostDHCP(cfg Config, st *State) hostnet.DHCP {
 func dhcpRuleServers(cfg Config, st *State) []string { return hostDHCP(cfg, st).Servers }
 
 // stepArm does nothing when applied but note the l3mdev rules; undone, it
-// runs c last in a rollback, once the manager's files are restored, and
-// then, when the VRF did not exist before (vrfExisted false), deletes the
-// device the manager may have created from them (networkd keeps a netdev
-// whose .netdev is gone) and the l3mdev rules the kernel added with it.
-func stepArm(cfg Config, c hostnet.Cmd, vrfExisted bool) Step {
+// runs c last in a rollback, once the manager's files are restored, waits
+// until the manager has set the iface up again as w says, and then, when
+// the VRF did not exist before (vrfExisted false), deletes the device the
+// manager may have created (networkd keeps a netdev whose .netdev is
+// gone) and the l3mdev rules the kernel added with it. Deleting the VRF
+// while the manager still moves the iface out of it cost networkd the
+// lease (seen in the VM: no IPv4 in main after the rollback).
+func stepArm(cfg Config, c hostnet.Cmd, vrfExisted bool, w settleWant) Step {
 	var before []Rule
 	run := runCmd(c)
 	return Step{ID: c.ID, Desc: c.Desc,
 		Do: func(e *Env) error { before = l3mdevRules(e); return nil },
 		Undo: func(e *Env) error {
 			err := run(e)
+			if err == nil {
+				err = waitNetworkd(e, w)
+			}
 			if !vrfExisted {
 				err = errors.Join(err, dropVRF(e, cfg, before))
 			}
@@ -118,14 +126,51 @@ func stepArm(cfg Config, c hostnet.Cmd, vrfExisted bool) Step {
 // stepSettle runs c, then waits until the manager is done with the iface
 // as w says.
 func stepSettle(c hostnet.Cmd, disruptive bool, w settleWant) Step {
+	return stepSettleRetry(c, disruptive, w, 0)
+}
+
+// stepSettleRetry is stepSettle that, when the manager has not put the
+// default routes in place within first, runs c once more and waits the
+// full time (0: no retry).
+func stepSettleRetry(c hostnet.Cmd, disruptive bool, w settleWant, first time.Duration) Step {
 	run := runCmd(c)
 	return Step{ID: c.ID, Desc: c.Desc, Disruptive: disruptive,
 		Do: func(e *Env) error {
 			if err := run(e); err != nil {
 				return err
 			}
+			if first > 0 && first < settleTimeout(e) {
+				settled, err := waitSettled(e, w, first, false)
+				if settled || err != nil {
+					return err
+				}
+				if e.Out != nil {
+					fmt.Fprintf(e.Out, "       %s did not settle within %s: %s again\n", w.who(), first, c.Desc)
+				}
+				if err := run(e); err != nil {
+					return err
+				}
+			}
 			return waitNetworkd(e, w)
 		}}
+}
+
+// stepCreateVRFBy runs c, which has the manager create cfg.VRF, and checks
+// that the device is there.
+func stepCreateVRFBy(cfg Config, c hostnet.Cmd) Step {
+	run := runCmd(c)
+	return Step{ID: c.ID, Desc: c.Desc, Do: func(e *Env) error {
+		if err := run(e); err != nil {
+			return err
+		}
+		if _, off := e.Svc.(Offline); off {
+			return nil
+		}
+		if _, err := e.linkByName(cfg.VRF); err != nil {
+			return fmt.Errorf("%s: VRF %s does not exist afterwards: %w", c.Desc, cfg.VRF, err)
+		}
+		return nil
+	}}
 }
 
 // stepCmd runs c, nothing to undo.

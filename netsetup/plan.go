@@ -3,6 +3,8 @@ package netsetup
 import (
 	"fmt"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Plan computes the steps that turn live into desired. It is pure: it reads
@@ -53,7 +55,16 @@ func Plan(cfg Config, live *State) ([]Step, error) {
 		if changed || needsTakeover(cfg, live) {
 			iface, _ := live.link(cfg.Iface)
 			vrf, ok := live.link(cfg.VRF)
-			arm = []Step{stepArm(cfg, tk.Arm, ok)}
+			// the rollback waits for the iface as it is now: its master,
+			// and its default routes where they are
+			w := settleWant{Iface: cfg.Iface, Table: unix.RT_TABLE_MAIN, Families: defaultFamilies(live, cfg.Iface, unix.RT_TABLE_MAIN), Who: tk.Who}
+			switch {
+			case ok && iface.Master == vrf.Index:
+				w.Master, w.Table, w.Families = cfg.VRF, cfg.Table, defaultFamilies(live, cfg.Iface, cfg.Table)
+			case iface.Master != 0:
+				w.Master = anyMaster
+			}
+			arm = []Step{stepArm(cfg, tk.Arm, ok, w)}
 			takeover = []Step{stepTakeover(cfg, live, tk, !ok || iface.Master != vrf.Index, !ok && !vrfFileWritten)}
 		}
 	}
@@ -83,6 +94,22 @@ func Plan(cfg Config, live *State) ([]Step, error) {
 		steps = append(steps, sshArm...)
 		steps = append(steps, files...)
 		steps = append(steps, early...)
+		// a manager that creates the VRF alone first: the guard steps
+		// go between that and the enslave
+		if tk := takeoverOf(cfg, live); len(takeover) > 0 && len(tk.CreateVRF.Run) > 0 {
+			if _, ok := live.link(cfg.VRF); !ok {
+				steps = append(steps, stepCreateVRFBy(cfg, tk.CreateVRF))
+				var rest []Step
+				for _, s := range net {
+					if s.Guard {
+						steps = append(steps, s)
+					} else {
+						rest = append(rest, s)
+					}
+				}
+				net = rest
+			}
+		}
 		steps = append(steps, takeover...)
 		steps = append(steps, net...)
 		steps = append(steps, dnsRules...)

@@ -131,14 +131,18 @@ func stepTakeover(cfg Config, st *State, tk *hostnet.Takeover, disruptive, resta
 	if restart {
 		c = tk.Recreate
 	}
-	return stepSettle(c, disruptive, w)
+	return stepSettleRetry(c, disruptive, w, tk.EnslaveRetry)
 }
 
 // planGuard adds the guard rules and the catch-all routes (before the
 // iface is enslaved, so VRF traffic never falls through to main), then
 // drops an older release's unreachable default routes.
-func planGuard(cfg Config, st *State) []Step {
-	var steps []Step
+func planGuard(cfg Config, st *State) (steps []Step) {
+	defer func() {
+		for i := range steps {
+			steps[i].Guard = true
+		}
+	}()
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
 		if !hasCatchAll(st, cfg, fam) {
 			steps = append(steps, stepCatchAll(cfg, fam))

@@ -14,6 +14,8 @@
 // of netsetup and netsetup calls it through Backend.
 package hostnet
 
+import "time"
+
 // Manager says which tool configures the management interface at boot and
 // on DHCP renewals. It is recorded in netsetup's State (and in its backup,
 // hence the JSON names).
@@ -186,6 +188,9 @@ type Takeover struct {
 	Arm Cmd
 	// Reload has it read changed files.
 	Reload Cmd
+	// EnslaveRetry: when Enslave's routes are not in place after this
+	// long, Enslave runs once more (0: it is waited for, once).
+	EnslaveRetry time.Duration
 	// Enslave: enslave the iface, its DHCP/RA routes into the VRF table;
 	// Recreate when the VRF device is gone but the manager still has it.
 	// Both are followed by a wait until it settled.
@@ -193,6 +198,15 @@ type Takeover struct {
 	// On revert: RevertReload the restored files, then Release the iface
 	// (ReleaseAny when it had a master before apply); waits follow.
 	RevertReload, Release, ReleaseAny Cmd
+	// CreateVRF, when the VRF device does not exist, has the manager
+	// create it alone, before Enslave: the engine puts its catch-all
+	// routes and guard rules in place in between, so no lookup for the
+	// VRF falls through to main while the manager enslaves the iface
+	// (NetworkManager's DHCP client connects its socket to the server
+	// right after the ACK: with an empty VRF table that failed,
+	// "Network is unreachable", and the lease came two minutes later).
+	// Empty: the device comes with Enslave.
+	CreateVRF Cmd
 	// Idle waits (bounded) until the manager is done starting, before
 	// apply reads the state: at boot the unit runs while it still sets
 	// the iface up. Empty: nothing to wait for (networkd's link state is

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 )
 
 // networkManager: a NetworkManager keyfile connection (in
@@ -230,9 +231,9 @@ func nmNameservers(content, key string) []string {
 	return out
 }
 
-// Takeover: `nmcli connection up` of the admin's connection, now a port,
-// activates the vrf connection first and then the iface in it (a new DHCP
-// exchange, like networkd's reconfigure). On revert the restored files
+// Takeover: `nmcli connection up` of the vrf connection creates the VRF
+// (CreateVRF), then that of the admin's connection, now a port, enslaves
+// the iface (a new DHCP exchange, like networkd's reconfigure). On revert the restored files
 // are reloaded (the vrf connection is gone: NetworkManager deletes the
 // device) and the connection activated again outside any VRF.
 func (networkManager) Takeover(m Manager, t Target) *Takeover {
@@ -246,10 +247,22 @@ func (networkManager) Takeover(m Manager, t Target) *Takeover {
 		Arm: Cmd{ID: "nm-arm", Desc: "(on failure: nmcli connection reload, and up " + t.Iface + "'s connection with the restored files)",
 			Run: [][]string{reload, up}},
 		Reload: Cmd{ID: "svc-nm-reload", Desc: "nmcli connection reload (NetworkManager reads the vrf connection and " + t.Iface + " as its port)", Run: [][]string{reload}},
-		Enslave: Cmd{ID: "nm-up", Desc: fmt.Sprintf("nmcli connection up %s's connection (NetworkManager creates VRF %s, enslaves %s and puts its DHCP/RA routes into table %d), wait until settled", t.Iface, t.VRF, t.Iface, t.Table),
-			Run: [][]string{upVRF, up}},
-		Recreate: Cmd{ID: "nm-up", Desc: fmt.Sprintf("nmcli connection up pam-vrf-%s and %s's connection (re-creates VRF %s), wait until settled", t.VRF, t.Iface, t.VRF),
-			Run: [][]string{upVRF, up}},
+		CreateVRF: Cmd{ID: "nm-up-vrf", Desc: fmt.Sprintf("nmcli connection up pam-vrf-%s (NetworkManager creates VRF %s)", t.VRF, t.VRF),
+			Run: [][]string{upVRF}},
+		// activating a port activates its controller first when it is
+		// not; activating the vrf connection again would re-create the
+		// device and lose what the engine put on it
+		// The first activation as a port can lose its DHCP lease:
+		// NetworkManager's client connects its unicast socket to the
+		// server right after the ACK, and when the lease's routes are not
+		// in the VRF table yet that fails ("accept failed: Network is
+		// unreachable", seen in the Debian 13 VM, NetworkManager 1.52) and
+		// it starts over two minutes later. Activating again succeeds.
+		EnslaveRetry: 20 * time.Second,
+		Enslave: Cmd{ID: "nm-up", Desc: fmt.Sprintf("nmcli connection up %s's connection (NetworkManager enslaves it to VRF %s and puts its DHCP/RA routes into table %d), wait until settled", t.Iface, t.VRF, t.Table),
+			Run: [][]string{up}},
+		Recreate: Cmd{ID: "nm-up", Desc: fmt.Sprintf("nmcli connection up %s's connection (NetworkManager enslaves it to the re-created VRF %s), wait until settled", t.Iface, t.VRF),
+			Run: [][]string{up}},
 		RevertReload: Cmd{ID: "svc-revert-nm-reload", Desc: "nmcli connection reload (restored connections)", Run: [][]string{reload}},
 		Release: Cmd{ID: "revert-nm-up", Desc: "nmcli connection up " + t.Iface + "'s connection (out of the VRF, routes back into main), wait until settled",
 			Run: [][]string{up}},
