@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/pam-vrf/pam-vrf/netsetup/hostnet"
 )
@@ -126,30 +125,11 @@ func stepArm(cfg Config, c hostnet.Cmd, vrfExisted bool, w settleWant) Step {
 // stepSettle runs c, then waits until the manager is done with the iface
 // as w says.
 func stepSettle(c hostnet.Cmd, disruptive bool, w settleWant) Step {
-	return stepSettleRetry(c, disruptive, w, 0)
-}
-
-// stepSettleRetry is stepSettle that, when the manager has not put the
-// default routes in place within first, runs c once more and waits the
-// full time (0: no retry).
-func stepSettleRetry(c hostnet.Cmd, disruptive bool, w settleWant, first time.Duration) Step {
 	run := runCmd(c)
 	return Step{ID: c.ID, Desc: c.Desc, Disruptive: disruptive,
 		Do: func(e *Env) error {
 			if err := run(e); err != nil {
 				return err
-			}
-			if first > 0 && first < settleTimeout(e) {
-				settled, err := waitSettled(e, w, first, false)
-				if settled || err != nil {
-					return err
-				}
-				if e.Out != nil {
-					fmt.Fprintf(e.Out, "       %s did not settle within %s: %s again\n", w.who(), first, c.Desc)
-				}
-				if err := run(e); err != nil {
-					return err
-				}
 			}
 			return waitNetworkd(e, w)
 		}}

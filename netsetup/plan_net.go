@@ -131,7 +131,7 @@ func stepTakeover(cfg Config, st *State, tk *hostnet.Takeover, disruptive, resta
 	if restart {
 		c = tk.Recreate
 	}
-	return stepSettleRetry(c, disruptive, w, tk.EnslaveRetry)
+	return stepSettle(c, disruptive, w)
 }
 
 // planGuard adds the guard rules and the catch-all routes (before the

@@ -145,16 +145,10 @@ func orNone(s string) string {
 // routes at the timeout are a warning (the lease may come later; `check`
 // reports it); a wrong master or a failed link is an error.
 func waitNetworkd(e *Env, w settleWant) error {
-	_, err := waitSettled(e, w, settleTimeout(e), true)
-	return err
-}
-
-// waitSettled is waitNetworkd with its timeout; settled false: the
-// timeout passed with only default routes missing (warned about when warn).
-func waitSettled(e *Env, w settleWant, timeout time.Duration, warn bool) (settled bool, err error) {
 	if _, off := e.Svc.(Offline); off {
-		return true, nil
+		return nil
 	}
+	timeout := settleTimeout(e)
 	start := time.Now()
 	deadline := start.Add(timeout)
 	for {
@@ -163,20 +157,20 @@ func waitSettled(e *Env, w settleWant, timeout time.Duration, warn bool) (settle
 			if e.Out != nil {
 				fmt.Fprintf(e.Out, "       %s settled in %.1fs: %s\n", w.who(), time.Since(start).Seconds(), w)
 			}
-			return true, nil
+			return nil
 		}
 		if time.Now().After(deadline) {
 			msg := fmt.Sprintf("%s did not settle within %s: %s", w.who(), timeout, strings.Join(missing, "; "))
 			if critical && w.Who != "" {
-				return false, errors.New(msg)
+				return errors.New(msg)
 			}
 			if critical {
-				return false, fmt.Errorf("%s (networkd state %s; see journalctl -u systemd-networkd)", msg, orNone(state))
+				return fmt.Errorf("%s (networkd state %s; see journalctl -u systemd-networkd)", msg, orNone(state))
 			}
-			if warn && e.Out != nil {
+			if e.Out != nil {
 				fmt.Fprintf(e.Out, "WARN   %s (continuing; see `vrf-netsetup check`)\n", msg)
 			}
-			return false, nil
+			return nil
 		}
 		time.Sleep(settlePoll)
 	}

@@ -14,8 +14,6 @@
 // of netsetup and netsetup calls it through Backend.
 package hostnet
 
-import "time"
-
 // Manager says which tool configures the management interface at boot and
 // on DHCP renewals. It is recorded in netsetup's State (and in its backup,
 // hence the JSON names).
@@ -188,9 +186,6 @@ type Takeover struct {
 	Arm Cmd
 	// Reload has it read changed files.
 	Reload Cmd
-	// EnslaveRetry: when Enslave's routes are not in place after this
-	// long, Enslave runs once more (0: it is waited for, once).
-	EnslaveRetry time.Duration
 	// Enslave: enslave the iface, its DHCP/RA routes into the VRF table;
 	// Recreate when the VRF device is gone but the manager still has it.
 	// Both are followed by a wait until it settled.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"time"
 )
 
 // networkManager: a NetworkManager keyfile connection (in
@@ -252,13 +251,6 @@ func (networkManager) Takeover(m Manager, t Target) *Takeover {
 		// activating a port activates its controller first when it is
 		// not; activating the vrf connection again would re-create the
 		// device and lose what the engine put on it
-		// The first activation as a port can lose its DHCP lease:
-		// NetworkManager's client connects its unicast socket to the
-		// server right after the ACK, and when the lease's routes are not
-		// in the VRF table yet that fails ("accept failed: Network is
-		// unreachable", seen in the Debian 13 VM, NetworkManager 1.52) and
-		// it starts over two minutes later. Activating again succeeds.
-		EnslaveRetry: 20 * time.Second,
 		Enslave: Cmd{ID: "nm-up", Desc: fmt.Sprintf("nmcli connection up %s's connection (NetworkManager enslaves it to VRF %s and puts its DHCP/RA routes into table %d), wait until settled", t.Iface, t.VRF, t.Table),
 			Run: [][]string{up}},
 		Recreate: Cmd{ID: "nm-up", Desc: fmt.Sprintf("nmcli connection up %s's connection (NetworkManager enslaves it to the re-created VRF %s), wait until settled", t.Iface, t.VRF),

@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -12,9 +13,9 @@ import (
 	"github.com/pam-vrf/pam-vrf/tests/vm"
 )
 
-// The ifupdown DHCP host shapes (TestE2EIfupdown: dhclient on Debian 12,
-// TestE2EDhcpcd: dhcpcd on Debian 13) share their shell and their
-// lifecycle: a failed apply at each kind of step, the manager's reload, a
+// The DHCP host shapes (TestE2EIfupdown: dhclient on Debian 12,
+// TestE2EDhcpcd: dhcpcd on Debian 13, TestE2ENetworkManager) share their
+// shell and their lifecycle: a failed apply at each kind of step, the manager's reload, a
 // reboot, revert. What differs per client is in each test's own shell:
 //
 //	HOOKS         the client's hook directory (snap lists it)
@@ -64,20 +65,49 @@ invrf() {
 	! grep '^FAIL' /tmp/check.out | grep -qvE '^FAIL (pam|policy):'; res $? "$1/check passes (pam and policy are not set up in this guest)"
 	invrf_client "$1"
 }
+# shape_setup: eth0 taken off systemd-networkd (the guest's default), for
+# the test to hand it to its manager; the DHCP server gives 2-minute
+# leases and option 121 (a route and a default: RFC 3442 clients ignore
+# the router option then)
+shape_setup() {
+	/lib/systemd/systemd-networkd-wait-online -i eth0 --timeout=60 >/dev/null
+	rm /etc/systemd/network/20-eth0.network && networkctl reload && sleep 2
+	ip addr flush dev eth0
+	sed -i 's/^dhcp-host=52:54:00:12:34:10,192.0.2.10,pamvrf-guest$/&,2m/' /etc/pamvrf-test/dnsmasq.conf
+	echo 'dhcp-option=option:classless-static-route,198.51.100.0/24,192.0.2.1,0.0.0.0/0,192.0.2.1' >> /etc/pamvrf-test/dnsmasq.conf
+	systemctl restart pamvrf-dnsmasq
+}
 # waitfor N CMD...: until CMD prints a number >= N (up to 200 s)
 waitfor() { n=$1; shift; for i in $(seq 200); do [ "$("$@")" -ge "$n" ] && return 0; sleep 1; done; return 1; }
 `
 
 // failAtStepScript: for each step (the start of its line in apply's plan),
 // an apply that fails there (fault build) rolls back completely: the host
-// as in /root/s0, ssh from the management network working.
+// as in /root/s0, ssh from the management network working. With
+// PAMVRF_FAULT_STEPS=all (make e2e-faults) every step of the plan fails
+// in turn instead.
 func failAtStepScript(steps ...string) string {
+	list := "for what in " + shellWords(steps) + `; do
+	n=$(pick "$what")`
+	if os.Getenv("PAMVRF_FAULT_STEPS") == "all" {
+		// the plan's own lines, numbered afresh each time: the first
+		// failed apply past the driver's step loads it, which no
+		// rollback unloads, so the plan is one step shorter after it
+		list = `i=0 prev=0
+while :; do
+	$A --dry-run | grep -E '^ +[0-9]+\. ' > /tmp/plan.lines
+	cnt=$(wc -l < /tmp/plan.lines)
+	[ $prev -gt 0 ] && [ $cnt -lt $prev ] && i=$((i - (prev - cnt)))
+	prev=$cnt i=$((i+1))
+	what=$(sed -n "${i}p" /tmp/plan.lines | sed -E 's/^ +[0-9]+\. //' | cut -c1-60)
+	[ -n "$what" ] || break
+	n=$i`
+	}
 	return `
 # numbered from a fresh plan each time: the first apply loads the VRF
 # driver, which no rollback unloads
 pick() { $A --dry-run | grep -E "^ +[0-9]+\. $1" | head -1 | awk '{print $1}' | tr -d .; }
-for what in ` + shellWords(steps) + `; do
-	n=$(pick "$what")
+` + list + `
 	[ -n "$n" ] || { echo "FAIL rollback/plan has a step '$what'"; continue; }
 	tag="rollback/step $n ($what) fails"
 	VRF_NETSETUP_FAULT=fail-at-step:$n vrf-netsetup-fault apply --vrf mgmt --table 1000 --iface eth0 > /tmp/f.out 2>&1
@@ -91,6 +121,15 @@ done
 `
 }
 
+// faultTime is d, or with PAMVRF_FAULT_STEPS=all the time every step's
+// failure and rollback takes (up to a minute each under TCG).
+func faultTime(d time.Duration) time.Duration {
+	if os.Getenv("PAMVRF_FAULT_STEPS") == "all" {
+		return d + 100*time.Minute
+	}
+	return d
+}
+
 func shellWords(ws []string) string {
 	q := make([]string, len(ws))
 	for i, w := range ws {
@@ -99,11 +138,24 @@ func shellWords(ws []string) string {
 	return strings.Join(q, " ")
 }
 
+// dhcpShapeGuest boots a guest of suite for the DHCP shape test name, with
+// the fault build, and returns its script runner (shell: the test's own,
+// after netsetupShell and dhcpShapeShell).
+func dhcpShapeGuest(t *testing.T, suite, name, shell string) (context.Context, *vm.VM, *testReporter, func(title, script string, limit time.Duration) string) {
+	guestTest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), faultTime(25*time.Minute))
+	t.Cleanup(cancel)
+	m, r := netsetupGuestSuite(ctx, t, suite, name, map[string][]string{"vrf-netsetup-fault": {"-tags", "netsetupfault"}})
+	return ctx, m, r, guestScripts(ctx, t, m, r, netsetupShell+dhcpShapeShell+shell)
+}
+
+// ifupdownReload is the ifupdown shapes' own reload.
+const ifupdownReload = `ifdown eth0 >/tmp/ifdown.out 2>&1; timeout 90 ifup eth0 >/tmp/ifup.out 2>&1; res $? "reload/ifdown eth0; ifup eth0"`
+
 // dhcpShapeLifecycle runs what follows the client-specific blocks: the
-// manager's reload (ifdown/ifup), a reboot, revert.
-func dhcpShapeLifecycle(ctx context.Context, t *testing.T, m *vm.VM, r *testReporter, run func(title, script string, limit time.Duration) string, client string) {
-	run("the manager's own reload: ifdown/ifup", `
-ifdown eth0 >/tmp/ifdown.out 2>&1; timeout 90 ifup eth0 >/tmp/ifup.out 2>&1; res $? "reload/ifdown eth0; ifup eth0"
+// manager's reload (the reload script), a reboot, revert.
+func dhcpShapeLifecycle(ctx context.Context, t *testing.T, m *vm.VM, r *testReporter, run func(title, script string, limit time.Duration) string, client, reloadTitle, reload string) {
+	run("the manager's own reload: "+reloadTitle, reload+`
 online >/dev/null
 invrf reload
 `, 3*time.Minute)
@@ -127,7 +179,7 @@ vrf-netsetup revert > /tmp/revert.out 2>&1; rc=$?; res $rc "revert/revert succee
 online >/dev/null
 for i in $(seq 60); do ip -4 route show default | grep -q 'via 192.0.2.1 dev eth0' && break; sleep 0.5; done
 same "revert/network, rules and files as before apply" /root/s0
-[ ! -e $HOOK ]; res $? "revert/our %[1]s hook is gone"
+[ ! -e $HOOK ]; res $? "revert/our hook for %[1]s is gone"
 renewal_ok "$(date +%%s)"; res $? "revert/%[1]s renews by unicast in the default VRF"
 ip -4 route show default | grep -q 'via 192.0.2.1 dev eth0'; res $? "revert/the default route is in main again"
 `, client), 6*time.Minute)

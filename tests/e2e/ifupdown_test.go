@@ -3,9 +3,10 @@
 package e2e
 
 import (
-	"context"
 	"testing"
 	"time"
+
+	"github.com/pam-vrf/pam-vrf/tests/vm"
 )
 
 // ifupdownShell is sourced after netsetupShell and dhcpShapeShell by every
@@ -31,19 +32,10 @@ renewal_ok() { waitfor 1 acked "$1"; }
 // (its server steered into the VRF), and with that rule taken away the
 // renewal fails as it did before ("Network is unreachable").
 func TestE2EIfupdown(t *testing.T) {
-	guestTest(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
-	defer cancel()
-	m, r := netsetupGuest(ctx, t, "ifupdown", map[string][]string{"vrf-netsetup-fault": {"-tags", "netsetupfault"}})
-	run := guestScripts(ctx, t, m, r, netsetupShell+dhcpShapeShell+ifupdownShell)
+	ctx, m, r, run := dhcpShapeGuest(t, vm.DefaultSuite, "ifupdown", ifupdownShell)
 
 	run("setup: eth0 on ifupdown + dhclient, option 121 and 2-minute leases", `
-/lib/systemd/systemd-networkd-wait-online -i eth0 --timeout=60 >/dev/null
-rm /etc/systemd/network/20-eth0.network && networkctl reload && sleep 2
-ip addr flush dev eth0
-sed -i 's/^dhcp-host=52:54:00:12:34:10,192.0.2.10,pamvrf-guest$/&,2m/' /etc/pamvrf-test/dnsmasq.conf
-echo 'dhcp-option=option:classless-static-route,198.51.100.0/24,192.0.2.1,0.0.0.0/0,192.0.2.1' >> /etc/pamvrf-test/dnsmasq.conf
-systemctl restart pamvrf-dnsmasq
+shape_setup
 # an ifupdown host of this kind has no systemd-resolved: dhclient writes
 # /etc/resolv.conf from the lease
 systemctl disable -q --now systemd-resolved && rm -f /etc/resolv.conf
@@ -63,8 +55,9 @@ snap > /root/s0
 `, 3*time.Minute)
 
 	run("a step that fails rolls everything back (fault build: fail-at-step)", failAtStepScript(
-		"enslave eth0", "move ipv4 route default", "add rule ipv4 1002", "write /etc/dhcp/dhclient-exit-hooks.d", "systemctl daemon-reload"),
-		6*time.Minute)
+		// make e2e-faults fails every step
+		"enslave eth0", "move ipv4 route default", "systemctl daemon-reload"),
+		faultTime(6*time.Minute))
 
 	run("apply on the ifupdown host", `
 $A > /tmp/apply.out 2>&1; rc=$?; res $rc "apply/apply succeeds"
@@ -96,5 +89,5 @@ waitfor 1 acked $T; res $? "norule/the next renewal is acknowledged"
 invrf norule
 `, 6*time.Minute)
 
-	dhcpShapeLifecycle(ctx, t, m, r, run, "dhclient")
+	dhcpShapeLifecycle(ctx, t, m, r, run, "dhclient", "ifdown/ifup", ifupdownReload)
 }

@@ -53,7 +53,7 @@ same() {
 // a try cut short by a reboot is rolled back by the boot unit, not kept.
 func TestE2ENetsetup(t *testing.T) {
 	guestTest(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), faultTime(25*time.Minute))
 	defer cancel()
 	m, r := netsetupGuest(ctx, t, "netsetup", map[string][]string{"vrf-netsetup-fault": {"-tags", "netsetupfault"}})
 	run := guestScripts(ctx, t, m, r, netsetupShell)
@@ -79,6 +79,12 @@ same "revert/network, rules, resolv.conf, networkd/resolved/sysctl dirs and l3md
 getent hosts mirror.test >/dev/null; res $? "revert/DNS works in the default VRF after revert"
 [ ! -e /var/lib/pam-vrf/netsetup-backup.json ]; res $? "revert/backup removed"
 `, 3*time.Minute)
+
+	// Issue 16 on the networkd shape: a step that fails after networkd
+	// took eth0 over (and one during it) leaves the host as before: the
+	// rollback restores networkd's files and has it reconfigure eth0.
+	run("a step that fails rolls everything back (fault build: fail-at-step)", failAtStepScript(
+		"networkctl reconfigure", "add address 127.0.0.1/8"), faultTime(6*time.Minute))
 
 	run("try never confirmed rolls back after its timeout", `
 snap > /root/s1

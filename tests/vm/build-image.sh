@@ -159,7 +159,7 @@ log "enabling units"
 inroot systemctl enable -q systemd-networkd systemd-resolved ssh \
 	pamvrf-agent pamvrf-upstream pamvrf-dnsmasq pamvrf-httpd
 for u in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer \
-	chrony.service rsyslog.service; do
+	chrony.service rsyslog.service NetworkManager.service NetworkManager-wait-online.service; do
 	inroot systemctl disable -q "$u" 2>/dev/null || true
 done
 inroot systemctl mask -q systemd-networkd-wait-online.service 2>/dev/null || true

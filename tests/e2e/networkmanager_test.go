@@ -1,0 +1,150 @@
+//go:build vm
+
+package e2e
+
+import (
+	"testing"
+	"time"
+)
+
+// nmShell is sourced after netsetupShell and dhcpShapeShell by every script
+// of TestE2ENetworkManager (see dhcpshape.go for what it defines).
+const nmShell = `
+HOOKS="/etc/NetworkManager/system-connections /etc/NetworkManager/dispatcher.d"
+HOOK=/etc/NetworkManager/dispatcher.d/90-pam-vrf
+KF=/etc/NetworkManager/system-connections/eth0.nmconnection
+UUID=0c4f31c6-63a4-4a4e-8a5b-6a1d0f2f5c11
+# invrf_client STAGE: NetworkManager's own view, its RA default route in
+# table 1000, and the admin's connection changed by the two port keys only
+invrf_client() {
+	for i in $(seq 60); do ip -6 route show table 1000 | grep -q '^default via fe80::' && break; sleep 0.5; done
+	ip -6 route show table 1000 | grep -q '^default via fe80::.* dev eth0' && ! ip -6 route show default | grep -q .
+	res $? "$1/the RA default route (NetworkManager's) is in table 1000, not in main"
+	[ "$(nmcli -g GENERAL.STATE connection show pam-vrf-mgmt 2>/dev/null)" = activated ] &&
+		[ "$(nmcli -g GENERAL.STATE connection show uuid $UUID 2>/dev/null)" = activated ]
+	res $? "$1/NetworkManager has the VRF's connection and eth0's active"
+	[ "$(nmcli -g GENERAL.CONNECTION device show mgmt)" = pam-vrf-mgmt ]; res $? "$1/NetworkManager manages mgmt (its connection pam-vrf-mgmt)"
+	diff /root/eth0.nmconnection $KF | grep '^[<>]' | tr '\n' ' ' | grep -qx '> master=mgmt > slave-type=vrf '
+	res $? "$1/the admin's connection gained only master=mgmt and slave-type=vrf"
+}
+# NetworkManager's DHCP log since epoch SINCE (level DEBUG for DHCP4: setup
+# turns it on)
+dlog() { journalctl -u NetworkManager --since "@$1" -o cat | grep -i 'dhcp4 (eth0)'; }
+# dnsmasq's answers to eth0's requests since SINCE: a renewal is a
+# DHCPREQUEST from the lease's address (unicast from 192.0.2.10)
+acked() { journalctl -u pamvrf-dnsmasq --since "@$1" -o cat | grep -c 'DHCPACK(up0) 192.0.2.10 52:54:00:12:34:10'; }
+renewed() { dlog "$1" | grep -ciE 'renew'; }
+unreachable() { journalctl -u NetworkManager --since "@$1" -o cat | grep -ci 'unreachable'; }
+renewal_ok() { waitfor 1 acked "$1"; }
+`
+
+// TestE2ENetworkManager: a host whose management NIC NetworkManager
+// manages with DHCP (a keyfile connection, its internal DHCP client,
+// RAs handled by NetworkManager), without systemd-resolved (NetworkManager
+// writes /etc/resolv.conf). apply makes NetworkManager itself create the
+// VRF (a vrf connection of ours) and enslave eth0 (the admin's connection
+// as its port), so its DHCP and RA routes go into table 1000. After apply,
+// through two lease times, NetworkManager's own reload and re-activation,
+// a reboot and revert: eth0 in the VRF, default routes only in table 1000,
+// renewals acknowledged, names resolve from both VRFs, check passes; every
+// kind of failed step rolls back to the pre-apply host.
+func TestE2ENetworkManager(t *testing.T) {
+	ctx, m, r, run := dhcpShapeGuest(t, "trixie", "networkmanager", nmShell)
+
+	run("setup: Debian 13, eth0 on NetworkManager (keyfile, DHCP), option 121 and 2-minute leases", `
+grep -q '^VERSION_CODENAME=trixie' /etc/os-release; res $? "setup/the guest is Debian 13 (trixie)"
+shape_setup
+systemctl disable -q --now systemd-networkd.service systemd-networkd.socket systemd-networkd-varlink.socket 2>/dev/null
+# a server of this kind has no systemd-resolved: NetworkManager writes
+# /etc/resolv.conf from the lease (with resolved's resolvconf installed
+# it would hand them to resolvconf instead; a missing file it leaves missing)
+systemctl disable -q --now systemd-resolved && rm -f /etc/resolv.conf
+DEBIAN_FRONTEND=noninteractive dpkg --purge systemd-resolved >/tmp/purge.out 2>&1; res $? "setup/systemd-resolved purged"
+echo '# placeholder' > /etc/resolv.conf
+# only eth0 is NetworkManager's (no default connections for the test's
+# other links); DHCP at debug level to see the renewals
+printf '[main]\nno-auto-default=*\n[logging]\ndomains=DHCP4:DEBUG\n' > /etc/NetworkManager/conf.d/pamvrf-test.conf
+mkdir -p /etc/systemd/system/NetworkManager.service.d
+printf '[Unit]\nWants=pamvrf-dnsmasq.service\nAfter=pamvrf-dnsmasq.service\n' > /etc/systemd/system/NetworkManager.service.d/pamvrf-test.conf
+cat > $KF <<'K'
+[connection]
+id=eth0
+uuid=0c4f31c6-63a4-4a4e-8a5b-6a1d0f2f5c11
+type=ethernet
+interface-name=eth0
+
+[ethernet]
+
+[ipv4]
+method=auto
+
+[ipv6]
+addr-gen-mode=default
+method=auto
+
+[proxy]
+K
+chmod 600 $KF; cp -p $KF /root/eth0.nmconnection
+systemctl daemon-reload
+systemctl enable -q --now NetworkManager; res $? "setup/NetworkManager started"
+online; res $? "setup/eth0 has its lease"
+nmcli --version | sed 's/^/| /'
+ip -4 route show default | grep -q 'via 192.0.2.1 dev eth0' && ip -4 route | grep -q '^198.51.100.0/24 via 192.0.2.1'
+res $? "setup/NetworkManager put the router and the option 121 routes into main"
+# the snapshot wants both: the DHCPv6 nameserver comes after the lease
+for i in $(seq 150); do grep -q '^nameserver 192.0.2.1' /etc/resolv.conf 2>/dev/null && grep -q '^nameserver 2001:db8::1' /etc/resolv.conf && break; sleep 0.2; done
+grep -q '^nameserver 192.0.2.1' /etc/resolv.conf && getent hosts mirror.test >/dev/null; res $? "setup/NetworkManager wrote resolv.conf and names resolve"
+snap > /root/s0
+`, 3*time.Minute)
+
+	run("a step that fails rolls everything back (fault build: fail-at-step)", failAtStepScript(
+		// one step of each kind: a file before the takeover, the
+		// takeover, a step on the VRF device NetworkManager made, the last
+		"write /etc/NetworkManager/system-connections/pam-vrf", "nmcli connection up", "add address 127.0.0.1/8", "add rule ipv6 1002"),
+		faultTime(8*time.Minute))
+
+	run("apply on the NetworkManager host", `
+T=$(date +%s)
+$A > /tmp/apply.out 2>&1; rc=$?; res $rc "apply/apply succeeds"
+sed 's/^/| /' /tmp/apply.out | grep -E 'manager|NetworkManager|nmcli|dns mode|settled|done|ERROR|FAIL|rollback'
+[ $rc = 0 ] || cat /tmp/apply.out
+grep -q 'interface manager: NetworkManager: /etc/NetworkManager/system-connections/eth0.nmconnection' /tmp/apply.out; res $? "apply/the manager is NetworkManager (eth0's keyfile)"
+grep -q 'dns mode none (auto: NetworkManager writes /etc/resolv.conf' /tmp/apply.out; res $? "apply/DNS: resolv.conf is left to NetworkManager"
+! grep -qE '^ +[0-9]+\. (enslave|move ipv4 route)' /tmp/apply.out; res $? "apply/nothing enslaved or moved behind NetworkManager's back"
+# Known issue (README): after earlier activations as a port in the same
+# NetworkManager run (here the failed applies above), NetworkManager
+# 1.52's DHCP client loses the lease on the new activation ("accept
+# failed: Network is unreachable") and starts over about two and a half
+# minutes later; a first apply settles in about 2 s. Wait, and say how long.
+for i in $(seq 240); do ip -4 route show table 1000 | grep -q '^default via 192.0.2.1 dev eth0' && break; sleep 1; done
+ip -4 route show table 1000 | grep -q '^default via 192.0.2.1 dev eth0'; res $? "apply/the IPv4 lease is in table 1000 within 240 s of apply's end"
+echo "| IPv4 default in table 1000 $(( $(date +%s) - T ))s after apply started; apply said: $(grep -E 'NetworkManager (settled|did not settle)' /tmp/apply.out | sed 's/^ *//' | cut -c1-90)"
+invrf apply
+# what NetworkManager and the server did with the lease meanwhile
+journalctl -u NetworkManager --since "@$T" -o cat | grep -E 'dhcp4 \(eth0\)|device \(eth0\): (state|Activation)' | grep -v 'option ' | head -n 20 | cut -c1-160 | sed 's/^/| NetworkManager: /'
+journalctl -u pamvrf-dnsmasq --since "@$T" -o cat | grep -E 'DHCP[A-Z]+\(' | head -n 10 | sed 's/^/| dnsmasq: /'
+`, 7*time.Minute)
+
+	// The server drops broadcast requests meanwhile: every ACK answers a
+	// unicast RENEW (NetworkManager's client sends it on a socket bound
+	// to eth0, so through the VRF with no steering rule).
+	run("two DHCP renewals (2-minute lease: T1 is 1 minute), the server deaf to broadcasts", `
+ip netns exec upstream tc qdisc add dev up0 ingress &&
+	ip netns exec upstream tc filter add dev up0 parent ffff: protocol ip u32 match ip dst 255.255.255.255/32 action drop
+res $? "renew/the server's side drops broadcast requests (tc u32 on up0 ingress)"
+T=$(date +%s)
+waitfor 2 acked $T; res $? "renew/two renewals acknowledged by the server: unicast RENEWs, broadcasts are dropped"
+journalctl -u pamvrf-dnsmasq --since "@$T" -o cat | grep -E 'DHCP(REQUEST|ACK)' | sed 's/^/| dnsmasq: /'
+ip netns exec upstream tc -s filter show dev up0 parent ffff: | grep -E 'Sent|dropped' | head -n 2 | sed 's/^/| tc: /'
+ip netns exec upstream tc qdisc del dev up0 ingress
+[ "$(unreachable $T)" = 0 ]; res $? "renew/NetworkManager logged no unreachable send"
+invrf renew
+`, 5*time.Minute)
+
+	dhcpShapeLifecycle(ctx, t, m, r, run, "NetworkManager", "nmcli connection reload; nmcli connection up",
+		`nmcli connection reload && nmcli --wait 90 connection up uuid $UUID >/tmp/up.out 2>&1; res $? "reload/nmcli connection reload; nmcli connection up eth0"
+# the dispatcher hands apply the nameservers at "up" (IPv4's) and again at
+# "dhcp6-change" (IPv6's too): wait for the second hand-over and its apply
+for i in $(seq 60); do grep -q '2001:db8::1' /run/pam-vrf/nm-eth0.lease 2>/dev/null && break; sleep 1; done
+sleep 2; flock /run/pam-vrf/apply.lock true`)
+}
