@@ -36,6 +36,17 @@ acked() { journalctl -u pamvrf-dnsmasq --since "@$1" -o cat | grep -c 'DHCPACK(u
 renewed() { dlog "$1" | grep -ciE 'renew'; }
 unreachable() { journalctl -u NetworkManager --since "@$1" -o cat | grep -ci 'unreachable'; }
 renewal_ok() { waitfor 1 acked "$1"; }
+# nm_handover: the dispatcher hands apply the connection's nameservers at
+# each event ("up" before the IPv6 or a late IPv4 ones are known, then
+# "dhcp4-change"/"dhcp6-change"): wait until it has handed over both and
+# the apply it started is done
+nm_handover() {
+	for i in $(seq 60); do
+		grep -q '192.0.2.1' /run/pam-vrf/nm-eth0.lease 2>/dev/null && grep -q '2001:db8::1' /run/pam-vrf/nm-eth0.lease && break
+		sleep 1
+	done
+	sleep 2; flock /run/pam-vrf/apply.lock true
+}
 `
 
 // TestE2ENetworkManager: a host whose management NIC NetworkManager
@@ -119,6 +130,7 @@ grep -q 'dns mode none (auto: NetworkManager writes /etc/resolv.conf' /tmp/apply
 for i in $(seq 240); do ip -4 route show table 1000 | grep -q '^default via 192.0.2.1 dev eth0' && break; sleep 1; done
 ip -4 route show table 1000 | grep -q '^default via 192.0.2.1 dev eth0'; res $? "apply/the IPv4 lease is in table 1000 within 240 s of apply's end"
 echo "| IPv4 default in table 1000 $(( $(date +%s) - T ))s after apply started; apply said: $(grep -E 'NetworkManager (settled|did not settle)' /tmp/apply.out | sed 's/^ *//' | cut -c1-90)"
+nm_handover
 invrf apply
 # what NetworkManager and the server did with the lease meanwhile
 journalctl -u NetworkManager --since "@$T" -o cat | grep -E 'dhcp4 \(eth0\)|device \(eth0\): (state|Activation)' | grep -v 'option ' | head -n 20 | cut -c1-160 | sed 's/^/| NetworkManager: /'
@@ -143,8 +155,5 @@ invrf renew
 
 	dhcpShapeLifecycle(ctx, t, m, r, run, "NetworkManager", "nmcli connection reload; nmcli connection up",
 		`nmcli connection reload && nmcli --wait 90 connection up uuid $UUID >/tmp/up.out 2>&1; res $? "reload/nmcli connection reload; nmcli connection up eth0"
-# the dispatcher hands apply the nameservers at "up" (IPv4's) and again at
-# "dhcp6-change" (IPv6's too): wait for the second hand-over and its apply
-for i in $(seq 60); do grep -q '2001:db8::1' /run/pam-vrf/nm-eth0.lease 2>/dev/null && break; sleep 1; done
-sleep 2; flock /run/pam-vrf/apply.lock true`)
+nm_handover`)
 }
