@@ -232,9 +232,10 @@ func nmNameservers(content, key string) []string {
 
 // Takeover: `nmcli connection up` of the vrf connection creates the VRF
 // (CreateVRF), then that of the admin's connection, now a port, enslaves
-// the iface (a new DHCP exchange, like networkd's reconfigure). On revert the restored files
-// are reloaded (the vrf connection is gone: NetworkManager deletes the
-// device) and the connection activated again outside any VRF.
+// the iface (a new DHCP exchange, like networkd's reconfigure). On revert
+// the restored files are reloaded (the vrf connection is gone:
+// NetworkManager deletes the device) and the connection activated again
+// outside any VRF.
 func (networkManager) Takeover(m Manager, t Target) *Takeover {
 	reload := []string{"nmcli", "connection", "reload"}
 	upVRF := []string{"nmcli", "connection", "up", "uuid", nmVRFUUID(t.VRF)}
