@@ -103,9 +103,10 @@ func (r *Runner) apply(cfg Config) error {
 			return fmt.Errorf("read live state: %w", err)
 		}
 	}
-	// A manager that sets the iface up after its unit is "started"
-	// (NetworkManager): read the state once it is done.
-	if tk := takeoverOf(cfg, st); !offline && r.Env.Svc != nil && tk != nil && len(tk.Idle.Run) > 0 {
+	// At boot, a manager that sets the iface up after its unit is
+	// "started" (NetworkManager): read the state once it is done. Other
+	// applies (a hook's at each lease, an admin's) find it done already.
+	if tk := takeoverOf(cfg, st); !offline && r.Env.Svc != nil && tk != nil && len(tk.Idle.Run) > 0 && runningIn(UnitName) {
 		if runCmd(tk.Idle)(r.Env) == nil {
 			if st, err = r.Reader.Read(cfg); err != nil {
 				return fmt.Errorf("read live state: %w", err)

@@ -27,13 +27,10 @@ invrf_client() {
 	diff /root/eth0.nmconnection $KF | grep '^[<>]' | tr '\n' ' ' | grep -qx '> master=mgmt > slave-type=vrf '
 	res $? "$1/the admin's connection gained only master=mgmt and slave-type=vrf"
 }
-# NetworkManager's DHCP log since epoch SINCE (level DEBUG for DHCP4: setup
-# turns it on)
-dlog() { journalctl -u NetworkManager --since "@$1" -o cat | grep -i 'dhcp4 (eth0)'; }
-# dnsmasq's answers to eth0's requests since SINCE: a renewal is a
-# DHCPREQUEST from the lease's address (unicast from 192.0.2.10)
+# dnsmasq's ACKs to eth0 since SINCE; they prove a unicast RENEW only
+# while the renewal block's tc filter drops broadcasts (renewal_ok, used
+# after revert, counts any ACK)
 acked() { journalctl -u pamvrf-dnsmasq --since "@$1" -o cat | grep -c 'DHCPACK(up0) 192.0.2.10 52:54:00:12:34:10'; }
-renewed() { dlog "$1" | grep -ciE 'renew'; }
 unreachable() { journalctl -u NetworkManager --since "@$1" -o cat | grep -ci 'unreachable'; }
 renewal_ok() { waitfor 1 acked "$1"; }
 # nm_handover: the dispatcher hands apply the connection's nameservers at
