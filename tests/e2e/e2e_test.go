@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -39,7 +40,7 @@ func (r *testReporter) Check(name string, ok bool, detail string) {
 	} else {
 		r.failed++
 		line = "FAIL " + name
-		r.t.Errorf("%s: %s", name, detail)
+		errorf(r.t, "%s: %s", name, detail)
 	}
 	r.lines = append(r.lines, line)
 	say(r.t, "%s\n", line)
@@ -50,7 +51,138 @@ func (r *testReporter) Check(name string, ok bool, detail string) {
 // is spent waiting on timers, DHCP and reboots). guestTest marks a test as
 // one of them; call it first, before any deadline is set, because it blocks
 // until the test's turn comes.
-func guestTest(t *testing.T) { t.Parallel() }
+func guestTest(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	outcomes.start(t)
+	t.Cleanup(func() { outcomes.add(t, time.Since(start)) }) // registered first, so it runs last
+}
+
+// outcomes is what TestMain prints after the last guest test: CI keeps only
+// the tail of `make e2e`'s output, and with two guests in parallel a
+// failure's details scroll by long before the end.
+var outcomes outcomeLog
+
+type outcomeLog struct {
+	sync.Mutex
+	why     map[string][]string // test name -> its failed checks and fatal errors
+	running map[string]time.Time
+	done    []outcome
+}
+
+type outcome struct {
+	name   string
+	took   time.Duration
+	failed bool
+	why    []string
+}
+
+func (o outcome) String() string {
+	return fmt.Sprintf("%s %v", strings.TrimPrefix(o.name, "Test"), o.took.Round(time.Second))
+}
+
+// note keeps the first line of a failure of test t.
+func (l *outcomeLog) note(t *testing.T, msg string) {
+	msg, _, _ = strings.Cut(strings.TrimSpace(msg), "\n")
+	if len(msg) > 200 {
+		msg = msg[:200] + "..."
+	}
+	l.Lock()
+	defer l.Unlock()
+	if l.why == nil {
+		l.why = map[string][]string{}
+	}
+	l.why[t.Name()] = append(l.why[t.Name()], msg)
+}
+
+func (l *outcomeLog) start(t *testing.T) {
+	l.Lock()
+	defer l.Unlock()
+	if l.running == nil {
+		l.running = map[string]time.Time{}
+	}
+	l.running[t.Name()] = time.Now()
+}
+
+func (l *outcomeLog) add(t *testing.T, took time.Duration) {
+	l.Lock()
+	defer l.Unlock()
+	delete(l.running, t.Name())
+	l.done = append(l.done, outcome{t.Name(), took, t.Failed(), l.why[t.Name()]})
+}
+
+// print writes the summary, failures last (nearest the end of the log).
+func (l *outcomeLog) print() {
+	l.Lock()
+	defer l.Unlock()
+	if len(l.done)+len(l.running) == 0 {
+		return
+	}
+	var ok, bad []string
+	var b strings.Builder
+	for _, o := range l.done {
+		if !o.failed {
+			ok = append(ok, o.String())
+			continue
+		}
+		bad = append(bad, o.name)
+		fmt.Fprintf(&b, "  FAIL %s\n", o)
+		why := o.why
+		if len(why) == 0 {
+			why = []string{"(no failed check recorded: see the test's log)"}
+		}
+		for i, w := range why {
+			if i == 6 {
+				fmt.Fprintf(&b, "       ... and %d more\n", len(why)-i)
+				break
+			}
+			fmt.Fprintf(&b, "       %s\n", w)
+		}
+	}
+	fmt.Printf("\n== e2e summary: %d guest tests, %d passed, %d failed\n  passed: %s\n%s",
+		len(l.done), len(ok), len(bad), strings.Join(ok, ", "), b.String())
+	for name, since := range l.running {
+		fmt.Printf("  STILL RUNNING %s after %v\n", name, time.Since(since).Round(time.Second))
+	}
+	if len(bad) > 0 {
+		fmt.Printf("e2e FAILED: %s\n", strings.Join(bad, " "))
+	}
+}
+
+func TestMain(m *testing.M) {
+	// go test's -timeout panics with every goroutine's stack and no test
+	// names near the end: print the summary a minute before it does.
+	flag.Parse()
+	if d := flag.Lookup("test.timeout").Value.(flag.Getter).Get().(time.Duration); d > 2*time.Minute {
+		time.AfterFunc(d-time.Minute, func() {
+			fmt.Printf("\n== e2e: the -timeout (%v) is a minute away\n", d)
+			outcomes.print()
+		})
+	}
+	code := m.Run()
+	outcomes.print()
+	os.Exit(code)
+}
+
+// fatal, fatalf and errorf are t.Fatal, t.Fatalf and t.Errorf that also
+// keep the message for the summary.
+func fatal(t *testing.T, a ...any) {
+	t.Helper()
+	outcomes.note(t, fmt.Sprint(a...))
+	t.Fatal(a...)
+}
+
+func fatalf(t *testing.T, format string, a ...any) {
+	t.Helper()
+	outcomes.note(t, fmt.Sprintf(format, a...))
+	t.Fatalf(format, a...)
+}
+
+func errorf(t *testing.T, format string, a ...any) {
+	t.Helper()
+	outcomes.note(t, fmt.Sprintf(format, a...))
+	t.Errorf(format, a...)
+}
 
 var sayMu sync.Mutex
 
@@ -95,13 +227,13 @@ func buildDir(t *testing.T) string {
 	if dir == "" {
 		abs, err := filepath.Abs("../../build")
 		if err != nil {
-			t.Fatal(err)
+			fatal(t, err)
 		}
 		dir = abs
 	}
 	for _, f := range []string{"pam_vrf.so", "pam_vrf/core.so", "vrf-netsetup"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			t.Fatalf("missing %s in %s: run make all first", f, dir)
+			fatalf(t, "missing %s in %s: run make all first", f, dir)
 		}
 	}
 	return dir
@@ -119,11 +251,11 @@ func bootGuestSuite(ctx context.Context, t *testing.T, suite string) *vm.VM {
 	t.Helper()
 	img, err := ensureImageSuite(ctx, suite)
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	m, err := vm.Boot(ctx, img, vm.Config{})
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	t.Cleanup(func() { m.Close() })
 	return m
@@ -180,11 +312,11 @@ func netsetupGuestSuite(ctx context.Context, t *testing.T, suite, name string, e
 	}
 	m := bootGuestSuite(ctx, t, suite)
 	if err := m.Push(ctx, filepath.Join(bin, "vrf-netsetup"), "/usr/sbin/vrf-netsetup", 0o755); err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	for n := range extra {
 		if err := m.Push(ctx, filepath.Join(bin, n), "/usr/local/sbin/"+n, 0o755); err != nil {
-			t.Fatal(err)
+			fatal(t, err)
 		}
 	}
 	r := &testReporter{t: t}
@@ -228,7 +360,7 @@ func guestScenarioSuite(ctx context.Context, t *testing.T, suite, name string) *
 		say(t, "e2e %s (%v): %d passed, %d failed\n", name, time.Since(start).Round(time.Second), r.passed, r.failed)
 	})
 	if err := s.Install(ctx); err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	return s
 }
@@ -241,18 +373,18 @@ func TestE2E(t *testing.T) {
 	start := time.Now()
 	img, err := ensureImage(ctx)
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	say(t, "e2e: image %s (built now: %v) in %v\n", img.Dir, img.Built, time.Since(start).Round(time.Second))
 	m, err := vm.Boot(ctx, img, vm.Config{})
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	defer m.Close()
 	r := &testReporter{t: t}
 	s := &Scenario{VM: m, Build: buildDir(t), Debs: os.Getenv("PAMVRF_DEBS"), R: r, Break: os.Getenv("PAMVRF_E2E_BREAK")}
 	if err := s.Install(ctx); err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	defer func() {
 		if t.Failed() {
@@ -299,7 +431,7 @@ func TestE2EPackage(t *testing.T) {
 	guestTest(t)
 	debs := os.Getenv("PAMVRF_DEBS")
 	if debs == "" {
-		t.Fatal("PAMVRF_DEBS is not set: run through make e2e, which builds the packages")
+		fatal(t, "PAMVRF_DEBS is not set: run through make e2e, which builds the packages")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
@@ -307,15 +439,15 @@ func TestE2EPackage(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join(debs, "*.deb"))
 	for _, f := range files {
 		if err := m.Push(ctx, f, "/root/debs/"+filepath.Base(f), 0o644); err != nil {
-			t.Fatal(err)
+			fatal(t, err)
 		}
 	}
 	if err := m.Push(ctx, "../../debian/tests/vm-install-purge.sh", "/root/vm-install-purge.sh", 0o755); err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	out, errOut, code, err := m.Run(ctx, "WITH_APPLY=1 /root/vm-install-purge.sh /root/debs")
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	say(t, "%s", out)
 	passed, failed := 0, 0
@@ -325,11 +457,11 @@ func TestE2EPackage(t *testing.T) {
 			passed++
 		case strings.HasPrefix(l, "FAIL "):
 			failed++
-			t.Error(l)
+			errorf(t, "%s", l)
 		}
 	}
 	say(t, "e2e package: %d passed, %d failed\n", passed, failed)
 	if code != 0 || passed == 0 {
-		t.Errorf("vm-install-purge.sh exited %d with %d assertions passed\n%s", code, passed, errOut)
+		errorf(t, "vm-install-purge.sh exited %d with %d assertions passed\n%s", code, passed, errOut)
 	}
 }

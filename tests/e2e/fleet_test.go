@@ -51,11 +51,11 @@ type fleet struct {
 func newFleet(ctx context.Context, t *testing.T, name string) *fleet {
 	debDir := os.Getenv("PAMVRF_DEBS")
 	if debDir == "" {
-		t.Fatal("PAMVRF_DEBS is not set: run through make e2e, which builds the packages")
+		fatal(t, "PAMVRF_DEBS is not set: run through make e2e, which builds the packages")
 	}
 	debs, _ := filepath.Glob(filepath.Join(debDir, "*.deb"))
 	if len(debs) == 0 {
-		t.Fatalf("no .deb in %s (make deb)", debDir)
+		fatalf(t, "no .deb in %s (make deb)", debDir)
 	}
 	start := time.Now()
 	m := bootGuest(ctx, t)
@@ -72,7 +72,7 @@ func newFleet(ctx context.Context, t *testing.T, name string) *fleet {
 	for _, d := range debs {
 		dst := fleetDir + "/debs/" + filepath.Base(d)
 		if err := m.Push(ctx, d, dst, 0o644); err != nil {
-			t.Fatal(err)
+			fatal(t, err)
 		}
 		guestDebs = append(guestDebs, dst)
 	}
@@ -103,7 +103,7 @@ pam_vrf_policy_users:
 		"try.yml": vars("allow", "", "pam_vrf_apply_mode: try\npam_vrf_try_timeout: 300\npam_vrf_metrics_timer: true\n"),
 	} {
 		if err := m.WriteFile(ctx, fleetDir+"/"+name, data, 0o644); err != nil {
-			t.Fatal(err)
+			fatal(t, err)
 		}
 	}
 	f.s.WaitOnline(ctx, "fleet")
@@ -335,7 +335,7 @@ func TestE2ECloudInit(t *testing.T) {
 	guestTest(t)
 	debs, _ := filepath.Glob(filepath.Join(os.Getenv("PAMVRF_DEBS"), "*.deb"))
 	if len(debs) == 0 {
-		t.Fatal("no .deb in $PAMVRF_DEBS: run through make e2e, which builds the packages")
+		fatal(t, "no .deb in $PAMVRF_DEBS: run through make e2e, which builds the packages")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -348,11 +348,11 @@ func TestE2ECloudInit(t *testing.T) {
 	}()
 	for _, d := range debs {
 		if err := m.Push(ctx, d, "/srv/mirror/pam-vrf/"+filepath.Base(d), 0o644); err != nil {
-			t.Fatal(err)
+			fatal(t, err)
 		}
 	}
 	if err := m.Push(ctx, "../../contrib/cloud-init/user-data.yaml", "/root/user-data.yaml", 0o644); err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	s.R.Step("cloud-init user-data (contrib/cloud-init/user-data.yaml)", "write_files, then runcmd with the packages from http://"+vm.MirrorName+"/pam-vrf")
 	s.WaitOnline(ctx, "cloud-init")
@@ -437,13 +437,13 @@ func pushTree(ctx context.Context, t *testing.T, m *vm.VM, src, dst string) {
 		return err
 	})
 	if err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	sort.Strings(files)
 	for _, f := range files {
 		rel, _ := filepath.Rel(src, f)
 		if err := m.Push(ctx, f, dst+"/"+filepath.ToSlash(rel), 0o644); err != nil {
-			t.Fatal(err)
+			fatal(t, err)
 		}
 	}
 }
@@ -456,7 +456,7 @@ func validJSON(t *testing.T, schema, doc string, mustBeTrue ...string) bool {
 	c.AssertFormat()
 	sch, err := c.Compile(filepath.Join("..", "..", "docs", "schema", schema))
 	if err != nil {
-		t.Errorf("compile %s: %v", schema, err)
+		errorf(t, "compile %s: %v", schema, err)
 		return false
 	}
 	inst, err := jsonschema.UnmarshalJSON(strings.NewReader(doc))

@@ -190,6 +190,6 @@ func goBuild(t *testing.T, out string, extra ...string) {
 	cmd := exec.Command(gobin, args...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go %v: %v\n%s", args, err, b)
+		fatalf(t, "go %v: %v\n%s", args, err, b)
 	}
 }

@@ -64,7 +64,7 @@ func TestE2EOtherVRF(t *testing.T) {
 	goBuild(t, filepath.Join(bin, "vrf-netsetup"))
 	m := bootGuest(ctx, t)
 	if err := m.Push(ctx, filepath.Join(bin, "vrf-netsetup"), "/usr/sbin/vrf-netsetup", 0o755); err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	r := &testReporter{t: t}
 	defer func() {

@@ -57,7 +57,7 @@ func TestE2EServices(t *testing.T) {
 	defer cancel()
 	m, r := netsetupGuest(ctx, t, "services", nil)
 	if err := m.Push(ctx, "../../debian/vrf-netsetup.postrm", "/root/vrf-netsetup.postrm", 0o755); err != nil {
-		t.Fatal(err)
+		fatal(t, err)
 	}
 	run := guestScripts(ctx, t, m, r, servicesShell)
 
