@@ -248,7 +248,7 @@ func checkConverged(cfg Config, st *State, apply string) CheckResult {
 	}
 	var left []string
 	for _, s := range steps {
-		if s.ID == "backup" || strings.HasPrefix(s.ID, "file-write:"+ConfigPath+":") {
+		if s.ID == "backup" || (s.File != nil && s.File.Path == ConfigPath && !s.File.Remove) {
 			continue
 		}
 		left = append(left, s.Desc)

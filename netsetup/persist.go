@@ -146,6 +146,7 @@ func stepFile(f fileSpec, old FileState) Step {
 		desc += " (replacing symlink to " + old.Symlink + ")"
 	}
 	return Step{ID: "file-" + verb + ":" + f.Path + ":" + f.Kind, Desc: desc, BeforeNet: f.BeforeNet && !f.Remove,
+		File: &StepFile{Path: f.Path, Kind: f.Kind, Remove: f.Remove},
 		Do: func(e *Env) error {
 			switch {
 			case f.Remove:

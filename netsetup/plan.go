@@ -2,7 +2,6 @@ package netsetup
 
 import (
 	"fmt"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -43,14 +42,14 @@ func Plan(cfg Config, live *State) ([]Step, error) {
 	if tk := takeoverOf(cfg, live); tk != nil {
 		changed := false
 		for _, f := range files {
-			changed = changed || strings.HasSuffix(f.ID, ":"+tk.FileKind)
+			changed = changed || (f.File != nil && f.File.Kind == tk.FileKind)
 		}
 		for _, k := range live.Interrupted {
 			changed = changed || k == tk.FileKind
 		}
 		vrfFileWritten := false
 		for _, f := range files {
-			vrfFileWritten = vrfFileWritten || strings.HasPrefix(f.ID, "file-write:"+tk.VRFFile+":")
+			vrfFileWritten = vrfFileWritten || (f.File != nil && f.File.Path == tk.VRFFile && !f.File.Remove)
 		}
 		if changed || needsTakeover(cfg, live) {
 			iface, _ := live.link(cfg.Iface)

@@ -144,7 +144,9 @@ func planDNSRules(cfg Config, dns string, st *State) []Step {
 func planServices(cfg Config, dns string, st *State, files []Step) ([]Step, []Step) {
 	changed := map[string]bool{}
 	for _, f := range files {
-		changed[f.ID[strings.LastIndex(f.ID, ":")+1:]] = true
+		if f.File != nil {
+			changed[f.File.Kind] = true
+		}
 	}
 	for _, k := range st.Interrupted {
 		changed[k] = true // an interrupted apply may have written them already

@@ -229,7 +229,7 @@ const hookMoveWait = 10 * time.Second
 
 func onlyRouteMoves(steps []Step) bool {
 	for _, s := range steps {
-		if !strings.HasPrefix(s.ID, "route-move-") {
+		if !s.RouteMove {
 			return false
 		}
 	}
@@ -247,9 +247,9 @@ func serviceKinds(steps []Step, old []string, tk *hostnet.Takeover) []string {
 	}
 	for _, s := range steps {
 		switch {
-		case strings.HasPrefix(s.ID, "file-"):
-			if k := s.ID[strings.LastIndex(s.ID, ":")+1:]; k != "" {
-				set[k] = true
+		case s.File != nil:
+			if s.File.Kind != "" {
+				set[s.File.Kind] = true
 			}
 		case s.ID == "svc-ssh-restart":
 			set["ssh"] = true

@@ -30,6 +30,18 @@ type Step struct {
 	// BeforeNet marks file steps the network steps need in place (a DHCP
 	// client's hook that reacts to the enslave).
 	BeforeNet bool
+	// File is what a file step writes, links or removes; nil for others.
+	File *StepFile
+	// RouteMove marks a step that moves a route from main to the VRF table.
+	RouteMove bool
+}
+
+// StepFile describes a file step: the engine picks the daemons to reload
+// and the manager's takeover from it, never from the step's ID.
+type StepFile struct {
+	Path   string
+	Kind   string // persist.go fileSpec.Kind: whose file it is
+	Remove bool
 }
 
 // Env is what steps act on.

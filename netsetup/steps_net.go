@@ -416,7 +416,7 @@ func nlAddr(a Addr, now time.Time) (na *netlink.Addr, live bool, err error) {
 // kernel usually flushed it already when the iface was enslaved).
 func stepMoveRoute(r Route, table uint32, already bool) Step {
 	desc := fmt.Sprintf("move %s route %s from main to table %d", famName(r.Family), routeString(r), table)
-	return Step{ID: "route-move-" + famTag(r.Family) + "-" + r.Dst, Desc: desc,
+	return Step{ID: "route-move-" + famTag(r.Family) + "-" + r.Dst, Desc: desc, RouteMove: true,
 		Do: func(e *Env) error {
 			if !already {
 				if err := e.putRoute(r, table); err != nil {
