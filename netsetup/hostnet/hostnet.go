@@ -28,6 +28,7 @@ type Manager struct {
 	Master     string `json:"master,omitempty"`
 	Netplan    bool   `json:"netplan,omitempty"` // the .network file is netplan-generated
 	DHCP       bool   `json:"dhcp,omitempty"`    // ifupdown "inet dhcp" stanza
+	Static     bool   `json:"static,omitempty"`  // ifupdown "inet static" or "inet6 static" stanza
 	Detail     string `json:"detail"`
 }
 

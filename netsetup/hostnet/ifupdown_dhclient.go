@@ -26,27 +26,8 @@ const (
 func (ifupdown) Kind() string { return kindIfupdown }
 
 func (ifupdown) Detect(h Host, iface string) (Manager, bool) {
-	dhcp, ok := ifupdownStanza(h, iface)
-	return Manager{Kind: kindIfupdown, DHCP: dhcp, Detail: "ifupdown: /etc/network/interfaces"}, ok
-}
-
-// ifupdownStanza finds "iface IFACE inet|inet6 METHOD" in /etc/network/interfaces
-// and interfaces.d.
-func ifupdownStanza(h Host, iface string) (dhcp, found bool) {
-	files := append([]string{"/etc/network/interfaces"}, h.Glob("/etc/network/interfaces.d/*")...)
-	for _, f := range files {
-		content, _, _ := h.Read(f)
-		for _, line := range strings.Split(content, "\n") {
-			w := strings.Fields(line)
-			if len(w) >= 4 && w[0] == "iface" && w[1] == iface {
-				found = true
-				if w[3] == "dhcp" || w[3] == "auto" {
-					dhcp = true
-				}
-			}
-		}
-	}
-	return dhcp, found
+	dhcp, static, ok := ifupdownStanza(h, iface)
+	return Manager{Kind: kindIfupdown, DHCP: dhcp, Static: static, Detail: "ifupdown: /etc/network/interfaces"}, ok
 }
 
 // Refusals: only dhclient has our hook; ifup picks another client (dhcpcd
@@ -62,9 +43,9 @@ func (ifupdown) Refusals(m Manager, f Facts) []string {
 }
 
 // Files: the exit hook on DHCP hosts, and the lease files the steering
-// reads (DHCP).
+// reads (DHCP); the if-up.d hook of static stanzas (ifupdown_static.go).
 func (ifupdown) Files(m Manager, t Target, _ func(string) string) []File {
-	var fs []File
+	fs := ifupFiles(m, t)
 	if m.Kind == kindIfupdown && m.DHCP {
 		fs = append(fs, File{Path: DhclientHook, Content: renderDhclientHook(t), Mode: 0o644})
 		for _, p := range dhclientLeaseFiles(t.Iface) {
@@ -99,10 +80,11 @@ esac
 }
 
 func (ifupdown) Notes(m Manager, t Target) []string {
-	if !m.DHCP {
-		return nil
+	notes := ifupNotes(m, t)
+	if m.DHCP {
+		notes = append(notes, "ifupdown+dhclient: "+DhclientHook+" moves the default route into table "+fmt.Sprint(t.Table)+" after every lease")
 	}
-	return []string{"ifupdown+dhclient: " + DhclientHook + " moves the default route into table " + fmt.Sprint(t.Table) + " after every lease"}
+	return notes
 }
 
 // DHCP renewals through the VRF. dhclient sends its unicast RENEW to the

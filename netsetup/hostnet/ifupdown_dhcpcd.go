@@ -43,11 +43,11 @@ func (ifupdownDhcpcd) Kind() string { return kindIfupdownDhcpcd }
 // Detect: an ifupdown DHCP stanza, no dhclient (ifup would prefer it) and
 // dhcpcd installed.
 func (ifupdownDhcpcd) Detect(h Host, iface string) (Manager, bool) {
-	dhcp, ok := ifupdownStanza(h, iface)
+	dhcp, static, ok := ifupdownStanza(h, iface)
 	if !ok || !dhcp || installed(h, "dhclient") || !installed(h, "dhcpcd") {
 		return Manager{}, false
 	}
-	return Manager{Kind: kindIfupdownDhcpcd, DHCP: true, Detail: "ifupdown: /etc/network/interfaces, DHCP by dhcpcd"}, true
+	return Manager{Kind: kindIfupdownDhcpcd, DHCP: true, Static: static, Detail: "ifupdown: /etc/network/interfaces, DHCP by dhcpcd"}, true
 }
 
 func installed(h Host, prog string) bool {
@@ -155,8 +155,8 @@ fi
 `, t.Iface, t.VRF, t.Table, t.ConfigPath, DhcpcdHookLeaseFile(t.Iface))
 }
 
-func (ifupdownDhcpcd) Notes(_ Manager, t Target) []string {
-	return []string{"ifupdown+dhcpcd: " + DhcpcdHook + " puts each lease's routes into table " + fmt.Sprint(t.Table) + " (dhcpcd itself can only add them to main, and logs that it failed to)"}
+func (ifupdownDhcpcd) Notes(m Manager, t Target) []string {
+	return append(ifupNotes(m, t), "ifupdown+dhcpcd: "+DhcpcdHook+" puts each lease's routes into table "+fmt.Sprint(t.Table)+" (dhcpcd itself can only add them to main, and logs that it failed to)")
 }
 
 // DHCP: the server and nameservers of the current lease, steered into the
