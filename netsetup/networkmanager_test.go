@@ -30,8 +30,9 @@ method=auto
 // A NetworkManager host: NetworkManager creates the VRF from our vrf
 // connection and enslaves eth0 (its connection made a port of it); the
 // engine never enslaves or moves routes behind its back, puts the VRF's
-// catch-all routes and guard rules in place between the VRF's creation and
-// the enslave, and the admin's keyfile gains only the two port keys.
+// catch-all routes, guard rules and l3mdev rule in place between the VRF's
+// creation and the enslave, and the admin's keyfile gains only the two
+// port keys.
 func TestPlanNetworkManagerHost(t *testing.T) {
 	cfg := testCfg()
 	cfg.DNS = DNSAuto
@@ -42,7 +43,7 @@ func TestPlanNetworkManagerHost(t *testing.T) {
 	got := ids(steps)
 	wantOrder(t, got, "nm-arm", "module-vrf",
 		"file-write:/etc/NetworkManager/system-connections/pam-vrf-mgmt.nmconnection:networkmanager",
-		"svc-nm-reload", "nm-up-vrf", "route-catchall-v4", "rule-guard-iif-v4", "nm-up", "addr-mgmt-127.0.0.1/8")
+		"svc-nm-reload", "nm-up-vrf", "route-catchall-v4", "rule-guard-iif-v4", "rule-l3mdev-v4", "rule-local-add-v6", "nm-up", "addr-mgmt-127.0.0.1/8")
 	for _, id := range got {
 		if id == "vrf-create" || id == "enslave" || id == "readd-addrs" || strings.HasPrefix(id, "route-move-") || id == "dhcp-rebind" {
 			t.Errorf("manual %s on a NetworkManager host", id)

@@ -282,8 +282,19 @@ func sameHops(a, b []Hop) bool {
 // planRules orders rules: l3mdev (1000) before local (32765), both families.
 // The new local rule is added before the old one is deleted so there is never
 // a moment without a local rule (that would break every local address).
-func planRules(st *State) []Step {
-	var steps []Step
+//
+// They are Guard steps: without the l3mdev rule a lookup for a socket
+// bound to a VRF port misses the VRF table (the kernel adds the rule only
+// for the first VRF a netns ever has, and revert removed it), and
+// NetworkManager's DHCP client, which connects such a socket to the server
+// right after the ACK, failed ("Network is unreachable") and went without
+// its IPv4 lease until it expired.
+func planRules(st *State) (steps []Step) {
+	defer func() {
+		for i := range steps {
+			steps[i].Guard = true
+		}
+	}()
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
 		var hasL3, hasLocalNew, hasLocal0 bool
 		for _, r := range st.Rules {

@@ -23,9 +23,10 @@ type Step struct {
 	// networkd hosts, where networkd creates the device, the plan puts them
 	// after the takeover.
 	AfterVRF bool
-	// Guard marks the steps that keep VRF lookups from falling through to
-	// main (catch-all routes, guard rules): in place before the iface is
-	// enslaved, also where the manager enslaves it (Takeover.CreateVRF).
+	// Guard marks the steps that keep VRF lookups in the VRF table
+	// (catch-all routes, guard rules, the l3mdev rule): in place before the
+	// iface is enslaved, also where the manager enslaves it
+	// (Takeover.CreateVRF).
 	Guard bool
 	// BeforeNet marks file steps the network steps need in place (a DHCP
 	// client's hook that reacts to the enslave).

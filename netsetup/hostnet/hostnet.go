@@ -199,8 +199,8 @@ type Takeover struct {
 	// routes and guard rules in place in between, so no lookup for the
 	// VRF falls through to main while the manager enslaves the iface
 	// (NetworkManager's DHCP client connects its socket to the server
-	// right after the ACK: with an empty VRF table that failed,
-	// "Network is unreachable", and the lease came two minutes later).
+	// right after the ACK: without the l3mdev rule that failed, "Network
+	// is unreachable", and the lease came when it expired).
 	// Empty: the device comes with Enslave.
 	CreateVRF Cmd
 	// Idle waits (bounded) until the manager is done starting, before
