@@ -19,7 +19,10 @@ invrf_client() {
 	res $? "$1/the lease's prefix route is in table 1000, not in main"
 	for i in $(seq 60); do ip -6 route show table 1000 | grep -q '^default via fe80::' && break; sleep 0.5; done
 	ip -6 route show table 1000 | grep -q '^default via fe80::' && ! ip -6 route show default | grep -q .
-	res $? "$1/the RA default route (dhcpcd's) is in table 1000, not in main"
+	rc=$?; res $rc "$1/the RA default route (dhcpcd's) is in table 1000, not in main"
+	if [ $rc != 0 ]; then
+		{ ip -6 route show table all default; journalctl -t dhcpcd -b -o short-precise | grep -iE 'eth0: (carrier|router|adding|deleting|soliciting)|ROUTERADVERT|if_route' | tail -n 15; } | sed 's/^/| ra: /'
+	fi
 	[ "$(ip vrf identify "$(pgrep -xo dhcpcd)")" = mgmt ]; res $? "$1/dhcpcd runs in VRF mgmt (ip vrf identify)"
 	grep -q '^ok   dhcp client: dhcpcd (pid [0-9 ]*) runs in VRF mgmt' /tmp/check.out; res $? "$1/check sees dhcpcd in VRF mgmt"
 }
