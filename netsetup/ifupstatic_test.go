@@ -36,3 +36,29 @@ func TestIfupdownStaticPlan(t *testing.T) {
 		t.Errorf("hook kept without a static stanza: %v", got)
 	}
 }
+
+// Static DNS with harvested servers: a server the host reaches through the
+// iface is steered into the VRF (after the enslave the default VRF has no
+// route to it); one reached through a data-plane interface is not.
+func TestStaticDNSSteersMgmtServers(t *testing.T) {
+	cfg := testCfg()
+	cfg.DNS, cfg.Nameservers = DNSStatic, nil
+	st := freshState()
+	st.Links["eth1"] = Link{Name: "eth1", Index: 4, Kind: "device", Up: true}
+	st.Routes = append(st.Routes, Route{Family: unix.AF_INET, Table: 254, Dst: "10.0.0.0/8", Dev: "eth1", Type: unix.RTN_UNICAST, Protocol: unix.RTPROT_KERNEL, Scope: 253})
+	st.Upstream = []string{"192.0.2.53", "10.1.1.1", "2001:db8::53"}
+	if got := dnsRuleServers(cfg, DNSStatic, st); !slices.Equal(got, []string{"192.0.2.53", "2001:db8::53"}) {
+		t.Errorf("before apply: steered %v, want the servers behind eth0 only", got)
+	}
+	live := converge(t, cfg, st)
+	if got := dnsRuleServers(cfg, DNSStatic, live); !slices.Equal(got, []string{"192.0.2.53", "2001:db8::53"}) {
+		t.Errorf("applied (routes in table %d): steered %v", cfg.Table, got)
+	}
+	if left := ids(mustPlan(t, cfg, live)); len(left) != 0 {
+		t.Errorf("converged host plans %v", left)
+	}
+	cfg.Nameservers = []string{"10.1.1.1"} // named by the admin: steered as named
+	if got := dnsRuleServers(cfg, DNSStatic, st); !slices.Equal(got, []string{"10.1.1.1"}) {
+		t.Errorf("--nameserver: steered %v", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/pam-vrf/pam-vrf/netsetup/hostnet"
@@ -54,7 +55,9 @@ func planSysctls(cfg Config, dns string, st *State) []Step {
 // steered into the VRF table (Cumulus: `ip rule add pref 99 to NS iif lo
 // lookup TABLE`; here after the l3mdev rule, see PrefDNSRule): servers the admin named with --nameserver, and in resolved
 // mode resolved's global DNS= servers (resolved itself runs in the default
-// VRF). Harvested servers are not steered: they may be data-plane servers.
+// VRF). Harvested servers are steered only when the host reaches them
+// through the iface (mgmtServers): others may be data-plane servers, which
+// the default VRF reaches on its own.
 // Per-link servers of the enslaved link need no rule: resolved sends to them
 // with IP_UNICAST_IF=iface, and the kernel routes a slave's oif in its VRF.
 func dnsRuleServers(cfg Config, dns string, st *State) []string {
@@ -62,6 +65,9 @@ func dnsRuleServers(cfg Config, dns string, st *State) []string {
 	switch dns {
 	case DNSStatic:
 		src = cfg.Nameservers
+		if len(src) == 0 {
+			src = mgmtServers(cfg, st, st.Upstream)
+		}
 	case DNSResolved:
 		src = cfg.Nameservers
 		if len(src) == 0 {
@@ -75,6 +81,51 @@ func dnsRuleServers(cfg Config, dns string, st *State) []string {
 		}
 	}
 	return out
+}
+
+// mgmtServers: the servers whose best route (main table, or the VRF table
+// once the iface is enslaved) leaves through the iface. Once the iface is
+// in the VRF the default VRF has no route to them: its resolver (sudo,
+// PAM, logging in the default VRF) would time out on every lookup.
+func mgmtServers(cfg Config, st *State, servers []string) []string {
+	var out []string
+	for _, s := range servers {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			continue
+		}
+		if r, ok := bestRoute(st, a, unix.RT_TABLE_MAIN, cfg.Table); ok && r.Dev == cfg.Iface {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// bestRoute: the unicast route of st's tables for a: longest prefix, then
+// lowest metric.
+func bestRoute(st *State, a netip.Addr, tables ...uint32) (Route, bool) {
+	fam := unix.AF_INET
+	if a.Is6() {
+		fam = unix.AF_INET6
+	}
+	var best Route
+	bits, found := -1, false
+	for _, r := range st.Routes {
+		if r.Family != fam || r.Type != unix.RTN_UNICAST || !slices.Contains(tables, r.Table) {
+			continue
+		}
+		p, err := netip.ParsePrefix(r.Dst)
+		if r.Dst == "default" {
+			p, err = netip.PrefixFrom(a, 0).Masked(), nil
+		}
+		if err != nil || !p.Contains(a) {
+			continue
+		}
+		if p.Bits() > bits || (p.Bits() == bits && r.Metric < best.Metric) {
+			best, bits, found = r, p.Bits(), true
+		}
+	}
+	return best, found
 }
 
 // resolvedServerAddr is the address of one DNS= entry, which resolved

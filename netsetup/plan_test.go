@@ -69,8 +69,11 @@ func converge(t *testing.T, cfg Config, st *State) *State {
 		rules = append(rules, guardRules(cfg.VRF, f)...)
 		st.Routes = append(st.Routes, Route{Family: f, Table: cfg.Table, Dst: "default", Dev: cfg.VRF, Metric: UnreachableMetric, Type: unix.RTN_UNICAST, Protocol: unix.RTPROT_STATIC})
 	}
-	st.Rules = rules
 	dns := EffectiveDNS(cfg, st)
+	for _, s := range append(dnsRuleServers(cfg, dns, st), dhcpRuleServers(cfg, st)...) {
+		rules = append(rules, dnsRule(cfg, s))
+	}
+	st.Rules = rules
 	tcp, udp := desiredSysctls(cfg, dns, st)
 	st.Sysctls = map[string]string{l3mdevSysctls[0]: tcp, l3mdevSysctls[1]: udp}
 	specs, err := desiredFiles(cfg, dns, st)
