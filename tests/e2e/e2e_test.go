@@ -40,7 +40,8 @@ func (r *testReporter) Check(name string, ok bool, detail string) {
 	} else {
 		r.failed++
 		line = "FAIL " + name
-		errorf(r.t, "%s: %s", name, detail)
+		outcomes.note(r.t, name) // the detail can be a whole script's output
+		r.t.Errorf("%s: %s", name, detail)
 	}
 	r.lines = append(r.lines, line)
 	say(r.t, "%s\n", line)

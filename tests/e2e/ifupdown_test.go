@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,4 +92,100 @@ invrf norule
 `, 6*time.Minute)
 
 	dhcpShapeLifecycle(ctx, t, m, r, run, "dhclient", "ifdown/ifup", ifupdownReload)
+}
+
+// ifupStaticShell is sourced after netsetupShell by every script of
+// TestE2EIfupdownStatic.
+const ifupStaticShell = `
+HOOK=/etc/network/if-up.d/pam-vrf
+snap() {
+	ip -d link | sed -E 's/^[0-9]+: /N: /; s/@if[0-9]+//'
+	ip rule; ip -6 rule; ip route
+	cat /etc/resolv.conf; ls /etc/network/if-up.d /etc/sysctl.d 2>&1
+	sysctl net.ipv4.tcp_l3mdev_accept
+}
+# gw_invrf STAGE: eth0 in mgmt, ifupdown's gateway only in table 1000,
+# names resolve from both VRFs, ssh from the management network, check
+gw_invrf() {
+	for i in $(seq 60); do
+		ip -4 route show table 1000 | grep -q '^default via 192.0.2.1 dev eth0' && ! ip -4 route show default | grep -q . && break
+		sleep 0.5
+	done
+	ip -o link show eth0 | grep -q 'master mgmt'; res $? "$1/eth0 is in VRF mgmt"
+	ip -4 route show table 1000 | grep -q '^default via 192.0.2.1 dev eth0' && ! ip -4 route show default | grep -q .
+	res $? "$1/the static gateway is in table 1000, not in main"
+	ip vrf exec mgmt curl -sf -o /dev/null --max-time 10 http://mirror.test/; res $? "$1/HTTP by name from inside the VRF"
+	getent hosts mirror.test >/dev/null; res $? "$1/DNS from the default VRF"
+	` + "SSH_TO_GUEST" + `; res $? "$1/ssh from the management network works"
+	vrf-netsetup check --vrf mgmt --table 1000 --iface eth0 --query-name mirror.test > /tmp/check.out 2>&1
+	grep '^FAIL' /tmp/check.out | grep -vE '^FAIL (pam|policy):' | cut -c1-200 | sed 's/^/| /'
+	! grep '^FAIL' /tmp/check.out | grep -qvE '^FAIL (pam|policy):'; res $? "$1/check passes (pam and policy are not set up in this guest)"
+}
+`
+
+// TestE2EIfupdownStatic: the Debian 12 ifupdown host with a static stanza
+// (address, gateway) and a static resolv.conf. ifup puts the gateway into
+// main on every `ifdown/ifup` and `systemctl restart networking`: apply's
+// if-up.d hook moves it into table 1000 each time (and without the hook it
+// stays in main, as before). Then a reboot, and revert to the snapshot.
+func TestE2EIfupdownStatic(t *testing.T) {
+	guestTest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	m, r := netsetupGuest(ctx, t, "ifupdown static", nil)
+	run := guestScripts(ctx, t, m, r, netsetupShell+strings.ReplaceAll(ifupStaticShell, "SSH_TO_GUEST", sshCmd("root", "true")))
+
+	run("setup: eth0 on an ifupdown static stanza, resolv.conf static", `
+/lib/systemd/systemd-networkd-wait-online -i eth0 --timeout=60 >/dev/null
+rm /etc/systemd/network/20-eth0.network && networkctl reload && sleep 2
+ip addr flush dev eth0
+systemctl disable -q --now systemd-resolved && rm -f /etc/resolv.conf
+printf 'nameserver 192.0.2.1\n' > /etc/resolv.conf
+printf 'auto eth0\niface eth0 inet static\n\taddress 192.0.2.10/24\n\tgateway 192.0.2.1\n' >> /etc/network/interfaces
+ifup eth0 >/tmp/ifup.out 2>&1; res $? "setup/ifup eth0 (static)"
+ip -4 route show default | grep -q '^default via 192.0.2.1 dev eth0'; res $? "setup/ifup put the gateway into main"
+getent hosts mirror.test >/dev/null; res $? "setup/names resolve"
+snap > /root/s0
+`, 2*time.Minute)
+
+	run("apply on the static ifupdown host", `
+$A > /tmp/apply.out 2>&1; rc=$?; res $rc "apply/apply succeeds"
+[ $rc = 0 ] || cat /tmp/apply.out
+grep -E 'manager|if-up|dns mode' /tmp/apply.out | sed 's/^/| /'
+grep -q 'interface manager: ifupdown' /tmp/apply.out; res $? "apply/the manager is ifupdown"
+[ -x $HOOK ]; res $? "apply/the if-up.d hook is installed"
+gw_invrf apply
+`, 3*time.Minute)
+
+	run("ifdown/ifup without the hook: the gateway stays in main (the bug)", `
+chmod -x $HOOK
+ifdown eth0 >/tmp/ifdown.out 2>&1; ifup eth0 >/tmp/ifup.out 2>&1; res $? "nohook/ifdown eth0; ifup eth0"
+sleep 2
+ip -4 route show default | grep -q '^default via 192.0.2.1 dev eth0'; res $? "nohook/the gateway is back in main"
+chmod +x $HOOK
+$A --quiet; res $? "nohook/apply moves it again"
+`, 2*time.Minute)
+
+	run("ifdown/ifup", `
+ifdown eth0 >/tmp/ifdown.out 2>&1; ifup eth0 >/tmp/ifup.out 2>&1; res $? "ifup/ifdown eth0; ifup eth0"
+gw_invrf ifup
+`, 2*time.Minute)
+
+	run("systemctl restart networking", `
+systemctl restart networking; res $? "restart/systemctl restart networking"
+gw_invrf restart
+`, 2*time.Minute)
+
+	if !rebootChecked(ctx, t, m, r, "reboot", "reboot/guest comes back") {
+		return
+	}
+	run("after the reboot", "booted; gw_invrf reboot", 3*time.Minute)
+
+	run("revert", `
+reverted
+same "revert/network, rules and files as before apply" /root/s0
+[ ! -e $HOOK ]; res $? "revert/the if-up.d hook is gone"
+ifdown eth0 >/tmp/ifdown.out 2>&1; ifup eth0 >/tmp/ifup.out 2>&1
+ip -4 route show default | grep -q '^default via 192.0.2.1 dev eth0'; res $? "revert/ifup puts the gateway into main again"
+`, 3*time.Minute)
 }

@@ -38,6 +38,16 @@ vsnap() {
 	ip rule; ip route show vrf mgmt
 	ip -o addr show mgmt | awk '{print $3, $4}' | sort
 }
+# booted: the guest is up after a reboot and the boot unit ran
+booted() {
+	systemctl is-system-running --wait >/dev/null 2>&1
+	systemctl is-active --quiet pam-vrf-netsetup.service; res $? "reboot/the boot unit ran"
+}
+# reverted: vrf-netsetup revert succeeds (its output when it does not)
+reverted() {
+	vrf-netsetup revert > /tmp/revert.out 2>&1; rc=$?; res $rc "revert/revert succeeds"
+	[ $rc = 0 ] || cat /tmp/revert.out
+}
 # same STAGE FILE: snap equals FILE within 60 s (networkd re-runs DHCP/RA)
 same() {
 	for i in $(seq 120); do snap > /tmp/now; cmp -s "$2" /tmp/now && break; sleep 0.5; done
