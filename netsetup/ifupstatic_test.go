@@ -2,6 +2,7 @@ package netsetup
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -56,6 +57,13 @@ func TestStaticDNSSteersMgmtServers(t *testing.T) {
 	}
 	if left := ids(mustPlan(t, cfg, live)); len(left) != 0 {
 		t.Errorf("converged host plans %v", left)
+	}
+	// eth0's routes gone for a moment (lease or RA not back): the
+	// catch-all route still says the VRF, the rules stay
+	gone := *live
+	gone.Routes = slices.DeleteFunc(slices.Clone(live.Routes), func(r Route) bool { return r.Dev == "eth0" })
+	if left := ids(mustPlan(t, cfg, &gone)); slices.ContainsFunc(left, func(id string) bool { return strings.HasPrefix(id, "rule-dns") }) {
+		t.Errorf("routes of eth0 gone: plan %v touches the DNS rules", left)
 	}
 	cfg.Nameservers = []string{"10.1.1.1"} // named by the admin: steered as named
 	if got := dnsRuleServers(cfg, DNSStatic, st); !slices.Equal(got, []string{"10.1.1.1"}) {

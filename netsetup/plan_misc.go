@@ -86,7 +86,11 @@ func dnsRuleServers(cfg Config, dns string, st *State) []string {
 // mgmtServers: the servers whose best route (main table, or the VRF table
 // once the iface is enslaved) leaves through the iface. Once the iface is
 // in the VRF the default VRF has no route to them: its resolver (sudo,
-// PAM, logging in the default VRF) would time out on every lookup.
+// PAM, logging in the default VRF) would time out on every lookup. The VRF
+// table's catch-all route counts as the iface's: while the iface's own
+// routes are gone for a moment (a lease or an RA not back yet) the
+// decision must not flip, or apply would delete the rule and, on networkd
+// hosts, rewrite the VRF's .network file.
 func mgmtServers(cfg Config, st *State, servers []string) []string {
 	var out []string
 	for _, s := range servers {
@@ -94,7 +98,7 @@ func mgmtServers(cfg Config, st *State, servers []string) []string {
 		if err != nil {
 			continue
 		}
-		if r, ok := bestRoute(st, a, unix.RT_TABLE_MAIN, cfg.Table); ok && r.Dev == cfg.Iface {
+		if r, ok := bestRoute(st, a, unix.RT_TABLE_MAIN, cfg.Table); ok && (r.Dev == cfg.Iface || r.Table == cfg.Table && r.Dev == cfg.VRF) {
 			out = append(out, s)
 		}
 	}

@@ -283,7 +283,8 @@ func sameHops(a, b []Hop) bool {
 // The new local rule is added before the old one is deleted so there is never
 // a moment without a local rule (that would break every local address).
 //
-// They are Guard steps: without the l3mdev rule a lookup for a socket
+// They are Guard steps (before the enslave where apply enslaves the iface or
+// the manager creates the VRF first): without the l3mdev rule a lookup for a socket
 // bound to a VRF port misses the VRF table (the kernel adds the rule only
 // for the first VRF a netns ever has, and revert removed it), and
 // NetworkManager's DHCP client, which connects such a socket to the server

@@ -82,6 +82,7 @@ shape_setup() {
 # RENEW, never a broadcast REBIND
 deaf() {
 	if [ "$1" = on ]; then
+		ip netns exec upstream tc qdisc del dev up0 ingress 2>/dev/null
 		ip netns exec upstream tc qdisc add dev up0 ingress &&
 			ip netns exec upstream tc filter add dev up0 parent ffff: protocol ip u32 match ip dst 255.255.255.255/32 action drop
 	else
@@ -190,7 +191,7 @@ online >/dev/null
 for i in $(seq 60); do ip -4 route show default | grep -q 'via 192.0.2.1 dev eth0' && break; sleep 0.5; done
 same "revert/network, rules and files as before apply" /root/s0
 [ ! -e $HOOK ]; res $? "revert/our hook for %[1]s is gone"
-deaf on
+deaf on; res $? "revert/the server's side drops broadcast requests (tc u32 on up0 ingress)"
 renewal_ok "$(date +%%s)"; res $? "revert/%[1]s renews by unicast in the default VRF (the server deaf to broadcasts)"
 deaf off
 ip -4 route show default | grep -q 'via 192.0.2.1 dev eth0'; res $? "revert/the default route is in main again"

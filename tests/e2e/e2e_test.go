@@ -53,9 +53,10 @@ func (r *testReporter) Check(name string, ok bool, detail string) {
 // one of them; call it first, before any deadline is set, because it blocks
 // until the test's turn comes.
 func guestTest(t *testing.T) {
+	outcomes.start(t, false)
 	t.Parallel()
 	start := time.Now()
-	outcomes.start(t)
+	outcomes.start(t, true)
 	t.Cleanup(func() { outcomes.add(t, time.Since(start)) }) // registered first, so it runs last
 }
 
@@ -66,8 +67,8 @@ var outcomes outcomeLog
 
 type outcomeLog struct {
 	sync.Mutex
-	why     map[string][]string // test name -> its failed checks and fatal errors
-	running map[string]time.Time
+	why     map[string][]string  // test name -> its failed checks and fatal errors
+	running map[string]time.Time // running, or waiting for its turn (zero)
 	done    []outcome
 }
 
@@ -85,8 +86,8 @@ func (o outcome) String() string {
 // note keeps the first line of a failure of test t.
 func (l *outcomeLog) note(t *testing.T, msg string) {
 	msg, _, _ = strings.Cut(strings.TrimSpace(msg), "\n")
-	if len(msg) > 200 {
-		msg = msg[:200] + "..."
+	if r := []rune(msg); len(r) > 200 {
+		msg = string(r[:200]) + "..."
 	}
 	l.Lock()
 	defer l.Unlock()
@@ -96,13 +97,16 @@ func (l *outcomeLog) note(t *testing.T, msg string) {
 	l.why[t.Name()] = append(l.why[t.Name()], msg)
 }
 
-func (l *outcomeLog) start(t *testing.T) {
+func (l *outcomeLog) start(t *testing.T, running bool) {
 	l.Lock()
 	defer l.Unlock()
 	if l.running == nil {
 		l.running = map[string]time.Time{}
 	}
-	l.running[t.Name()] = time.Now()
+	l.running[t.Name()] = time.Time{}
+	if running {
+		l.running[t.Name()] = time.Now()
+	}
 }
 
 func (l *outcomeLog) add(t *testing.T, took time.Duration) {
@@ -143,6 +147,10 @@ func (l *outcomeLog) print() {
 	fmt.Printf("\n== e2e summary: %d guest tests, %d passed, %d failed\n  passed: %s\n%s",
 		len(l.done), len(ok), len(bad), strings.Join(ok, ", "), b.String())
 	for name, since := range l.running {
+		if since.IsZero() {
+			fmt.Printf("  NOT STARTED %s (waiting for a guest slot)\n", name)
+			continue
+		}
 		fmt.Printf("  STILL RUNNING %s after %v\n", name, time.Since(since).Round(time.Second))
 	}
 	if len(bad) > 0 {
