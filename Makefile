@@ -86,12 +86,12 @@ e2e: all deb
 	PAMVRF_SOAK=$(SOAK) PAMVRF_BUILD=$(abspath $(BUILD)) PAMVRF_DEBS=$(abspath dist) $(GO) test -count=1 -tags vm -timeout 80m -parallel 2 -v -run 'TestE2E' ./tests/e2e/
 
 # Issue 16's matrix in full: on each host shape (networkd, ifupdown +
-# dhclient, ifupdown + dhcpcd, NetworkManager) every step of apply's plan
+# dhclient, ifupdown static, ifupdown + dhcpcd, NetworkManager) every step of apply's plan
 # fails in turn and must roll back to the pre-apply host; make e2e fails a
 # few steps of each kind.
 e2e-faults: all deb
 	@scripts/install-deps.sh vm
-	PAMVRF_FAULT_STEPS=all PAMVRF_SOAK=1 PAMVRF_BUILD=$(abspath $(BUILD)) PAMVRF_DEBS=$(abspath dist) $(GO) test -count=1 -tags vm -timeout 180m -parallel 2 -v -run 'TestE2E(Netsetup|Ifupdown|Dhcpcd|NetworkManager)$$' ./tests/e2e/
+	PAMVRF_FAULT_STEPS=all PAMVRF_SOAK=1 PAMVRF_BUILD=$(abspath $(BUILD)) PAMVRF_DEBS=$(abspath dist) $(GO) test -count=1 -tags vm -timeout 180m -parallel 2 -v -run 'TestE2E(Netsetup|Ifupdown|IfupdownStatic|Dhcpcd|NetworkManager)$$' ./tests/e2e/
 
 # make e2e logs in SOAK times in a row (40); `make soak` runs the main
 # scenario with the long soak: LONG_SOAK (500) logins through sshd.

@@ -98,6 +98,14 @@ invrf norule
 // TestE2EIfupdownStatic.
 const ifupStaticShell = `
 HOOK=/etc/network/if-up.d/pam-vrf
+# online: the gateway is in place (main before apply, table 1000 after)
+online() {
+	for i in $(seq 100); do
+		ip -4 route show table all default dev eth0 | grep -q 'via 192.0.2.1' && return 0
+		sleep 0.2
+	done
+	return 1
+}
 snap() {
 	ip -d link | sed -E 's/^[0-9]+: /N: /; s/@if[0-9]+//'
 	ip rule; ip -6 rule; ip route
@@ -127,12 +135,13 @@ gw_invrf() {
 // (address, gateway) and a static resolv.conf. ifup puts the gateway into
 // main on every `ifdown/ifup` and `systemctl restart networking`: apply's
 // if-up.d hook moves it into table 1000 each time (and without the hook it
-// stays in main, as before). Then a reboot, and revert to the snapshot.
+// stays in main, as before). Then a reboot, and revert to the snapshot;
+// every kind of failed step rolls back to the pre-apply host.
 func TestE2EIfupdownStatic(t *testing.T) {
 	guestTest(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), faultTime(20*time.Minute))
 	defer cancel()
-	m, r := netsetupGuest(ctx, t, "ifupdown static", nil)
+	m, r := netsetupGuest(ctx, t, "ifupdown static", map[string][]string{"vrf-netsetup-fault": {"-tags", "netsetupfault"}})
 	run := guestScripts(ctx, t, m, r, netsetupShell+strings.ReplaceAll(ifupStaticShell, "SSH_TO_GUEST", sshCmd("root", "true")))
 
 	run("setup: eth0 on an ifupdown static stanza, resolv.conf static", `
@@ -147,6 +156,11 @@ ip -4 route show default | grep -q '^default via 192.0.2.1 dev eth0'; res $? "se
 getent hosts mirror.test >/dev/null; res $? "setup/names resolve"
 snap > /root/s0
 `, 2*time.Minute)
+
+	run("a step that fails rolls everything back (fault build: fail-at-step)", failAtStepScript(
+		// make e2e-faults fails every step
+		"write /etc/network/if-up.d", "enslave eth0", "move ipv4 route default", "add rule ipv4 1002"),
+		faultTime(5*time.Minute))
 
 	run("apply on the static ifupdown host", `
 $A > /tmp/apply.out 2>&1; rc=$?; res $rc "apply/apply succeeds"
