@@ -106,8 +106,13 @@ func failAtStepScript(steps ...string) string {
 		// the plan's own lines, numbered afresh each time: the first
 		// failed apply past the driver's step loads it, which no
 		// rollback unloads, so the plan is one step shorter after it
-		list = `i=0 prev=0
+		// a plan that shrinks at every failed apply would hold i in
+		// place: at most 80 applies, and each step's time is printed
+		list = `i=0 prev=0 iter=0 t0=$(date +%s)
 while :; do
+	iter=$((iter+1))
+	[ $iter -le 80 ] || { echo "FAIL rollback/the step loop ended after 80 applies (the plan keeps shrinking?)"; break; }
+	[ $iter = 1 ] || echo "| step $n ($what): $(( $(date +%s) - t0 ))s"; t0=$(date +%s)
 	$A --dry-run | grep -E '^ +[0-9]+\. ' > /tmp/plan.lines
 	cnt=$(wc -l < /tmp/plan.lines)
 	[ $prev -gt 0 ] && [ $cnt -lt $prev ] && i=$((i - (prev - cnt)))
