@@ -124,6 +124,12 @@ func TestPlanRefusesForeignTable(t *testing.T) {
 	st.Files[ConfigPath] = FileState{Exists: true, Content: string(EncodeConfig(other))}
 	refused("saved config for table 3000", st)
 
+	// the iface's RA route a DHCP client's hook left in the table while a
+	// rollback released the iface: not someone else's
+	st = freshState()
+	st.Routes = append(st.Routes, Route{Family: unix.AF_INET6, Table: 1000, Dst: "default", Gw: "fe80::1", Dev: "eth0", Type: unix.RTN_UNICAST, Protocol: unix.RTPROT_RA})
+	accepted("the iface's RA route left by a hook", st)
+
 	// what is ours, or what an earlier apply of this VRF and table left
 	st = freshState()
 	for _, f := range []int{unix.AF_INET, unix.AF_INET6} {

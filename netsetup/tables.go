@@ -123,7 +123,10 @@ func tableConflict(cfg Config, st *State) *PlanError {
 	}
 	var routes, rules []string
 	for _, r := range st.Routes {
-		if r.Table != cfg.Table || (r.Type == unix.RTN_UNREACHABLE && r.Dst == "default" && r.Metric == UnreachableMetric) {
+		// The iface's DHCP and RA routes are what the table is for; a
+		// DHCP client's hook racing a rollback can leave one behind.
+		if r.Table != cfg.Table || (r.Type == unix.RTN_UNREACHABLE && r.Dst == "default" && r.Metric == UnreachableMetric) ||
+			r.Dev == cfg.Iface && (r.Protocol == unix.RTPROT_RA || r.Protocol == unix.RTPROT_DHCP) {
 			continue
 		}
 		routes = append(routes, routeString(r))

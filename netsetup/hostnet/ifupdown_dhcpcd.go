@@ -144,15 +144,21 @@ if [ "$interface" = "%[1]s" ] && pamvrf_enslaved; then
 		[ -x /usr/sbin/vrf-netsetup ] && setsid /usr/sbin/vrf-netsetup apply --config %[4]s --quiet </dev/null >/dev/null 2>&1 &
 		;;
 	esac
-	# RA and DHCPv6 routes dhcpcd added to main: into the VRF table. At
-	# every event, not only the IPv6 ones: after a carrier cycle (the
-	# enslave) dhcpcd re-adds the routes of the RA it has cached when it
-	# rebuilds its routes for the IPv4 lease, with no IPv6 event until the
-	# next RA, minutes later.
-	ip -6 route show table main dev %[1]s | grep -v -e '^fe80::/64' -e 'proto kernel' -e '^multicast' |
-		sed -E 's/ expires ([0-9]+)sec/ expires \1/' | while read -r pamvrf_r; do
-			ip -6 route replace $pamvrf_r dev %[1]s table %[3]d && ip -6 route del $pamvrf_r dev %[1]s table main
-		done
+	# RA and DHCPv6 routes dhcpcd added to main: into the VRF table. Also
+	# at the IPv4 lease's events: after a carrier cycle (the enslave)
+	# dhcpcd re-adds the routes of the RA it has cached when it rebuilds
+	# its routes for the lease, with no IPv6 event until the next RA. Not
+	# at carrier events, when a rollback may be releasing %[1]s: a route
+	# put into table %[3]d then would outlive the VRF.
+	case "$reason" in
+	BOUND|RENEW|REBIND|REBOOT|STATIC|ROUTERADVERT|BOUND6|RENEW6|REBIND6|REBOOT6|INFORM6)
+		ip -6 route show table main dev %[1]s | grep -v -e '^fe80::/64' -e 'proto kernel' -e '^multicast' |
+			sed -E 's/ expires ([0-9]+)sec/ expires \1/' | while read -r pamvrf_r; do
+				pamvrf_enslaved || break
+				ip -6 route replace $pamvrf_r dev %[1]s table %[3]d && ip -6 route del $pamvrf_r dev %[1]s table main
+			done
+		;;
+	esac
 fi
 `, t.Iface, t.VRF, t.Table, t.ConfigPath, DhcpcdHookLeaseFile(t.Iface))
 }
