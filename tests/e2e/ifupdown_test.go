@@ -94,24 +94,12 @@ invrf norule
 	dhcpShapeLifecycle(ctx, t, m, r, run, "dhclient", "ifdown/ifup", ifupdownReload)
 }
 
-// ifupStaticShell is sourced after netsetupShell by every script of
+// ifupStaticShell is sourced after netsetupShell and dhcpShapeShell (its
+// snap and online fit a static gateway too) by every script of
 // TestE2EIfupdownStatic.
 const ifupStaticShell = `
-HOOK=/etc/network/if-up.d/pam-vrf
-# online: the gateway is in place (main before apply, table 1000 after)
-online() {
-	for i in $(seq 100); do
-		ip -4 route show table all default dev eth0 | grep -q 'via 192.0.2.1' && return 0
-		sleep 0.2
-	done
-	return 1
-}
-snap() {
-	ip -d link | sed -E 's/^[0-9]+: /N: /; s/@if[0-9]+//'
-	ip rule; ip -6 rule; ip route
-	cat /etc/resolv.conf; ls /etc/network/if-up.d /etc/sysctl.d 2>&1
-	sysctl net.ipv4.tcp_l3mdev_accept
-}
+HOOKS=/etc/network/if-up.d
+HOOK=$HOOKS/pam-vrf
 # gw_invrf STAGE: eth0 in mgmt, ifupdown's gateway only in table 1000,
 # names resolve from both VRFs, ssh from the management network, check
 gw_invrf() {
@@ -142,7 +130,7 @@ func TestE2EIfupdownStatic(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), faultTime(20*time.Minute))
 	defer cancel()
 	m, r := netsetupGuest(ctx, t, "ifupdown static", map[string][]string{"vrf-netsetup-fault": {"-tags", "netsetupfault"}})
-	run := guestScripts(ctx, t, m, r, netsetupShell+strings.ReplaceAll(ifupStaticShell, "SSH_TO_GUEST", sshCmd("root", "true")))
+	run := guestScripts(ctx, t, m, r, netsetupShell+dhcpShapeShell+strings.ReplaceAll(ifupStaticShell, "SSH_TO_GUEST", sshCmd("root", "true")))
 
 	run("setup: eth0 on an ifupdown static stanza, resolv.conf static", `
 /lib/systemd/systemd-networkd-wait-online -i eth0 --timeout=60 >/dev/null
