@@ -113,7 +113,7 @@ func bestRoute(st *State, a netip.Addr, tables ...uint32) (Route, bool) {
 		fam = unix.AF_INET6
 	}
 	var best Route
-	bits, found := -1, false
+	bits := -1
 	for _, r := range st.Routes {
 		if r.Family != fam || r.Type != unix.RTN_UNICAST || !slices.Contains(tables, r.Table) {
 			continue
@@ -126,10 +126,10 @@ func bestRoute(st *State, a netip.Addr, tables ...uint32) (Route, bool) {
 			continue
 		}
 		if p.Bits() > bits || (p.Bits() == bits && r.Metric < best.Metric) {
-			best, bits, found = r, p.Bits(), true
+			best, bits = r, p.Bits()
 		}
 	}
-	return best, found
+	return best, bits >= 0
 }
 
 // resolvedServerAddr is the address of one DNS= entry, which resolved

@@ -53,17 +53,16 @@ func (r *testReporter) Check(name string, ok bool, detail string) {
 // one of them; call it first, before any deadline is set, because it blocks
 // until the test's turn comes.
 func guestTest(t *testing.T) {
-	outcomes.start(t, false)
+	outcomes.start(t, time.Time{})
 	t.Parallel()
-	start := time.Now()
-	outcomes.start(t, true)
-	t.Cleanup(func() { outcomes.add(t, time.Since(start)) }) // registered first, so it runs last
+	outcomes.start(t, time.Now())
+	t.Cleanup(func() { outcomes.add(t) }) // registered first, so it runs last
 }
 
 // outcomes is what TestMain prints after the last guest test: CI keeps only
 // the tail of `make e2e`'s output, and with two guests in parallel a
 // failure's details scroll by long before the end.
-var outcomes outcomeLog
+var outcomes = outcomeLog{why: map[string][]string{}, running: map[string]time.Time{}}
 
 type outcomeLog struct {
 	sync.Mutex
@@ -91,27 +90,20 @@ func (l *outcomeLog) note(t *testing.T, msg string) {
 	}
 	l.Lock()
 	defer l.Unlock()
-	if l.why == nil {
-		l.why = map[string][]string{}
-	}
 	l.why[t.Name()] = append(l.why[t.Name()], msg)
 }
 
-func (l *outcomeLog) start(t *testing.T, running bool) {
+// start records t as waiting for a guest slot (since zero) or running.
+func (l *outcomeLog) start(t *testing.T, since time.Time) {
 	l.Lock()
 	defer l.Unlock()
-	if l.running == nil {
-		l.running = map[string]time.Time{}
-	}
-	l.running[t.Name()] = time.Time{}
-	if running {
-		l.running[t.Name()] = time.Now()
-	}
+	l.running[t.Name()] = since
 }
 
-func (l *outcomeLog) add(t *testing.T, took time.Duration) {
+func (l *outcomeLog) add(t *testing.T) {
 	l.Lock()
 	defer l.Unlock()
+	took := time.Since(l.running[t.Name()])
 	delete(l.running, t.Name())
 	l.done = append(l.done, outcome{t.Name(), took, t.Failed(), l.why[t.Name()]})
 }

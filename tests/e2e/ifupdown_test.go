@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
@@ -112,7 +111,7 @@ gw_invrf() {
 	res $? "$1/the static gateway is in table 1000, not in main"
 	ip vrf exec mgmt curl -sf -o /dev/null --max-time 10 http://mirror.test/; res $? "$1/HTTP by name from inside the VRF"
 	getent hosts mirror.test >/dev/null; res $? "$1/DNS from the default VRF"
-	` + "SSH_TO_GUEST" + `; res $? "$1/ssh from the management network works"
+	ssh_ok; res $? "$1/ssh from the management network works"
 	vrf-netsetup check --vrf mgmt --table 1000 --iface eth0 --query-name mirror.test > /tmp/check.out 2>&1
 	grep '^FAIL' /tmp/check.out | grep -vE '^FAIL (pam|policy):' | cut -c1-200 | sed 's/^/| /'
 	! grep '^FAIL' /tmp/check.out | grep -qvE '^FAIL (pam|policy):'; res $? "$1/check passes (pam and policy are not set up in this guest)"
@@ -130,7 +129,7 @@ func TestE2EIfupdownStatic(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), faultTime(20*time.Minute))
 	defer cancel()
 	m, r := netsetupGuest(ctx, t, "ifupdown static", map[string][]string{"vrf-netsetup-fault": {"-tags", "netsetupfault"}})
-	run := guestScripts(ctx, t, m, r, netsetupShell+dhcpShapeShell+strings.ReplaceAll(ifupStaticShell, "SSH_TO_GUEST", sshCmd("root", "true")))
+	run := guestScripts(ctx, t, m, r, netsetupShell+dhcpShapeShell+ifupStaticShell+"ssh_ok() { "+sshCmd("root", "true")+"; }\n")
 
 	run("setup: eth0 on an ifupdown static stanza, resolv.conf static", `
 /lib/systemd/systemd-networkd-wait-online -i eth0 --timeout=60 >/dev/null
