@@ -34,13 +34,19 @@ func (r *testReporter) Command(cmd, stdout, stderr string, code int) {
 }
 
 func (r *testReporter) Check(name string, ok bool, detail string) {
+	r.check(name, ok, "", detail)
+}
+
+// check is Check with why, a short reason the summary prints after name.
+func (r *testReporter) check(name string, ok bool, why, detail string) {
 	line := "ok   " + name
 	if ok {
 		r.passed++
 	} else {
 		r.failed++
 		line = "FAIL " + name
-		outcomes.note(r.t, name) // the detail can be a whole script's output
+		// the detail can be a whole script's output
+		outcomes.note(r.t, strings.TrimSpace(name+" "+why))
 		r.t.Errorf("%s: %s", name, detail)
 	}
 	r.lines = append(r.lines, line)
@@ -287,9 +293,24 @@ func guestScripts(ctx context.Context, t *testing.T, m *vm.VM, r *testReporter, 
 				say(t, "   %s\n", l)
 			}
 		}
-		r.Check(title+": script completed", err == nil && code == 0 && n > 0, fmt.Sprintf("exit %d, err %v, %d assertions\n%s", code, err, n, errOut))
+		// the summary says why, and where a killed script was
+		why := fmt.Sprintf("(exit %d after %v, %d assertions, last output %q)", code, time.Since(t0).Round(time.Second), n, lastLine(out))
+		if err != nil {
+			why = fmt.Sprintf("(%v after %v)", err, time.Since(t0).Round(time.Second))
+		}
+		r.check(title+": script completed", err == nil && code == 0 && n > 0, why, fmt.Sprintf("exit %d, err %v, %d assertions\n%s", code, err, n, errOut))
 		return out
 	}
+}
+
+// lastLine is the last non-empty line of out, cut to 80 characters.
+func lastLine(out string) string {
+	ls := strings.Split(strings.TrimSpace(out), "\n")
+	l := ls[len(ls)-1]
+	if r := []rune(l); len(r) > 80 {
+		l = string(r[:80]) + "..."
+	}
+	return l
 }
 
 // netsetupGuest boots a fresh guest without the packages, with vrf-netsetup
