@@ -181,13 +181,17 @@ func planDNSRules(cfg Config, dns string, st *State) []Step {
 			have[r.Dst] = true
 			continue
 		}
-		stale = append(stale, stepRuleDel("rule-dns-del-"+dnsTag(r), r))
+		st := stepRuleDel("rule-dns-del-"+dnsTag(r), r)
+		st.Follow = true
+		stale = append(stale, st)
 	}
 	// New rules first: a server moving from pref 99 is steered throughout.
 	var steps []Step
 	for _, k := range sortedKeys(want) {
 		if !have[k] {
-			steps = append(steps, stepRuleAdd("rule-dns-"+k, want[k]))
+			st := stepRuleAdd("rule-dns-"+k, want[k])
+			st.Follow = true
+			steps = append(steps, st)
 		}
 	}
 	return append(steps, stale...)

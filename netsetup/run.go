@@ -212,6 +212,26 @@ func (r *Runner) apply(cfg Config) error {
 			return fmt.Errorf("verify: %w", err)
 		}
 	}
+	// A nameserver the manager learnt (or dropped) while apply ran, e.g.
+	// NetworkManager writing an RA's RDNSS into resolv.conf a moment after
+	// the plan was made: steer it now, a bounded number of times.
+	for round := 0; round < followRounds && len(left) > 0 && onlyFollow(left); round++ {
+		fmt.Fprintf(r.Out, "note   the host's nameservers changed during apply: %d more step(s)\n", len(left))
+		for _, s := range left {
+			fmt.Fprintf(r.Out, "       %s\n", s.Desc)
+		}
+		env := *r.Env
+		env.Fault = nil // the fault build's step numbers are the plan's
+		if err := Apply(&env, left); err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		if st2, err = r.Reader.Read(cfg); err != nil {
+			return fmt.Errorf("verify: read live state: %w", err)
+		}
+		if left, err = plan(cfg, st2); err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+	}
 	if len(left) > 0 {
 		msg := ""
 		for _, s := range left {
@@ -226,6 +246,19 @@ func (r *Runner) apply(cfg Config) error {
 // hookMoveWait bounds verify's wait for a DHCP client's hook to move the
 // routes the client just added to main.
 const hookMoveWait = 10 * time.Second
+
+// followRounds bounds verify's passes over Follow steps: a manager that
+// changes its nameservers faster than that is reported, not chased.
+const followRounds = 3
+
+func onlyFollow(steps []Step) bool {
+	for _, s := range steps {
+		if !s.Follow {
+			return false
+		}
+	}
+	return true
+}
 
 func onlyRouteMoves(steps []Step) bool {
 	for _, s := range steps {

@@ -35,6 +35,10 @@ type Step struct {
 	File *StepFile
 	// RouteMove marks a step that moves a route from main to the VRF table.
 	RouteMove bool
+	// Follow marks a step that tracks what the host's manager changes at
+	// any moment (the nameservers it learns): one still pending after
+	// apply is applied by verify, not reported as a failed apply.
+	Follow bool
 }
 
 // StepFile describes a file step: the engine picks the daemons to reload
