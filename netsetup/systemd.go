@@ -1,6 +1,7 @@
 package netsetup
 
 import (
+	"context"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -78,9 +79,26 @@ func (Systemctl) Run(verb string, units ...string) error {
 		// for its own caller: a deadlock the VM showed at apply and boot.
 		cmd = exec.Command("systemctl", append([]string{ignoreReqs, "--no-block", "restart"}, units...)...)
 	}
+	return runBounded(cmd.Args)
+}
+
+// cmdTimeout bounds each daemon command: a systemctl job that waits on
+// another (a restart queued behind a unit that waits for this apply) would
+// otherwise hang apply, with its lock, forever; killed, the step fails and
+// the apply rolls back. nmcli's own --wait 90 fits inside it.
+const cmdTimeout = 3 * time.Minute
+
+func runBounded(argv []string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.WaitDelay = 5 * time.Second // children keeping the output pipe open
 	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s: no answer in %v, killed: %s", strings.Join(argv, " "), cmdTimeout, strings.TrimSpace(string(out)))
+	}
 	if err != nil {
-		return fmt.Errorf("%s: %w: %s", strings.Join(cmd.Args, " "), err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

@@ -197,7 +197,11 @@ func lockTry(fs FS) (func(), error) {
 }
 
 // flockPath opens (creating it and its directory, dirMode) and locks p
-// exclusively; closing the file releases the lock.
+// exclusively; closing the file releases the lock. It waits at most
+// lockWait: a holder that hangs (a stuck daemon reload under it) must
+// not wedge every later apply, revert and hook behind it unseen. The
+// holder writes its pid and command line into the file, so the error
+// names it.
 func flockPath(p string, dirMode os.FileMode) (*os.File, error) {
 	if err := os.MkdirAll(filepath.Dir(p), dirMode); err != nil {
 		return nil, err
@@ -206,11 +210,40 @@ func flockPath(p string, dirMode os.FileMode) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", p, err)
+	deadline := time.Now().Add(lockWait)
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			holder, _ := os.ReadFile(p)
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, fmt.Errorf("lock %s: still held after %v by %s (a vrf-netsetup that hangs: see its journal, or kill it)", p, lockWait, holderName(holder))
+			}
+			return nil, fmt.Errorf("lock %s: %w", p, err)
+		}
+		time.Sleep(lockPoll)
+	}
+	me := fmt.Sprintf("pid %d (%s)", os.Getpid(), strings.Join(os.Args, " "))
+	if f.Truncate(0) == nil {
+		_, _ = f.WriteAt([]byte(me+"\n"), 0)
 	}
 	return f, nil
+}
+
+// lockWait bounds a wait for the apply or try lock: longer than any
+// apply takes under TCG (a NetworkManager takeover waits up to 90 s).
+var lockWait = 5 * time.Minute
+
+const lockPoll = 100 * time.Millisecond
+
+func holderName(b []byte) string {
+	if s := strings.TrimSpace(string(b)); s != "" {
+		return s
+	}
+	return "an unknown process"
 }
 
 // ReadTryState returns the try state (nil when no try ever ran since boot).

@@ -2,6 +2,7 @@ package netsetup
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -409,4 +410,29 @@ func TestTryBootRollbackFails(t *testing.T) {
 			t.Errorf("%s: apply afterwards: %v %v", resolve, rolled, err)
 		}
 	}
+}
+
+// TestLockWaitIsBoundedAndNamesTheHolder: a second locker gives up after
+// lockWait with the holder's pid and command line, and gets the lock once
+// the holder lets go.
+func TestLockWaitIsBoundedAndNamesTheHolder(t *testing.T) {
+	defer func(d time.Duration) { lockWait = d }(lockWait)
+	lockWait = 300 * time.Millisecond
+	p := filepath.Join(t.TempDir(), "run", "apply.lock")
+	held, err := flockPath(p, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	_, err = flockPath(p, 0o755) // a new open file description: flock conflicts
+	want := fmt.Sprintf("held after 300ms by pid %d (", os.Getpid())
+	if err == nil || !strings.Contains(err.Error(), want) || time.Since(t0) > 5*time.Second {
+		t.Fatalf("second lock: %v after %v, want an error containing %q", err, time.Since(t0), want)
+	}
+	held.Close()
+	again, err := flockPath(p, 0o755)
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	again.Close()
 }
