@@ -44,7 +44,7 @@ type Scenario struct {
 // an operator reaches a management interface.
 func sshCmd(user, remote string) string {
 	return fmt.Sprintf("ip netns exec %s ssh -i %s -o BatchMode=yes -o StrictHostKeyChecking=no "+
-		"-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=20 %s@%s %s",
+		"-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=20 -o ServerAliveInterval=5 -o ServerAliveCountMax=6 %s@%s %s",
 		vm.UpstreamNetns, vm.GuestSSHKey, user, vm.GuestAddr4, shq(remote))
 }
 
