@@ -2,9 +2,11 @@ package netsetup
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -385,5 +387,41 @@ func TestWaitIPv4(t *testing.T) {
 	}()
 	if !WaitIPv4(n, "wv0", 5*time.Second) {
 		t.Error("false although an address arrived while it waited")
+	}
+}
+
+// TestVerifyAppliesFollowSteps: a nameserver the manager learns while
+// apply runs shows up as a pending Follow step at verify, which applies it
+// instead of failing; any other pending step still fails the apply.
+func TestVerifyAppliesFollowSteps(t *testing.T) {
+	ns, n := newNS(t)
+	vethPair(t, n, "eth0", "peer0", netns.None())
+	root := t.TempDir()
+	cfg := testCfg()
+	for _, tc := range []struct {
+		follow bool
+		want   string // "" = success
+	}{{true, ""}, {false, "1 step(s) still pending after apply"}} {
+		ran, calls := 0, 0
+		step := Step{ID: "late", Desc: "steer a late nameserver", Follow: tc.follow,
+			Do: func(*Env) error { ran++; return nil }}
+		r := &Runner{Reader: testReader(ns, n, root), Env: testEnv(ns, n, root), Out: io.Discard,
+			plan: func(Config, *State) ([]Step, error) {
+				calls++
+				switch {
+				case calls == 1: // the plan: something to do
+					return []Step{{ID: "first", Desc: "first", Do: func(*Env) error { return nil }}}, nil
+				case ran == 0 || !tc.follow: // verify: the late step pending
+					return []Step{step}, nil
+				}
+				return nil, nil
+			}}
+		err := r.Apply(cfg)
+		switch {
+		case tc.want == "" && (err != nil || ran != 1):
+			t.Errorf("follow step: err %v, ran %d times (want nil, 1)", err, ran)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || ran != 0):
+			t.Errorf("other step: err %v, ran %d times (want %q, 0)", err, ran, tc.want)
+		}
 	}
 }
