@@ -104,7 +104,12 @@ func TestPlanNetworkManagerHost(t *testing.T) {
 	if got := strings.Join(dhcpRuleServers(cfg, st), " "); got != "192.0.2.53 2001:db8::53" {
 		t.Errorf("steered servers %q, want the connection's nameservers", got)
 	}
-
+	// a hand-over left in /run without the dispatcher (rolled back or
+	// reverted since) is stale: NetworkManager's view again
+	st.Files["/etc/NetworkManager/dispatcher.d/90-pam-vrf"] = FileState{}
+	if got := strings.Join(dhcpRuleServers(cfg, st), " "); got != "192.0.2.1 2001:db8::1" {
+		t.Errorf("steered servers %q with a stale hand-over, want NetworkManager's nameservers", got)
+	}
 }
 
 // Revert gives eth0 back to NetworkManager: the admin's keyfile restored

@@ -206,11 +206,15 @@ func (networkManager) Notes(m Manager, t Target) []string {
 // DHCP: NetworkManager's own client binds its sockets to the iface, so its
 // renewals leave through the VRF unsteered. Without systemd-resolved it
 // writes /etc/resolv.conf from the connection: its nameservers (IPv4 and
-// IPv6, as the dispatcher last handed them over; before it first ran, all
-// NetworkManager knows) are steered.
+// IPv6, as the dispatcher last handed them over; before it first ran, or
+// without it, all NetworkManager knows) are steered.
 func (networkManager) DHCP(m Manager, iface string, read func(string) string) DHCP {
 	d := DHCP{WritesResolvConf: true, Client: "NetworkManager"}
-	d.Servers = nmNameservers(read(NMLeaseFile(iface)), "nameservers")
+	// The hand-over only while our dispatcher is installed: one left in
+	// /run by an apply that was rolled back (or reverted) is stale.
+	if read(NMDispatcher) != "" {
+		d.Servers = nmNameservers(read(NMLeaseFile(iface)), "nameservers")
+	}
 	if len(d.Servers) == 0 {
 		d.Servers = nmNameservers(read(nmResolvConf), "nameserver")
 	}
