@@ -168,30 +168,23 @@ func nmAsPort(content, vrf string) string {
 
 // renderNMDispatcher: NetworkManager runs it with the action and the
 // lease's options in the environment (NetworkManager-dispatcher(8)).
-// dns-change (no interface, no lease options) is how nameservers learnt
-// later arrive, e.g. an RA's RDNSS after up: NetworkManager is asked then.
+// dns-change is no use here: NetworkManager raises it only for caching
+// DNS plugins, not when it writes resolv.conf itself (seen in the VM).
 func renderNMDispatcher(t Target) string {
 	return fmt.Sprintf(`#!/bin/sh
 # Written by vrf-netsetup (pam-vrf); run by NetworkManager-dispatcher.
 # %[1]s is a port of VRF %[2]s, and NetworkManager keeps its routes in the
 # VRF table itself; apply steers the connection's nameservers into the VRF,
-# so hand it those of a new lease, RA or DNS change.
+# so hand it those of a new lease or RA.
+[ "$1" = %[1]s ] || exit 0
 case "$2" in
 up|dhcp4-change|dhcp6-change)
-	[ "$1" = %[1]s ] || exit 0
-	ns="${IP4_NAMESERVERS:-} ${IP6_NAMESERVERS:-}" ;;
-dns-change)
-	ns=$(nmcli -t -f IP4.DNS,IP6.DNS device show %[1]s 2>/dev/null | sed -n 's/^IP[46]\.DNS\[[0-9]*\]://p' | tr -d '\\' | tr '\n' ' ')
-	# none (the device is going away) or unchanged: nothing to do
-	# (dns-change comes often)
-	[ -n "${ns%% }" ] || exit 0
-	[ "$(cat %[4]s 2>/dev/null)" = "nameservers $ns" ] && exit 0 ;;
-*)
-	exit 0 ;;
+	mkdir -p /run/pam-vrf
+	printf 'nameservers %%s %%s\n' "${IP4_NAMESERVERS:-}" "${IP6_NAMESERVERS:-}" >%[4]s.new &&
+		mv %[4]s.new %[4]s
+	[ -x /usr/sbin/vrf-netsetup ] && setsid /usr/sbin/vrf-netsetup apply --config %[3]s --quiet </dev/null >/dev/null 2>&1 &
+	;;
 esac
-mkdir -p /run/pam-vrf
-printf 'nameservers %%s\n' "$ns" >%[4]s.new && mv %[4]s.new %[4]s
-[ -x /usr/sbin/vrf-netsetup ] && setsid /usr/sbin/vrf-netsetup apply --config %[3]s --quiet </dev/null >/dev/null 2>&1 &
 exit 0
 `, t.Iface, t.VRF, t.ConfigPath, NMLeaseFile(t.Iface))
 }

@@ -93,30 +93,26 @@ func TestNetworkManagerFilesElsewhere(t *testing.T) {
 	}
 }
 
-// TestNMDispatcherHandsOverNameservers runs the dispatcher script with sh,
-// a fake nmcli and a fake vrf-netsetup: the lease's nameservers at up, the
-// device's at dns-change (an RA's RDNSS learnt after up), and apply only
-// when they changed there.
+// TestNMDispatcherHandsOverNameservers runs the dispatcher script with sh
+// and a fake vrf-netsetup: eth0's lease nameservers handed over and apply
+// started at up and at a lease change, another device's events ignored.
 func TestNMDispatcherHandsOverNameservers(t *testing.T) {
 	dir := t.TempDir()
 	script := renderNMDispatcher(Target{Iface: "eth0", VRF: "mgmt", ConfigPath: "/etc/pam-vrf/netsetup.toml"})
 	script = strings.ReplaceAll(script, "/run/pam-vrf", dir+"/run")
 	script = strings.ReplaceAll(script, "/usr/sbin/vrf-netsetup", dir+"/vrf-netsetup")
 	for name, body := range map[string]string{
-		"dispatch": script,
-		// nmcli -t escapes the colons of IPv6 addresses
-		"nmcli":        "#!/bin/sh\nprintf 'IP4.DNS[1]:192.0.2.1\\nIP6.DNS[1]:2001\\\\:db8\\\\:\\\\:1\\n'\n",
+		"dispatch":     script,
 		"vrf-netsetup": "#!/bin/sh\necho \"$*\" >> " + dir + "/applied\n",
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	lease := dir + "/run/nm-eth0.lease"
 	dispatch := func(env []string, args ...string) {
 		t.Helper()
 		cmd := exec.Command("sh", append([]string{dir + "/dispatch"}, args...)...)
-		cmd.Env = append([]string{"PATH=" + dir + ":/usr/bin:/bin"}, env...)
+		cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, env...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("dispatch %v: %v\n%s", args, err, out)
 		}
@@ -126,25 +122,18 @@ func TestNMDispatcherHandsOverNameservers(t *testing.T) {
 		b, _ := os.ReadFile(dir + "/applied")
 		return strings.Count(string(b), "apply --config /etc/pam-vrf/netsetup.toml --quiet")
 	}
-	read := func() string { b, _ := os.ReadFile(lease); return string(b) }
+	read := func() string { b, _ := os.ReadFile(dir + "/run/nm-eth0.lease"); return string(b) }
 
 	dispatch([]string{"IP4_NAMESERVERS=192.0.2.1"}, "eth0", "up")
 	if got := read(); got != "nameservers 192.0.2.1 \n" || applies() != 1 {
 		t.Fatalf("up: lease %q, %d applies", got, applies())
 	}
-	dispatch(nil, "eth1", "up")
-	if applies() != 1 {
-		t.Fatalf("another device's up ran apply")
+	dispatch([]string{"IP4_NAMESERVERS=192.0.2.9"}, "eth1", "dhcp4-change")
+	if read() != "nameservers 192.0.2.1 \n" || applies() != 1 {
+		t.Fatalf("another device's lease was handed over or ran apply")
 	}
-	dispatch(nil, "", "dns-change")
-	if got := read(); got != "nameservers 192.0.2.1 2001:db8::1 \n" || applies() != 2 {
-		t.Fatalf("dns-change: lease %q, %d applies", got, applies())
-	}
-	dispatch(nil, "", "dns-change")
-	if applies() != 2 {
-		t.Fatalf("an unchanged dns-change ran apply again")
-	}
-	if got := nmNameservers(read(), "nameservers"); strings.Join(got, " ") != "192.0.2.1 2001:db8::1" {
-		t.Fatalf("apply reads %q", got)
+	dispatch([]string{"IP4_NAMESERVERS=192.0.2.1", "IP6_NAMESERVERS=2001:db8::1"}, "eth0", "dhcp6-change")
+	if got := nmNameservers(read(), "nameservers"); strings.Join(got, " ") != "192.0.2.1 2001:db8::1" || applies() != 2 {
+		t.Fatalf("dhcp6-change: apply reads %q, %d applies", got, applies())
 	}
 }

@@ -138,22 +138,6 @@ journalctl -u NetworkManager --since "@$T" -o cat | grep -E 'dhcp4 \(eth0\)|devi
 journalctl -u pamvrf-dnsmasq --since "@$T" -o cat | grep -E 'DHCP[A-Z]+\(' | head -n 10 | sed 's/^/| dnsmasq: /'
 `, 7*time.Minute)
 
-	// A nameserver NetworkManager learns after up comes with no lease
-	// event (an RA's RDNSS, an admin's runtime change): the dispatcher's
-	// dns-change hands it over, and it is steered; gone, it is not.
-	run("a nameserver NetworkManager learns later is steered (dns-change)", `
-ip -6 rule show pref 1002 | grep -q 'to 2001:db8::1 iif lo lookup 1000'; res $? "dns-change/the RA's nameserver 2001:db8::1 is steered (1002)"
-nmcli device modify eth0 +ipv6.dns 2001:db8::53 >/dev/null; res $? "dns-change/nmcli device modify eth0 +ipv6.dns 2001:db8::53 (runtime only)"
-for i in $(seq 60); do ip -6 rule show pref 1002 | grep -q 'to 2001:db8::53 iif lo' && break; sleep 0.5; done
-ip -6 rule show pref 1002 | grep -q 'to 2001:db8::53 iif lo lookup 1000'; res $? "dns-change/the new nameserver is steered into the VRF within 30 s"
-sed 's/^/| lease file: /' /run/pam-vrf/nm-eth0.lease
-nmcli device modify eth0 -ipv6.dns 2001:db8::53 >/dev/null
-for i in $(seq 60); do ip -6 rule show pref 1002 | grep -q 'to 2001:db8::53 iif lo' || break; sleep 0.5; done
-! ip -6 rule show pref 1002 | grep -q 'to 2001:db8::53 ' && ip -6 rule show pref 1002 | grep -q 'to 2001:db8::1 '; res $? "dns-change/removed again, its rule goes and 2001:db8::1's stays"
-flock /run/pam-vrf/apply.lock true
-vrf-netsetup check --vrf mgmt --table 1000 --iface eth0 > /tmp/check.out 2>&1; grep -q '^ok   converged' /tmp/check.out; res $? "dns-change/check: converged"
-`, 3*time.Minute)
-
 	// The server drops broadcast requests meanwhile: every ACK answers a
 	// unicast RENEW (NetworkManager's client sends it on a socket bound
 	// to eth0, so through the VRF with no steering rule).
