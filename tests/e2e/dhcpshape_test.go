@@ -103,23 +103,23 @@ func failAtStepScript(steps ...string) string {
 	list := "for what in " + shellWords(steps) + `; do
 	n=$(pick "$what")`
 	if os.Getenv("PAMVRF_FAULT_STEPS") == "all" {
-		// the plan's own lines, numbered afresh each time: the first
-		// failed apply past the driver's step loads it, which no
-		// rollback unloads, so the plan is one step shorter after it
-		// a plan that shrinks at every failed apply would hold i in
-		// place: at most 80 applies, and each step's time is printed
-		list = `i=0 prev=0 iter=0 t0=$(date +%s)
-while :; do
-	iter=$((iter+1))
-	[ $iter -le 80 ] || { echo "FAIL rollback/the step loop ended after 80 applies (the plan keeps shrinking?)"; break; }
-	[ $iter = 1 ] || echo "| step $n ($what): $(( $(date +%s) - t0 ))s"; t0=$(date +%s)
-	$A --dry-run | grep -E '^ +[0-9]+\. ' > /tmp/plan.lines
-	cnt=$(wc -l < /tmp/plan.lines)
-	[ $prev -gt 0 ] && [ $cnt -lt $prev ] && i=$((i - (prev - cnt)))
-	prev=$cnt i=$((i+1))
-	what=$(sed -n "${i}p" /tmp/plan.lines | sed -E 's/^ +[0-9]+\. //' | cut -c1-60)
-	[ -n "$what" ] || break
-	n=$i`
+		// every step of the plan as it is before the first fault, found
+		// by its description in a fresh plan each time (its number
+		// moves: the first failed apply past the driver's step loads it,
+		// which no rollback unloads, and a nameserver's steering rule
+		// comes and goes with the manager's resolv.conf); a step no
+		// longer planned is named and skipped; each step's time printed
+		list = `$A --dry-run | sed -nE 's/^ +[0-9]+\. //p' > /root/plan.all
+echo "| the plan before the first fault: $(wc -l < /root/plan.all) steps"
+pickx() { $A --dry-run | sed -nE 's/^ +([0-9]+)\. (.*)$/\1\t\2/p' | D="$1" awk -F'\t' '$2 == ENVIRON["D"] {print $1; exit}'; }
+exec 3< /root/plan.all
+t0=$(date +%s) last=
+while IFS= read -r full <&3; do
+	[ -z "$last" ] || echo "| $last: $(( $(date +%s) - t0 ))s"; t0=$(date +%s)
+	what=$(printf '%s' "$full" | cut -c1-60)
+	n=$(pickx "$full")
+	[ -n "$n" ] || { echo "| step '$what': not in the plan now, skipped"; last=; continue; }
+	last="step $n ($what)"`
 	}
 	return `
 # numbered from a fresh plan each time: the first apply loads the VRF
