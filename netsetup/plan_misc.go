@@ -181,17 +181,17 @@ func planDNSRules(cfg Config, dns string, st *State) []Step {
 			have[r.Dst] = true
 			continue
 		}
-		st := stepRuleDel("rule-dns-del-"+dnsTag(r), r)
-		st.Follow = true
-		stale = append(stale, st)
+		del := stepRuleDel("rule-dns-del-"+dnsTag(r), r)
+		del.Follow = true
+		stale = append(stale, del)
 	}
 	// New rules first: a server moving from pref 99 is steered throughout.
 	var steps []Step
 	for _, k := range sortedKeys(want) {
 		if !have[k] {
-			st := stepRuleAdd("rule-dns-"+k, want[k])
-			st.Follow = true
-			steps = append(steps, st)
+			add := stepRuleAdd("rule-dns-"+k, want[k])
+			add.Follow = true
+			steps = append(steps, add)
 		}
 	}
 	return append(steps, stale...)

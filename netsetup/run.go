@@ -192,30 +192,34 @@ func (r *Runner) apply(cfg Config) error {
 	if !offline && r.Env.Svc != nil {
 		WaitNetworkdIdle(r.Reader.FS, r.Reader.Net, cfg.Iface, idleWait)
 	}
-	st2, err := r.Reader.Read(cfg)
-	if err != nil {
-		return fmt.Errorf("verify: read live state: %w", err)
-	}
-	left, err := plan(cfg, st2)
-	if err != nil {
-		return fmt.Errorf("verify: %w", err)
-	}
-	// dhcpcd adds the routes of each RA to main again (it saw them go) and
-	// its hook moves them into the VRF table a moment later: a verify that
-	// read in between waits for the hook instead of failing.
-	for deadline := time.Now().Add(hookMoveWait); len(left) > 0 && onlyRouteMoves(left) && hostDHCP(cfg, st2).RoutesByHook && time.Now().Before(deadline); {
-		time.Sleep(settlePoll)
+	var st2 *State
+	var left []Step
+	replan := func() error {
+		var err error
 		if st2, err = r.Reader.Read(cfg); err != nil {
 			return fmt.Errorf("verify: read live state: %w", err)
 		}
 		if left, err = plan(cfg, st2); err != nil {
 			return fmt.Errorf("verify: %w", err)
 		}
+		return nil
+	}
+	if err := replan(); err != nil {
+		return err
+	}
+	// dhcpcd adds the routes of each RA to main again (it saw them go) and
+	// its hook moves them into the VRF table a moment later: a verify that
+	// read in between waits for the hook instead of failing.
+	for deadline := time.Now().Add(hookMoveWait); len(left) > 0 && allSteps(left, isRouteMove) && hostDHCP(cfg, st2).RoutesByHook && time.Now().Before(deadline); {
+		time.Sleep(settlePoll)
+		if err := replan(); err != nil {
+			return err
+		}
 	}
 	// A nameserver the manager learnt (or dropped) while apply ran, e.g.
 	// NetworkManager writing an RA's RDNSS into resolv.conf a moment after
 	// the plan was made: steer it now, a bounded number of times.
-	for round := 0; round < followRounds && len(left) > 0 && onlyFollow(left); round++ {
+	for round := 0; round < followRounds && len(left) > 0 && allSteps(left, isFollow); round++ {
 		fmt.Fprintf(r.Out, "note   the host's nameservers changed during apply: %d more step(s)\n", len(left))
 		for _, s := range left {
 			fmt.Fprintf(r.Out, "       %s\n", s.Desc)
@@ -225,11 +229,8 @@ func (r *Runner) apply(cfg Config) error {
 		if err := Apply(&env, left); err != nil {
 			return fmt.Errorf("verify: %w", err)
 		}
-		if st2, err = r.Reader.Read(cfg); err != nil {
-			return fmt.Errorf("verify: read live state: %w", err)
-		}
-		if left, err = plan(cfg, st2); err != nil {
-			return fmt.Errorf("verify: %w", err)
+		if err := replan(); err != nil {
+			return err
 		}
 	}
 	if len(left) > 0 {
@@ -251,18 +252,13 @@ const hookMoveWait = 10 * time.Second
 // changes its nameservers faster than that is reported, not chased.
 const followRounds = 3
 
-func onlyFollow(steps []Step) bool {
-	for _, s := range steps {
-		if !s.Follow {
-			return false
-		}
-	}
-	return true
-}
+func isFollow(s Step) bool    { return s.Follow }
+func isRouteMove(s Step) bool { return s.RouteMove }
 
-func onlyRouteMoves(steps []Step) bool {
+// allSteps reports whether every step satisfies ok.
+func allSteps(steps []Step, ok func(Step) bool) bool {
 	for _, s := range steps {
-		if !s.RouteMove {
+		if !ok(s) {
 			return false
 		}
 	}
