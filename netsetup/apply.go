@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // ErrRolledBack wraps the failure of a step after a successful rollback.
@@ -23,7 +24,12 @@ func Apply(env *Env, steps []Step) error {
 		if env.Fault.fails(i + 1) {
 			do = func(*Env) error { return errInjected }
 		}
-		if err := do(env); err != nil {
+		t0 := time.Now()
+		err := do(env)
+		if d := time.Since(t0); d >= slowWait {
+			fmt.Fprintf(out, "       (took %s)\n", d.Round(100*time.Millisecond))
+		}
+		if err != nil {
 			env.observe(Event{Kind: EventFailed, Index: i, Step: s, Err: err})
 			fmt.Fprintf(out, "FAILED %s: %v\n", s.Desc, err)
 			uerr := rollback(env, out, steps[:i])

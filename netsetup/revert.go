@@ -45,7 +45,7 @@ func RevertFrom(r *Reader, env *Env, out io.Writer, dryRun bool, backup string, 
 		}
 		defer unlock()
 		// do not race networkd still configuring the iface (see apply's verify)
-		WaitNetworkdIdle(r.FS, r.Net, cfg.Iface, idleWait)
+		WaitNetworkdIdle(r.FS, r.Net, cfg.Iface, idleWait, out)
 	}
 	live, err := r.Read(cfg)
 	if err != nil {

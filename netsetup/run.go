@@ -87,7 +87,7 @@ func (r *Runner) apply(cfg Config) error {
 	if !offline && r.Env.Svc != nil {
 		// At boot the unit can run while networkd is still enslaving the
 		// iface / running DHCP: read the state once networkd is done.
-		WaitNetworkdIdle(r.Reader.FS, r.Reader.Net, cfg.Iface, idleWait)
+		WaitNetworkdIdle(r.Reader.FS, r.Reader.Net, cfg.Iface, idleWait, r.Out)
 	}
 	st, err := r.Reader.Read(cfg)
 	if err != nil {
@@ -190,7 +190,7 @@ func (r *Runner) apply(cfg Config) error {
 	// apply, seen in the VM), and a verify or a revert racing it saw, or
 	// left, the link half configured.
 	if !offline && r.Env.Svc != nil {
-		WaitNetworkdIdle(r.Reader.FS, r.Reader.Net, cfg.Iface, idleWait)
+		WaitNetworkdIdle(r.Reader.FS, r.Reader.Net, cfg.Iface, idleWait, r.Out)
 	}
 	var st2 *State
 	var left []Step

@@ -3,6 +3,7 @@ package netsetup
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -179,17 +180,33 @@ func waitNetworkd(e *Env, w settleWant) error {
 // WaitNetworkdIdle waits (bounded) while networkd is still configuring the
 // iface, so a read of the live state does not race it (at boot the unit runs
 // while networkd enslaves the iface and runs DHCP). It returns at once when
-// networkd does not know the iface.
-func WaitNetworkdIdle(fs FS, n *Net, iface string, timeout time.Duration) {
+// networkd does not know the iface. A wait of more than a few seconds is
+// noted on out (nil: silent), naming the state networkd was in: an apply
+// that takes minutes must say where they went.
+func WaitNetworkdIdle(fs FS, n *Net, iface string, timeout time.Duration, out io.Writer) {
 	l, err := n.H.LinkByName(iface)
 	if err != nil {
 		return
 	}
-	deadline := time.Now().Add(timeout)
-	for networkdBusy(networkdAdminState(fs, l.Attrs().Index)) && time.Now().Before(deadline) {
+	start := time.Now()
+	deadline := start.Add(timeout)
+	state := networkdAdminState(fs, l.Attrs().Index)
+	for networkdBusy(state) && time.Now().Before(deadline) {
 		time.Sleep(settlePoll)
+		state = networkdAdminState(fs, l.Attrs().Index)
+	}
+	waited := time.Since(start)
+	switch {
+	case out == nil || waited < slowWait:
+	case networkdBusy(state):
+		fmt.Fprintf(out, "note   networkd was still %s %s after %s; going on (see networkctl status %s)\n", state, iface, waited.Round(time.Second), iface)
+	default:
+		fmt.Fprintf(out, "note   waited %s for networkd to finish with %s\n", waited.Round(100*time.Millisecond), iface)
 	}
 }
+
+// slowWait: a wait or a step that takes longer is noted in the output.
+var slowWait = 5 * time.Second
 
 // WaitIPv4 waits (bounded) until iface has an IPv4 address that is not
 // link-local; false when it has none at the timeout.

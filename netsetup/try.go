@@ -211,6 +211,7 @@ func flockPath(p string, dirMode os.FileMode) (*os.File, error) {
 		return nil, err
 	}
 	deadline := time.Now().Add(lockWait)
+	told := false
 	for {
 		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
@@ -223,6 +224,12 @@ func flockPath(p string, dirMode os.FileMode) (*os.File, error) {
 				return nil, fmt.Errorf("lock %s: still held after %v by %s (a vrf-netsetup that hangs: see its journal, or kill it)", p, lockWait, holderName(holder))
 			}
 			return nil, fmt.Errorf("lock %s: %w", p, err)
+		}
+		if !told {
+			// a wait of minutes must not look like a hang
+			holder, _ := os.ReadFile(p)
+			fmt.Fprintf(os.Stderr, "vrf-netsetup: waiting (up to %v) for %s, held by %s\n", lockWait, p, holderName(holder))
+			told = true
 		}
 		time.Sleep(lockPoll)
 	}
@@ -548,7 +555,7 @@ func ResolvePendingTry(r *Reader, env *Env, sched Scheduler, out io.Writer, dryR
 	}
 	if _, offline := env.Svc.(Offline); !offline && env.Svc != nil && r.Net != nil {
 		// at boot networkd may still be bringing the iface up
-		WaitNetworkdIdle(r.FS, r.Net, ts.Config.Iface, idleWait)
+		WaitNetworkdIdle(r.FS, r.Net, ts.Config.Iface, idleWait, out)
 	}
 	if dryRun {
 		fmt.Fprintf(out, "note   apply first rolls back the unconfirmed try of %s: %s\n", ts.Started.Format(time.DateTime), why)

@@ -36,6 +36,8 @@ forwarded() {
 aptlog() { cat /run/pamvrf-apt.log; }
 # vrfsocks UNIT: its sockets in the kernel's socket table, with ss's %dev
 vrfsocks() { ss -Htuanp | grep "pid=$(systemctl show -p MainPID --value "$1")," ; }
+# slow WHAT T0 OUT: how long the command took and what it said it waited on
+slow() { echo "| $1 took $(( $(date +%s) - $2 ))s"; grep -E '^(note|WARN)|took|settled in' "$3" | cut -c1-200 | sed 's/^/|   /'; }
 units() {
 	for u in chrony rsyslog pamvrf-apt-update; do systemctl cat $u.service; systemctl show -p DropInPaths -p BPFProgram $u.service; done 2>&1
 	ls -d /etc/systemd/system/*.service.d 2>&1
@@ -238,25 +240,29 @@ grep '^FAIL' /tmp/check.out | cut -c1-200 | sed 's/^/| /'
 
 	run("revert: the units are back to stock", `
 old=$(systemctl show -p MainPID --value chrony.service)
+t0=$(date +%s)
 vrf-netsetup revert > /tmp/revert.out 2>&1; rc=$?; res $rc "revert/revert succeeds"
 grep -E '^ +[0-9]+\. .*(pam-vrf.conf|restart)' /tmp/revert.out | sed 's/^/| /'
+slow revert $t0 /tmp/revert.out
 units > /root/units.now
 diff /root/units.stock /root/units.now; res $? "revert/unit files, drop-ins and BPFProgram= as before apply"
 [ "$(systemctl show -p MainPID --value chrony.service)" != "$old" ]; res $? "revert/chrony restarted"
-online >/dev/null
+t0=$(date +%s); online >/dev/null; echo "| online after $(( $(date +%s) - t0 ))s"
 vrfsocks chrony.service | grep -q . && ! vrfsocks chrony.service | grep -q '%mgmt'; res $? "revert/chronyd's sockets are in the default VRF again"
 synced 60; res $? "revert/chrony synchronises in the default VRF (its default route is back)"
 forwarded revert-$RANDOM; res $? "revert/rsyslog forwards from the default VRF"
-`, 3*time.Minute)
+`, 5*time.Minute)
 
 	run("purge: the package's postrm removes the drop-ins", `
+t0=$(date +%s)
 $A $S > /tmp/apply.out 2>&1; res $? "purge/apply --service again"
-online >/dev/null
+slow apply $t0 /tmp/apply.out
+t0=$(date +%s); online >/dev/null; echo "| online after $(( $(date +%s) - t0 ))s"
 vrfsocks chrony.service | grep -q '%mgmt'; res $? "purge/chrony bound again"
 /root/vrf-netsetup.postrm purge > /tmp/purge.out 2>&1; res $? "purge/postrm purge succeeds"
 sed 's/^/| /' /tmp/purge.out
 ! ls /etc/systemd/system/*.service.d/pam-vrf.conf 2>/dev/null; res $? "purge/no --service drop-in left"
 [ -z "$(systemctl show -p BPFProgram --value chrony.service rsyslog.service pamvrf-apt-update.service | tr -d '\n')" ]; res $? "purge/systemd has no BPFProgram= for the units"
 ! vrfsocks chrony.service | grep -q '%mgmt'; res $? "purge/chrony restarted unbound"
-`, 3*time.Minute)
+`, 5*time.Minute)
 }
