@@ -94,11 +94,15 @@ deaf() {
 waitfor() { n=$1; shift; for i in $(seq 200); do [ "$("$@")" -ge "$n" ] && return 0; sleep 1; done; return 1; }
 `
 
-// failAtStepScript: for each step (the start of its line in apply's plan),
-// an apply that fails there (fault build) rolls back completely: the host
-// as in /root/s0, ssh from the management network working. With
-// PAMVRF_FAULT_STEPS=all (make e2e-faults) every step of the plan fails
-// in turn instead.
+// failAtStepScript: for each step (the start of its line in apply's plan
+// of $A), an apply that fails there (the fault build, run with $A's
+// arguments) rolls back completely: the host as in /root/s0, ssh from the
+// management network working. A shape's shell may define how it waits for
+// its network (fault_online), compares with /root/s0 (fault_same TAG
+// FILE), logs in (fault_ssh) and what else must be as before (after_fault
+// TAG); the defaults are netsetupShell's online and same and root's ssh
+// over IPv4. With PAMVRF_FAULT_STEPS=all (make e2e-faults) every step of
+// the plan fails in turn instead.
 func failAtStepScript(steps ...string) string {
 	list := "for what in " + shellWords(steps) + `; do
 	n=$(pick "$what")`
@@ -122,19 +126,25 @@ while IFS= read -r full <&3; do
 	last="step $n ($what)"`
 	}
 	return `
+type fault_online >/dev/null 2>&1 || fault_online() { online; }
+type fault_same >/dev/null 2>&1 || fault_same() { same "$@"; }
+type fault_ssh >/dev/null 2>&1 || fault_ssh() { ` + sshCmd("root", "true") + `; }
+type after_fault >/dev/null 2>&1 || after_fault() { :; }
+F="${A/vrf-netsetup /vrf-netsetup-fault }"
 # numbered from a fresh plan each time: the first apply loads the VRF
 # driver, which no rollback unloads
 pick() { $A --dry-run | grep -E "^ +[0-9]+\. $1" | head -1 | awk '{print $1}' | tr -d .; }
 ` + list + `
 	[ -n "$n" ] || { echo "FAIL rollback/plan has a step '$what'"; continue; }
 	tag="rollback/step $n ($what) fails"
-	VRF_NETSETUP_FAULT=fail-at-step:$n vrf-netsetup-fault apply --vrf mgmt --table 1000 --iface eth0 > /tmp/f.out 2>&1
+	VRF_NETSETUP_FAULT=fail-at-step:$n $F > /tmp/f.out 2>&1
 	rc=$?; [ $rc = 1 ] && grep -q 'fault injection: this step fails; .* rolled back' /tmp/f.out && ! grep -q 'ROLLBACK INCOMPLETE' /tmp/f.out
 	res $? "$tag: apply fails and rolls back completely"
-	grep -E 'settled|FAILED|INCOMPLETE' /tmp/f.out | cut -c1-200 | sed 's/^/| /'
-	online >/dev/null
-	same "$tag: links, rules, routes, resolv.conf and files as before apply" /root/s0
-	` + sshCmd("root", "true") + `; res $? "$tag: ssh from the management network works"
+	grep -E 'settled|FAILED|INCOMPLETE|took' /tmp/f.out | cut -c1-200 | sed 's/^/| /'
+	fault_online >/dev/null
+	fault_same "$tag: links, rules, routes, resolv.conf and files as before apply" /root/s0
+	fault_ssh; res $? "$tag: ssh from the management network works"
+	after_fault "$tag"
 done
 `
 }

@@ -35,6 +35,10 @@ same6() {
 	for i in $(seq 120); do snap6 > /tmp/now; cmp -s "$2" /tmp/now && break; sleep 0.5; done
 	diff "$2" /tmp/now; res $? "$1"
 }
+# failAtStepScript on this shape: the RA route back in main, snap6, ssh over IPv6
+fault_online() { for i in $(seq 150); do radef >/dev/null && return 0; sleep 0.4; done; return 1; }
+fault_same() { same6 "$@"; }
+fault_ssh() { ssh6 root true; }
 # radef TABLE: the RA-learnt default route of eth0 in TABLE ("" = main)
 radef() { ip -6 route show ${1:+table $1} default | grep -E '^default via fe80::[0-9a-f:]+ dev eth0 proto ra'; }
 # rexp: seconds left of the RA default route in table 1000
@@ -76,9 +80,10 @@ curl -6 -sf --max-time 10 http://mirror.test/dists/bookworm/Release | head -n 1'
 // link's, apply steers the IPv6 server into the VRF. Revert restores the state.
 func TestE2EIPv6Only(t *testing.T) {
 	guestTest(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), faultTime(30*time.Minute))
 	defer cancel()
 	s := guestScenario(ctx, t, "ipv6-only")
+	pushFaultBuild(ctx, t, s.VM)
 	run := guestScripts(ctx, t, s.VM, s.R.(*testReporter), netsetupShell+ipv6Shell)
 
 	run("setup: eth0 IPv6-only (RA + stateless DHCPv6), RA every 10 s, router lifetime 60 s", `
@@ -114,6 +119,11 @@ sleep 2
 snap6 > /root/s0
 sed 's/^/| before: /' /root/s0 | grep -vE 'before: (/etc|$)'
 `, 4*time.Minute)
+
+	// Issue 16 on this shape: a failure once networkd has taken eth0
+	// over gives the RA default route back to main, ssh over IPv6 works.
+	run("a step that fails rolls everything back (fault build: fail-at-step)",
+		failAtStepScript("networkctl reconfigure"), faultTime(5*time.Minute))
 
 	run("apply", `
 $A > /tmp/apply.out 2>&1; rc=$?; res $rc "apply/apply succeeds"

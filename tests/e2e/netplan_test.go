@@ -41,6 +41,15 @@ v4online() {
 	done
 	return 1
 }
+# failAtStepScript on this shape: the lease's route back in main, psnap,
+# and ssh.socket in charge again, listening unbound
+fault_online() { v4online main; }
+fault_same() { psame "$@"; }
+after_fault() {
+	for i in $(seq 60); do o=$(ss -Htlnp 'sport = :22'); [ -n "$o" ] && ! echo "$o" | grep -q '%' && break; sleep 0.5; done
+	echo "$o" | grep -q 'systemd' && ! echo "$o" | grep -q '%' && systemctl is-active --quiet ssh.socket && ! systemctl is-enabled --quiet ssh.service
+	res $? "$1: ssh.socket in charge, listening unbound"
+}
 sshin() { # USER CMD: an ssh login from netns upstream over eth0, a few tries
 	for i in 1 2 3; do
 		ip netns exec upstream ssh -i /root/.ssh/id_ed25519 -o BatchMode=yes -o StrictHostKeyChecking=no \
@@ -108,9 +117,10 @@ waitfor() { n=$1; shift; for i in $(seq 200); do [ "$("$@")" -ge "$n" ] && retur
 // restores the state before apply.
 func TestE2ETrixieNetplan(t *testing.T) {
 	guestTest(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), faultTime(40*time.Minute))
 	defer cancel()
 	s := guestScenarioSuite(ctx, t, "trixie", "trixie netplan")
+	pushFaultBuild(ctx, t, s.VM)
 	r := s.R.(*testReporter)
 	run := guestScripts(ctx, t, s.VM, r, netsetupShell+netplanShell)
 
@@ -160,6 +170,12 @@ sleep 3
 psnap > /root/s0
 sed 's/^/| s0: /' /root/s0
 `, 3*time.Minute)
+
+	// Issue 16 on this shape: a failure at ssh.socket's restart (its
+	// drop-in written, eth0 in the VRF) rolls back to netplan's
+	// configuration and an unbound ssh.socket.
+	run("a step that fails rolls everything back (fault build: fail-at-step)",
+		failAtStepScript("restart ssh.socket"), faultTime(5*time.Minute))
 
 	run("apply --sshd vrf-only", `
 $A > /tmp/apply.out 2>&1; rc=$?; res $rc "apply/apply succeeds"

@@ -6,8 +6,11 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/pam-vrf/pam-vrf/tests/vm"
 )
 
 // netsetupShell is sourced by every script of TestE2ENetsetup: snap prints
@@ -201,5 +204,19 @@ func goBuild(t *testing.T, out string, extra ...string) {
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		fatalf(t, "go %v: %v\n%s", args, err, b)
+	}
+}
+
+// pushFaultBuild builds vrf-netsetup with the fault injection (build tag
+// netsetupfault) and pushes it to the guest as
+// /usr/local/sbin/vrf-netsetup-fault, next to the packaged or pushed
+// vrf-netsetup: for failAtStepScript on guests booted some other way
+// than netsetupGuest.
+func pushFaultBuild(ctx context.Context, t *testing.T, m *vm.VM) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "vrf-netsetup-fault")
+	goBuild(t, f, "-tags", "netsetupfault")
+	if err := m.Push(ctx, f, "/usr/local/sbin/vrf-netsetup-fault", 0o755); err != nil {
+		fatal(t, err)
 	}
 }

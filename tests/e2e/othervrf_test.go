@@ -46,6 +46,8 @@ seen() {
 	return 1
 }
 A="$A --nameserver 192.0.2.1"
+# after a failed apply's rollback blue is as the router had it
+after_fault() { bluesnap > /tmp/b1; diff /root/b0 /tmp/b1; res $? "$1: blue's device, port, address, routes and rules untouched"; }
 `
 
 // TestE2EOtherVRF: on a host that already carries a VRF of its own (blue,
@@ -57,7 +59,7 @@ A="$A --nameserver 192.0.2.1"
 // out through mgmt; revert keeps the l3mdev rule blue needs.
 func TestE2EOtherVRF(t *testing.T) {
 	guestTest(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), faultTime(20*time.Minute))
 	defer cancel()
 	start := time.Now()
 	bin := t.TempDir()
@@ -66,6 +68,7 @@ func TestE2EOtherVRF(t *testing.T) {
 	if err := m.Push(ctx, filepath.Join(bin, "vrf-netsetup"), "/usr/sbin/vrf-netsetup", 0o755); err != nil {
 		fatal(t, err)
 	}
+	pushFaultBuild(ctx, t, m)
 	r := &testReporter{t: t}
 	defer func() {
 		if t.Failed() {
@@ -97,6 +100,12 @@ sleep 2
 bluesnap > /root/b0; snap > /root/s0
 sed 's/^/| blue: /' /root/b0
 `, 3*time.Minute)
+
+	// Issue 16 on this shape: the rollback of a failed apply (here at the
+	// DNS steering rule, after the VRF, its routes and the l3mdev rule
+	// blue shares) leaves the host and blue as they were.
+	run("a step that fails rolls everything back, blue untouched (fault build: fail-at-step)",
+		failAtStepScript("add rule ipv4 1002"), faultTime(5*time.Minute))
 
 	run("apply mgmt beside blue", `
 $A > /tmp/apply.out 2>&1; rc=$?; res $rc "apply/mgmt (table 1000, eth0, --nameserver 192.0.2.1) applies"

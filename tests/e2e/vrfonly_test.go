@@ -11,16 +11,38 @@ import (
 	"github.com/pam-vrf/pam-vrf/tests/vm"
 )
 
+// vrfOnlyShell is sourced after netsetupShell by TestE2ESSHDVRFOnly's
+// scripts: after a failed apply's rollback ssh.service runs and listens
+// unbound.
+const vrfOnlyShell = `
+A="$A --sshd vrf-only"
+after_fault() {
+	for i in $(seq 60); do o=$(ss -Htlnp 'sport = :22'); [ -n "$o" ] && ! echo "$o" | grep -q '%' && break; sleep 0.5; done
+	echo "$o" | grep -q sshd && ! echo "$o" | grep -q '%' && systemctl is-active --quiet ssh.service
+	res $? "$1: ssh.service runs, listening unbound"
+	[ ! -e /etc/systemd/system/ssh.service.d/pam-vrf.conf ] && [ -z "$(systemctl show -p BPFProgram --value ssh.service)" ]
+	res $? "$1: no drop-in or BPFProgram= left on ssh.service"
+}
+`
+
 // TestE2ESSHDVRFOnly: with `--sshd vrf-only`, the l3mdev accept sysctl
 // stays off and sshd itself runs bound to the VRF, so management logins
 // are possible through the management network only, also after a reboot.
 func TestE2ESSHDVRFOnly(t *testing.T) {
 	guestTest(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), faultTime(20*time.Minute))
 	defer cancel()
 	s := guestScenario(ctx, t, "sshd vrf-only")
 	s.R.Step("sshd bound to the VRF (--sshd vrf-only)", "no l3mdev accept sysctl; sshd's sockets are bound to mgmt")
 	s.WaitOnline(ctx, "vrf-only")
+	// Issue 16 on this shape: a failure once sshd's program is pinned
+	// (before ssh.service is restarted with it) rolls back to an sshd
+	// that listens unbound.
+	pushFaultBuild(ctx, t, s.VM)
+	run := guestScripts(ctx, t, s.VM, s.R.(*testReporter), netsetupShell+vrfOnlyShell)
+	run("before apply", `online; res $? "before/eth0 online"; snap > /root/s0`, 2*time.Minute)
+	run("a step that fails rolls everything back (fault build: fail-at-step)",
+		failAtStepScript("pin the sock_create program"), faultTime(5*time.Minute))
 	out, errOut, code := s.run(ctx, "vrf-netsetup apply --vrf mgmt --table 1000 --iface eth0 --sshd vrf-only")
 	s.check("vrf-only/apply succeeds", code == 0, "exit %d\n%s%s", code, out, errOut)
 
