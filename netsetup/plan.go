@@ -34,7 +34,7 @@ func Plan(cfg Config, live *State) ([]Step, error) {
 		return nil, err
 	}
 	svc, sshArm := planServices(cfg, dns, live, files)
-	dnsRules := planDNSRules(cfg, dns, live)
+	dnsRules := append(planDNSRules(cfg, dns, live), planDNSBind(cfg, dns, live)...)
 
 	// A manager that enslaves the iface itself (networkd) does so once it
 	// has the files.

@@ -163,9 +163,15 @@ func dnsRule(cfg Config, ip string) Rule {
 	return Rule{Family: fam, Pref: PrefDNSRule, Table: cfg.Table, Dst: hostPrefix(ip), Iif: "lo", Action: frActToTbl}
 }
 
+// steeredServers: the nameservers (and DHCP servers) the steering rules
+// move into the VRF.
+func steeredServers(cfg Config, dns string, st *State) []string {
+	return append(dnsRuleServers(cfg, dns, st), dhcpRuleServers(cfg, st)...)
+}
+
 func planDNSRules(cfg Config, dns string, st *State) []Step {
 	want := map[string]Rule{}
-	for _, s := range append(dnsRuleServers(cfg, dns, st), dhcpRuleServers(cfg, st)...) {
+	for _, s := range steeredServers(cfg, dns, st) {
 		r := dnsRule(cfg, s)
 		want[r.Dst] = r
 	}

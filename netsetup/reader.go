@@ -22,6 +22,9 @@ type Reader struct {
 	// HostRoot is where /sys/module and /lib/modules are read ("/" unless a
 	// test fakes them). Kept apart from FS: --root is about files we write.
 	HostRoot string
+	// Hooks: read (and so plan) the nameserver connect hooks, which live
+	// in the root cgroup: the running host's only, never a test's netns.
+	Hooks bool
 }
 
 // Read snapshots the live state relevant to cfg.
@@ -51,6 +54,9 @@ func (r *Reader) Read(cfg Config) (*State, error) {
 	}
 	st.Module = readModule(r.HostRoot)
 	st.SSHPin = readSSHPin(r.HostRoot, cfg.VRF)
+	if r.Hooks {
+		st.DNSBind = readDNSBind(cfg.VRF)
+	}
 	st.Manager = DetectManager(r.FS, r.Svc, cfg.Iface)
 	if _, offline := r.Svc.(Offline); !offline && r.Svc != nil {
 		// processes are the running system's: not asked for --root

@@ -233,6 +233,7 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 	case old.ResolvedActive && fileDiffers(old.file(ResolvedDropIn), live.file(ResolvedDropIn)):
 		steps = append(steps, svcStep("revert-resolved-restart", "restart systemd-resolved (drops the extra listener)", []string{"restart", "systemd-resolved.service"}, nil))
 	}
+	steps = append(steps, planRevertDNSBind(cfg, old, live)...)
 	steps = append(steps, svcStep("revert-reload", "systemctl daemon-reload", []string{"daemon-reload"}, nil))
 	steps = append(steps, unitRestarts...)
 	// sshd keeps the listener it has until restarted: left bound to a VRF

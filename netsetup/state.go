@@ -33,6 +33,10 @@ type State struct {
 	Upstream []string `json:"upstream,omitempty"`
 	// SSHPin: the pinned program for sshd mode vrf-only.
 	SSHPin SSHPin `json:"ssh_pin"`
+	// DNSBind: the nameserver connect programs pinned for the VRF
+	// (dnsbind.go), nil when the kernel cannot run them or was not asked
+	// (--root, tests).
+	DNSBind *DNSBindState `json:"dns_bind,omitempty"`
 	// Units named by --service, and those still carrying our drop-in
 	// (services.go); nil when systemd was not asked (--root, fakes).
 	Units map[string]UnitState `json:"units,omitempty"`

@@ -27,7 +27,8 @@ func setup(o *options, out io.Writer) (*netsetup.Reader, *netsetup.Env, func(), 
 		svc = netsetup.Offline{}
 	}
 	sc := netsetup.Sysctl{NS: netns.None()}
-	r := &netsetup.Reader{Net: n, FS: fs, Sysctl: sc, Svc: svc, HostRoot: "/"}
+	_, offline := svc.(netsetup.Offline)
+	r := &netsetup.Reader{Net: n, FS: fs, Sysctl: sc, Svc: svc, HostRoot: "/", Hooks: !offline}
 	env := &netsetup.Env{Net: n, FS: fs, Sysctl: sc, Svc: svc, Mod: netsetup.Modprobe{}, Out: out}
 	if o.rec != nil {
 		env.Observe = o.rec.Observe
