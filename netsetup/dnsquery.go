@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -31,9 +32,21 @@ type DNSAnswer struct {
 // inside ns; once created it stays in that netns. An error means no answer
 // at all (unreachable, refused port, timeout).
 func Query(ns netns.NsHandle, dev string, server netip.AddrPort, name string, qtype uint16, timeout time.Duration) (DNSAnswer, error) {
+	return QueryOver(ns, "udp", dev, server, name, qtype, timeout)
+}
+
+// QueryOver is Query over network "udp" or "tcp"; dev "" is a socket bound
+// to no device, as a resolver in the default VRF has (unbound explicitly:
+// check may run from a login placed in a VRF, whose sockets the cgroup
+// binds).
+func QueryOver(ns netns.NsHandle, network, dev string, server netip.AddrPort, name string, qtype uint16, timeout time.Duration) (DNSAnswer, error) {
 	q, id, err := buildQuery(name, qtype)
 	if err != nil {
 		return DNSAnswer{}, err
+	}
+	via := dev
+	if via == "" {
+		via = "the default VRF"
 	}
 	var conn net.Conn
 	err = inNS(ns, func() error {
@@ -43,37 +56,59 @@ func Query(ns netns.NsHandle, dev string, server netip.AddrPort, name string, qt
 				return cerr
 			}
 			if serr != nil {
-				return fmt.Errorf("SO_BINDTODEVICE %s: %w", dev, serr)
+				return fmt.Errorf("SO_BINDTODEVICE %q: %w", dev, serr)
 			}
 			return nil
 		}}
 		var derr error
-		conn, derr = d.DialContext(context.Background(), "udp", server.String())
+		conn, derr = d.DialContext(context.Background(), network, server.String())
 		return derr
 	})
 	if err != nil {
-		return DNSAnswer{}, fmt.Errorf("socket to %s bound to %s: %w", server, dev, err)
+		return DNSAnswer{}, fmt.Errorf("%s to %s from %s: %w", network, server, via, err)
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(timeout))
+	if network == "tcp" {
+		// RFC 1035 4.2.2: each message prefixed with its length
+		q = append(binary.BigEndian.AppendUint16(nil, uint16(len(q))), q...)
+	}
 	if _, err := conn.Write(q); err != nil {
-		return DNSAnswer{}, fmt.Errorf("send query to %s via %s: %w", server, dev, err)
+		return DNSAnswer{}, fmt.Errorf("send query to %s via %s (%s): %w", server, via, network, err)
 	}
 	buf := make([]byte, 4096)
 	for {
-		n, err := conn.Read(buf)
+		n, err := readMsg(conn, network, buf)
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				return DNSAnswer{}, fmt.Errorf("no answer from %s via %s within %s", server, dev, timeout)
+				return DNSAnswer{}, fmt.Errorf("no answer from %s via %s (%s) within %s", server, via, network, timeout)
 			}
-			return DNSAnswer{}, fmt.Errorf("read answer from %s via %s: %w", server, dev, err)
+			return DNSAnswer{}, fmt.Errorf("read answer from %s via %s (%s): %w", server, via, network, err)
 		}
 		if n < 12 || binary.BigEndian.Uint16(buf) != id || buf[2]&0x80 == 0 {
 			continue // not our response; keep waiting until the deadline
 		}
 		return DNSAnswer{Rcode: int(buf[3] & 0x0f), Answers: int(binary.BigEndian.Uint16(buf[6:]))}, nil
 	}
+}
+
+// readMsg reads one DNS message into buf: a datagram, or over TCP a
+// length-prefixed message (cut to buf; only the header is looked at).
+func readMsg(conn net.Conn, network string, buf []byte) (int, error) {
+	if network != "tcp" {
+		return conn.Read(buf)
+	}
+	var l [2]byte
+	if _, err := io.ReadFull(conn, l[:]); err != nil {
+		return 0, err
+	}
+	n := int(binary.BigEndian.Uint16(l[:]))
+	msg := make([]byte, n)
+	if _, err := io.ReadFull(conn, msg); err != nil {
+		return 0, err
+	}
+	return copy(buf, msg), nil
 }
 
 // buildQuery encodes a standard query with RD set.

@@ -162,3 +162,49 @@ func (c *Checker) checkDNS(cfg Config, st *State, hasVRF bool) []CheckResult {
 	}
 	return []CheckResult{resolver, fail("resolution", fix, "no name resolved from VRF %s: %s", cfg.VRF, strings.Join(why, "; "))}
 }
+
+// checkDNSTCP asks every management nameserver (dnsBindServers) over TCP,
+// from the VRF and from the default VRF (a socket bound to no device, the
+// way systemd-resolved and glibc reach their upstream servers). A resolver
+// falls back to TCP for every answer too big for UDP, and DNS over TLS
+// uses nothing else; the UDP checks above do not show whether that path
+// works, and in `--sshd vrf-only` mode (tcp_l3mdev_accept 0) only the
+// connect hooks apply attaches make it work from the default VRF.
+func (c *Checker) checkDNSTCP(cfg Config, st *State, dns string, hasVRF bool) (CheckResult, bool) {
+	servers := dnsBindServers(cfg, dns, st)
+	if len(servers) == 0 || !hasVRF {
+		return CheckResult{}, false
+	}
+	timeout := c.DNSTimeout
+	if timeout == 0 {
+		timeout = 3 * time.Second
+	}
+	_, search := resolvConfServers(st.file(ResolvConf).Content)
+	p := dnsProbes(cfg, search)[0]
+	var good, vrfBad, defBad []string
+	for _, s := range servers {
+		ap := netip.AddrPortFrom(s, 53)
+		_, errV := QueryOver(c.Reader.Net.NS, "tcp", cfg.VRF, ap, p.name, p.qtype, timeout)
+		_, errD := QueryOver(c.Reader.Net.NS, "tcp", "", ap, p.name, p.qtype, timeout)
+		switch {
+		case errV != nil:
+			vrfBad = append(vrfBad, errV.Error())
+		case errD != nil:
+			defBad = append(defBad, errD.Error())
+		default:
+			good = append(good, s.String())
+		}
+	}
+	switch {
+	case len(vrfBad) > 0:
+		return fail("dns-tcp", "the nameserver must answer DNS over TCP (port 53) too: resolvers retry every truncated answer over TCP; or name one that does: --dns static --nameserver IP",
+			"no TCP answer from VRF %s: %s", cfg.VRF, strings.Join(vrfBad, "; ")), true
+	case len(defBad) > 0:
+		fix := "vrf-netsetup apply (attaches the nameserver connect hooks in " + BPFPinDir + "; kernel 5.9 or later)"
+		if st.DNSBind == nil {
+			fix = "this kernel cannot run the nameserver connect hooks (5.9 or later): with --sshd any-vrf, net.ipv4.tcp_l3mdev_accept=1 lets the answers in"
+		}
+		return fail("dns-tcp", fix, "the default VRF gets no TCP answer from a management nameserver: %s", strings.Join(defBad, "; ")), true
+	}
+	return ok("dns-tcp", "%s answered %s over TCP from VRF %s and from the default VRF", strings.Join(good, ", "), p, cfg.VRF), true
+}

@@ -2,6 +2,7 @@ package netsetup
 
 import (
 	"encoding/binary"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -141,4 +142,66 @@ func TestCheckDNSTellsRefusalFromSilence(t *testing.T) {
 			t.Fatalf("resolver %+v\nresolution %+v", r, n)
 		}
 	})
+}
+
+// dnsTCPResponder answers length-prefixed queries over TCP in netns of na
+// at addr:53 with NOERROR.
+func dnsTCPResponder(t *testing.T, na *Net, addr string) {
+	t.Helper()
+	var ln net.Listener
+	if err := inNS(na.NS, func() error {
+		var e error
+		ln, e = net.Listen("tcp4", addr+":53")
+		return e
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				var l [2]byte
+				if _, err := io.ReadFull(c, l[:]); err != nil {
+					return
+				}
+				q := make([]byte, binary.BigEndian.Uint16(l[:]))
+				if _, err := io.ReadFull(c, q); err != nil {
+					return
+				}
+				q[2] |= 0x80
+				q[3] = 0x80
+				c.Write(append(l[:], q...))
+			}()
+		}
+	}()
+}
+
+// TestCheckDNSTCP: the management nameserver asked over TCP from the
+// device and from no device; one that answers only over UDP fails, naming
+// TCP.
+func TestCheckDNSTCP(t *testing.T) {
+	_, na, _, nb := peeredNS(t, "vrfdev")
+	c := &Checker{Reader: &Reader{Net: na}, DNSTimeout: 500 * time.Millisecond}
+	cfg := testCfg()
+	cfg.VRF, cfg.Iface, cfg.Nameservers = "vrfdev", "vrfdev", []string{"10.9.0.2"}
+	st := &State{Files: map[string]FileState{ResolvConf: {Exists: true, Content: "nameserver 10.9.0.2\n"}}}
+
+	dnsResponder(t, nb, "10.9.0.2", nil)
+	r, ok := c.checkDNSTCP(cfg, st, DNSStatic, true)
+	if !ok || r.OK || !strings.Contains(r.Fix, "must answer DNS over TCP") || !strings.Contains(r.Detail, "tcp to 10.9.0.2:53 from vrfdev") {
+		t.Fatalf("UDP-only server: %+v", r)
+	}
+	dnsTCPResponder(t, nb, "10.9.0.2")
+	r, ok = c.checkDNSTCP(cfg, st, DNSStatic, true)
+	if !ok || !r.OK || r.Detail != "10.9.0.2 answered . SOA over TCP from VRF vrfdev and from the default VRF" {
+		t.Fatalf("TCP server: %+v", r)
+	}
+	if _, ok := c.checkDNSTCP(cfg, st, DNSStatic, false); ok {
+		t.Fatalf("no VRF: asked anyway")
+	}
 }
