@@ -82,13 +82,20 @@ func kernelAtLeast(release string, major, minor int) bool {
 // management network: the steered ones, and the found ones whose best
 // route leaves through the iface or the VRF (resolved's per-link servers
 // of the iface included), sorted so the program is the same for the same
-// set.
+// set. A lease's DHCP server is steered too, but is no nameserver unless
+// some resolver configuration names it.
 func dnsBindServers(cfg Config, dns string, st *State) []netip.Addr {
+	named := append(dnsRuleServers(cfg, dns, st), st.Upstream...)
 	var out []netip.Addr
 	for _, s := range append(steeredServers(cfg, dns, st), mgmtServers(cfg, st, st.Upstream)...) {
-		if a, err := netip.ParseAddr(s); err == nil && !slices.Contains(out, a.Unmap()) {
-			out = append(out, a.Unmap())
+		a, err := netip.ParseAddr(s)
+		if err != nil || slices.Contains(out, a.Unmap()) || !slices.ContainsFunc(named, func(n string) bool {
+			b, err := netip.ParseAddr(n)
+			return err == nil && b.Unmap() == a.Unmap()
+		}) {
+			continue
 		}
+		out = append(out, a.Unmap())
 	}
 	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
 	return out

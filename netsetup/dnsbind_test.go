@@ -3,6 +3,7 @@ package netsetup
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -61,6 +62,17 @@ func TestPlanDNSBind(t *testing.T) {
 	if s := planDNSBind(cfg, DNSStatic, st); len(s) != 1 {
 		t.Fatalf("IPv6 server gone, its hook still pinned: plan %v", ids(s))
 	}
+	// a lease's DHCP server is steered, but no nameserver: not bound
+	st.Manager = Manager{Kind: "ifupdown", DHCP: true}
+	st.Files[hookLeaseFile("eth0")] = FileState{Exists: true, Content: "server 192.0.2.67\nnameservers 192.0.2.53\n"}
+	if !slices.Contains(steeredServers(cfg, DNSStatic, st), "192.0.2.67") {
+		t.Fatalf("the lease's server is not steered: %v", steeredServers(cfg, DNSStatic, st))
+	}
+	if got := dnsBindServers(cfg, DNSStatic, st); len(got) != 1 || got[0].String() != "192.0.2.53" {
+		t.Errorf("servers %v, want only the nameserver", got)
+	}
+	st.Manager = Manager{}
+	delete(st.Files, hookLeaseFile("eth0"))
 	cfg.Nameservers = nil
 	st.Upstream = nil
 	if s := planDNSBind(cfg, DNSStatic, st); len(s) != 1 || !strings.Contains(s[0].Desc, "remove the nameserver connect hooks") {
