@@ -177,7 +177,7 @@ func (c *Checker) Run(cfg Config) ([]CheckResult, error) {
 	for _, r := range c.checkDNS(cfg, st, hasVRF) {
 		add(r)
 	}
-	if r, ok := c.checkDNSTCP(cfg, st, dns, hasVRF); ok {
+	if r, ok := c.checkDNSPaths(cfg, st, dns, hasVRF); ok {
 		add(r)
 	}
 	add(c.checkPAM())

@@ -1,6 +1,7 @@
 package netsetup
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -163,14 +164,15 @@ func (c *Checker) checkDNS(cfg Config, st *State, hasVRF bool) []CheckResult {
 	return []CheckResult{resolver, fail("resolution", fix, "no name resolved from VRF %s: %s", cfg.VRF, strings.Join(why, "; "))}
 }
 
-// checkDNSTCP asks every management nameserver (dnsBindServers) over TCP,
-// from the VRF and from the default VRF (a socket bound to no device, the
-// way systemd-resolved and glibc reach their upstream servers). A resolver
-// falls back to TCP for every answer too big for UDP, and DNS over TLS
-// uses nothing else; the UDP checks above do not show whether that path
-// works, and in `--sshd vrf-only` mode (tcp_l3mdev_accept 0) only the
-// connect hooks apply attaches make it work from the default VRF.
-func (c *Checker) checkDNSTCP(cfg Config, st *State, dns string, hasVRF bool) (CheckResult, bool) {
+// checkDNSPaths asks every management nameserver (dnsBindServers) over
+// UDP and TCP, from the VRF and from the default VRF (a socket bound to no
+// device, the way systemd-resolved and glibc reach their upstream
+// servers). The resolver check above asks over UDP from the VRF only. A
+// resolver falls back to TCP for every answer too big for UDP, and DNS
+// over TLS uses nothing else; in `--sshd vrf-only` mode
+// (tcp_l3mdev_accept 0) only the connect hooks apply attaches let the
+// default VRF's TCP answers in.
+func (c *Checker) checkDNSPaths(cfg Config, st *State, dns string, hasVRF bool) (CheckResult, bool) {
 	servers := dnsBindServers(cfg, dns, st)
 	if len(servers) == 0 || !hasVRF {
 		return CheckResult{}, false
@@ -181,30 +183,36 @@ func (c *Checker) checkDNSTCP(cfg Config, st *State, dns string, hasVRF bool) (C
 	}
 	_, search := resolvConfServers(st.file(ResolvConf).Content)
 	p := dnsProbes(cfg, search)[0]
-	var good, vrfBad, defBad []string
+	var good, tcpBad, defBad []string
 	for _, s := range servers {
 		ap := netip.AddrPortFrom(s, 53)
-		_, errV := QueryOver(c.Reader.Net.NS, "tcp", cfg.VRF, ap, p.name, p.qtype, timeout)
-		_, errD := QueryOver(c.Reader.Net.NS, "tcp", "", ap, p.name, p.qtype, timeout)
+		var errs [4]error
+		for i, path := range []struct{ network, dev string }{{"udp", cfg.VRF}, {"tcp", cfg.VRF}, {"udp", ""}, {"tcp", ""}} {
+			_, errs[i] = QueryOver(c.Reader.Net.NS, path.network, path.dev, ap, p.name, p.qtype, timeout)
+		}
 		switch {
-		case errV != nil:
-			vrfBad = append(vrfBad, errV.Error())
-		case errD != nil:
-			defBad = append(defBad, errD.Error())
+		case errs[0] != nil:
+			// no UDP answer from the VRF: the resolver line says it
+		case errs[1] != nil:
+			tcpBad = append(tcpBad, errs[1].Error())
+		case errs[2] != nil || errs[3] != nil:
+			defBad = append(defBad, errors.Join(errs[2], errs[3]).Error())
 		default:
 			good = append(good, s.String())
 		}
 	}
 	switch {
-	case len(vrfBad) > 0:
-		return fail("dns-tcp", "the nameserver must answer DNS over TCP (port 53) too: resolvers retry every truncated answer over TCP; or name one that does: --dns static --nameserver IP",
-			"no TCP answer from VRF %s: %s", cfg.VRF, strings.Join(vrfBad, "; ")), true
+	case len(tcpBad) > 0:
+		return fail("dns paths", "the nameserver must answer DNS over TCP (port 53) too: resolvers retry every truncated answer over TCP; or name one that does: --dns static --nameserver IP",
+			"no TCP answer from VRF %s: %s", cfg.VRF, strings.Join(tcpBad, "; ")), true
 	case len(defBad) > 0:
-		fix := "vrf-netsetup apply (attaches the nameserver connect hooks in " + BPFPinDir + "; kernel 5.9 or later)"
+		fix := "vrf-netsetup apply (steers the management nameservers into the VRF and attaches the nameserver connect hooks in " + BPFPinDir + "; kernel 5.9 or later)"
 		if st.DNSBind == nil {
-			fix = "this kernel cannot run the nameserver connect hooks (5.9 or later): with --sshd any-vrf, net.ipv4.tcp_l3mdev_accept=1 lets the answers in"
+			fix = "vrf-netsetup apply (steers the management nameservers into the VRF); TCP: this kernel cannot run the nameserver connect hooks (5.9 or later), with --sshd any-vrf net.ipv4.tcp_l3mdev_accept=1 lets the answers in"
 		}
-		return fail("dns-tcp", fix, "the default VRF gets no TCP answer from a management nameserver: %s", strings.Join(defBad, "; ")), true
+		return fail("dns paths", fix, "the default VRF gets no answer from a management nameserver: %s", strings.Join(defBad, "; ")), true
+	case len(good) == 0:
+		return CheckResult{}, false
 	}
-	return ok("dns-tcp", "%s answered %s over TCP from VRF %s and from the default VRF", strings.Join(good, ", "), p, cfg.VRF), true
+	return ok("dns paths", "%s answered %s over UDP and TCP, from VRF %s and from the default VRF", strings.Join(good, ", "), p, cfg.VRF), true
 }

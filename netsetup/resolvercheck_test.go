@@ -181,10 +181,10 @@ func dnsTCPResponder(t *testing.T, na *Net, addr string) {
 	}()
 }
 
-// TestCheckDNSTCP: the management nameserver asked over TCP from the
-// device and from no device; one that answers only over UDP fails, naming
-// TCP.
-func TestCheckDNSTCP(t *testing.T) {
+// TestCheckDNSPaths: the management nameserver asked over UDP and TCP from
+// the device and from no device; one that answers only over UDP fails,
+// naming TCP.
+func TestCheckDNSPaths(t *testing.T) {
 	_, na, _, nb := peeredNS(t, "vrfdev")
 	c := &Checker{Reader: &Reader{Net: na}, DNSTimeout: 500 * time.Millisecond}
 	cfg := testCfg()
@@ -192,16 +192,16 @@ func TestCheckDNSTCP(t *testing.T) {
 	st := &State{Files: map[string]FileState{ResolvConf: {Exists: true, Content: "nameserver 10.9.0.2\n"}}}
 
 	dnsResponder(t, nb, "10.9.0.2", nil)
-	r, ok := c.checkDNSTCP(cfg, st, DNSStatic, true)
+	r, ok := c.checkDNSPaths(cfg, st, DNSStatic, true)
 	if !ok || r.OK || !strings.Contains(r.Fix, "must answer DNS over TCP") || !strings.Contains(r.Detail, "tcp to 10.9.0.2:53 from vrfdev") {
 		t.Fatalf("UDP-only server: %+v", r)
 	}
 	dnsTCPResponder(t, nb, "10.9.0.2")
-	r, ok = c.checkDNSTCP(cfg, st, DNSStatic, true)
-	if !ok || !r.OK || r.Detail != "10.9.0.2 answered . SOA over TCP from VRF vrfdev and from the default VRF" {
+	r, ok = c.checkDNSPaths(cfg, st, DNSStatic, true)
+	if !ok || !r.OK || r.Detail != "10.9.0.2 answered . SOA over UDP and TCP, from VRF vrfdev and from the default VRF" {
 		t.Fatalf("TCP server: %+v", r)
 	}
-	if _, ok := c.checkDNSTCP(cfg, st, DNSStatic, false); ok {
+	if _, ok := c.checkDNSPaths(cfg, st, DNSStatic, false); ok {
 		t.Fatalf("no VRF: asked anyway")
 	}
 }

@@ -60,16 +60,16 @@ func TestE2ESSHDVRFOnly(t *testing.T) {
 		s.check(stage+"/vrf-netsetup check passes (pam and policy aside)", !strings.Contains(strings.ReplaceAll(strings.ReplaceAll(out, "FAIL pam:", ""), "FAIL policy:", ""), "FAIL"), "exit %d, output %q", code, out)
 		// DNS over TCP from the default VRF with tcp_l3mdev_accept 0: the
 		// connect hooks bind the resolver's socket to mgmt
-		out, _, _ = s.run(ctx, "vrf-netsetup check --vrf mgmt --iface eth0 --query-name "+vm.MirrorName+" | grep -E '^(ok|FAIL) +dns-tcp'")
-		s.check(stage+"/check: DNS over TCP answers from the VRF and from the default VRF", strings.HasPrefix(out, "ok   dns-tcp: 192.0.2.1 answered "), "output %q", out)
+		out, _, _ = s.run(ctx, "vrf-netsetup check --vrf mgmt --iface eth0 --query-name "+vm.MirrorName+" | grep -E '^(ok|FAIL) +dns paths'")
+		s.check(stage+"/check: DNS over TCP answers from the VRF and from the default VRF", strings.HasPrefix(out, "ok   dns paths: 192.0.2.1") && strings.Contains(out, "over UDP and TCP, from VRF mgmt and from the default VRF"), "output %q", out)
 	}
 	verify("vrf-only")
 	// The control: without the hooks the same TCP query from the default
 	// VRF gets no answer (the SYN leaves through eth0 by the steering
 	// rule; the answer arrives through mgmt, and no unbound socket takes
 	// it while tcp_l3mdev_accept is 0); apply puts them back.
-	out, _, _ = s.run(ctx, "ls /sys/fs/bpf/pam-vrf/; rm /sys/fs/bpf/pam-vrf/dns4-mgmt; vrf-netsetup check --vrf mgmt --iface eth0 --query-name "+vm.MirrorName+" | grep -E -A1 '^(ok|FAIL) +dns-tcp'")
-	s.check("no hooks/check: the default VRF gets no TCP answer, and check names apply as the fix", strings.Contains(out, "dns4-mgmt") && strings.Contains(out, "FAIL dns-tcp: the default VRF gets no TCP answer") && strings.Contains(out, "vrf-netsetup apply"), "output %q", out)
+	out, _, _ = s.run(ctx, "ls /sys/fs/bpf/pam-vrf/; rm /sys/fs/bpf/pam-vrf/dns4-mgmt; vrf-netsetup check --vrf mgmt --iface eth0 --query-name "+vm.MirrorName+" | grep -E '^(ok|FAIL) +dns paths'")
+	s.check("no hooks/check: the default VRF gets no TCP answer, and check names apply as the fix", strings.Contains(out, "dns4-mgmt") && strings.Contains(out, "FAIL dns paths: the default VRF gets no answer from a management nameserver") && strings.Contains(out, "tcp to 192.0.2.1:53 from the default VRF") && strings.Contains(out, "vrf-netsetup apply"), "output %q", out)
 	out, errOut, code = s.run(ctx, "vrf-netsetup apply --vrf mgmt --table 1000 --iface eth0 --sshd vrf-only")
 	s.check("no hooks/apply attaches them again", code == 0 && strings.Contains(out, "bind sockets connecting to 192.0.2.1"), "exit %d\n%s%s", code, out, errOut)
 	verify("hooks back")
