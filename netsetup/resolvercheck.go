@@ -1,7 +1,6 @@
 package netsetup
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -196,7 +195,11 @@ func (c *Checker) checkDNSPaths(cfg Config, st *State, dns string, hasVRF bool) 
 		case errs[1] != nil:
 			tcpBad = append(tcpBad, errs[1].Error())
 		case errs[2] != nil || errs[3] != nil:
-			defBad = append(defBad, errors.Join(errs[2], errs[3]).Error())
+			for _, e := range errs[2:] {
+				if e != nil {
+					defBad = append(defBad, e.Error())
+				}
+			}
 		default:
 			good = append(good, s.String())
 		}
