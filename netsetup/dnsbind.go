@@ -54,7 +54,7 @@ func readDNSBind(vrf string) *DNSBindState {
 }
 
 // dnsBindSupported: kernel 5.9 (cgroup bpf_link, SO_BINDTODEVICE from
-// bpf_setsockopt) and a bpffs at /sys/fs/bpf.
+// bpf_setsockopt), a bpffs at /sys/fs/bpf, and programs the kernel loads.
 func dnsBindSupported() bool {
 	var u unix.Utsname
 	if unix.Uname(&u) != nil {
@@ -64,7 +64,10 @@ func dnsBindSupported() bool {
 		return false
 	}
 	var fs unix.Statfs_t
-	return unix.Statfs("/sys/fs/bpf", &fs) == nil && fs.Type == unix.BPF_FS_MAGIC
+	if unix.Statfs("/sys/fs/bpf", &fs) != nil || fs.Type != unix.BPF_FS_MAGIC {
+		return false
+	}
+	return dnsbind.Probe() == nil
 }
 
 // kernelAtLeast compares a release ("6.1.0-28-cloud-amd64") with major.minor.

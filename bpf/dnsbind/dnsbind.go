@@ -295,6 +295,7 @@ func ensureFamily(cgroupDir, pinDir, vrf, dev string, servers []netip.Addr, netn
 	}
 	var oldProg *ebpf.Program // what the pinned link ran before, for undo
 	if old != nil {
+		defer old.Close()
 		if info, err := old.Info(); err == nil {
 			oldProg, _ = ebpf.NewProgramFromID(info.Program)
 		}
@@ -303,7 +304,6 @@ func ensureFamily(cgroupDir, pinDir, vrf, dev string, servers []netip.Addr, netn
 		if old == nil {
 			return func() error { return nil }, nil
 		}
-		defer old.Close()
 		if err := old.Unpin(); err != nil {
 			return nil, fmt.Errorf("remove %s: %w", pin, err)
 		}
@@ -320,7 +320,6 @@ func ensureFamily(cgroupDir, pinDir, vrf, dev string, servers []netip.Addr, netn
 	}
 	defer prog.Close()
 	if old != nil {
-		defer old.Close()
 		if err := old.Update(prog); err != nil {
 			return nil, fmt.Errorf("update %s: %w", pin, err)
 		}
@@ -385,6 +384,29 @@ func Remove(pinDir, vrf string) error {
 		errs = append(errs, removePin(PinPath(pinDir, vrf, fam)))
 	}
 	return errors.Join(errs...)
+}
+
+// Probe loads (and drops) a program of each family: nil when this kernel
+// accepts them. What the kernel version promises a patched or locked-down
+// kernel may still refuse; apply then leaves the hooks out rather than
+// failing on them.
+func Probe() error {
+	for _, fam := range Families {
+		probe := netip.MustParseAddr("192.0.2.1")
+		if fam == unix.AF_INET6 {
+			probe = netip.MustParseAddr("2001:db8::1")
+		}
+		spec, err := Spec(fam, "lo", []netip.Addr{probe}, 1)
+		if err != nil {
+			return err
+		}
+		prog, err := ebpf.NewProgram(spec)
+		if err != nil {
+			return fmt.Errorf("load %s: %w", spec.Name, err)
+		}
+		prog.Close()
+	}
+	return nil
 }
 
 // NetnsCookie is the kernel's cookie of the calling thread's network

@@ -287,6 +287,15 @@ func TestEnsureOtherNetnsLeftAlone(t *testing.T) {
 	want(t, "its own netns", got, "udp4 server:53", "tcp4 server:53", "tcp4 server:853")
 }
 
+func TestProbe(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loads BPF programs")
+	}
+	if err := Probe(); err != nil {
+		t.Fatalf("%+v", err)
+	}
+}
+
 func TestInstructionsRefuseBadNames(t *testing.T) {
 	for _, d := range []string{"", "sixteen-chars-xx"} {
 		if _, err := Instructions(unix.AF_INET, d, addrs("192.0.2.1"), 0); err == nil {
