@@ -201,12 +201,17 @@ ip -6 rule | sed 's/^/| /'
 ip -6 rule | grep -q '^1002:.*to 2001:db8::1 iif lo lookup 1000'; res $? "global/the IPv6 DNS server is steered into the VRF (ip -6 rule 1002)"
 resolvectl flush-caches
 invrf6 global
-# the rule is what carries them: without it the default VRF has no route
-# to 2001:db8::1 (main has neither the /64 nor a default now)
+# Two things carry them, each enough for resolved's connected sockets:
+# the rule, and the connect hook that binds a socket connecting to the
+# server to mgmt. Without both the default VRF has no route to
+# 2001:db8::1 (main has neither the /64 nor a default now).
 ip -6 rule del pref 1002 to 2001:db8::1 iif lo lookup 1000
 resolvectl flush-caches
-! timeout 20 resolvectl query -t AAAA --cache=no mirror.test >/dev/null 2>&1; res $? "global/without the rule, DNS from the default VRF fails"
-$A > /tmp/apply.out 2>&1 && ip -6 rule | grep -q '^1002:.*to 2001:db8::1 iif lo lookup 1000'; res $? "global/apply puts the rule back"
+timeout 20 resolvectl query -t AAAA --cache=no mirror.test >/dev/null 2>&1; res $? "global/without the rule, DNS from the default VRF still works (the connect hook binds resolved's socket to mgmt)"
+rm /sys/fs/bpf/pam-vrf/dns6-mgmt
+resolvectl flush-caches
+! timeout 20 resolvectl query -t AAAA --cache=no mirror.test >/dev/null 2>&1; res $? "global/without the rule and the hook, DNS from the default VRF fails"
+$A > /tmp/apply.out 2>&1 && ip -6 rule | grep -q '^1002:.*to 2001:db8::1 iif lo lookup 1000' && [ -e /sys/fs/bpf/pam-vrf/dns6-mgmt ]; res $? "global/apply puts the rule and the hook back"
 resolvectl flush-caches
 getent ahostsv6 mirror.test | grep -q '^2001:db8::1 '; res $? "global/DNS (AAAA) from the default VRF again"
 rm /etc/systemd/resolved.conf.d/90-ipv6-global.conf /etc/systemd/network/20-eth0.network.d/no-link-dns.conf
