@@ -95,3 +95,31 @@ func TestKernelAtLeast(t *testing.T) {
 		}
 	}
 }
+
+// The nameserver watch: apply writes and (re)starts it, a converged host
+// plans nothing, revert stops it before its files go.
+func TestDNSWatch(t *testing.T) {
+	cfg := testCfg()
+	cfg.Nameservers = []string{"192.0.2.53"}
+	st := freshState()
+	got := ids(mustPlan(t, cfg, st))
+	wantOrder(t, got, "file-write:"+DNSWatchPath+":"+kindDNSWatch, "svc-daemon-reload", "svc-dns-watch")
+	for _, f := range dnsWatchFiles(cfg) {
+		if f.Path == DNSWatchPath && (!strings.Contains(f.Content, "PathChanged=/run/systemd/resolve/resolv.conf") || !strings.Contains(f.Content, "Unit=pam-vrf-dns.service")) {
+			t.Errorf("path unit:\n%s", f.Content)
+		}
+		if f.Path == DNSWatchService && !strings.Contains(f.Content, "ExecStart=/usr/sbin/vrf-netsetup apply --config "+ConfigPath+" --quiet") {
+			t.Errorf("service:\n%s", f.Content)
+		}
+	}
+	old := freshState()
+	for _, p := range []string{ConfigPath, DNSWatchPath, DNSWatchService, DNSWatchWants} {
+		old.Files[p] = FileState{} // the backup records every candidate path
+	}
+	live := converge(t, cfg, st)
+	if s := mustPlan(t, cfg, live); len(s) != 0 {
+		t.Fatalf("converged host: plan %v", ids(s))
+	}
+	rv := ids(PlanRevert(cfg, old, live))
+	wantOrder(t, rv, "svc-revert-dns-watch", "revert-file:"+DNSWatchPath)
+}

@@ -34,7 +34,7 @@ const (
 
 // candidatePaths: every file the plan may write, remove or parse.
 func candidatePaths(cfg Config, m Manager) []string {
-	ps := []string{ConfigPath, SysctlConf, UnitPath, UnitWants, PackagedUnit, SSHDropIn, SSHSocketDropIn, sshSocketDropInLegacy, BackupPath,
+	ps := []string{ConfigPath, SysctlConf, UnitPath, UnitWants, PackagedUnit, DNSWatchPath, DNSWatchService, DNSWatchWants, SSHDropIn, SSHSocketDropIn, sshSocketDropInLegacy, BackupPath,
 		ResolvConf, ResolvedUplink, ResolvedStub, ResolvedDropIn, ResolvedConf}
 	for _, f := range backendFiles(m, target(cfg), nil) {
 		ps = append(ps, f.Path)
@@ -78,6 +78,7 @@ func desiredFiles(cfg Config, dns string, st *State) ([]fileSpec, error) {
 		fs = append(fs, fileSpec{Path: SSHSocketDropIn, Remove: true, Kind: "ssh"})
 	}
 	fs = append(fs, fileSpec{Path: sshSocketDropInLegacy, Remove: true, Kind: "ssh"})
+	fs = append(fs, dnsWatchFiles(cfg)...)
 	fs = append(fs, serviceFiles(cfg, st)...)
 	read := func(p string) string { return st.file(p).Content }
 	for _, f := range backendFiles(st.Manager, vrfTarget(cfg, vrfAddrs(cfg, dns), dnsRuleServers(cfg, dns, st)), read) {
@@ -251,4 +252,56 @@ func sortedKeys[M ~map[string]V, V any](m M) []string {
 	}
 	sort.Strings(k)
 	return k
+}
+
+// The nameserver watch: DHCP renewals, RAs and NetworkManager change the
+// nameservers at any time, and on a networkd host (or for an RA's RDNSS
+// that NetworkManager learns after up) nothing else runs apply then, so
+// the steering rules and connect hooks would follow only at the next boot.
+// A path unit on the files the resolvers read runs apply when they change;
+// apply says nothing when nothing changed.
+const (
+	DNSWatchName    = "pam-vrf-dns.path"
+	DNSWatchPath    = "/etc/systemd/system/" + DNSWatchName
+	DNSWatchService = "/etc/systemd/system/pam-vrf-dns.service"
+	DNSWatchWants   = "/etc/systemd/system/multi-user.target.wants/" + DNSWatchName
+	kindDNSWatch    = "dnswatch"
+)
+
+func dnsWatchFiles(cfg Config) []fileSpec {
+	return []fileSpec{
+		{Path: DNSWatchPath, Content: renderDNSWatchPath(cfg), Mode: 0o644, Kind: kindDNSWatch},
+		{Path: DNSWatchService, Content: renderDNSWatchService(cfg), Mode: 0o644, Kind: kindDNSWatch},
+		{Path: DNSWatchWants, Symlink: DNSWatchPath, Kind: kindDNSWatch},
+	}
+}
+
+func renderDNSWatchPath(cfg Config) string {
+	return fmt.Sprintf(`# Written by vrf-netsetup (pam-vrf): re-applies the management VRF %[1]s
+# when the nameservers change (DHCP, RA, NetworkManager).
+[Unit]
+Description=pam-vrf: nameservers changed, re-apply VRF %[1]s
+After=%[2]s
+
+[Path]
+PathChanged=/run/systemd/resolve/resolv.conf
+PathChanged=/etc/resolv.conf
+PathChanged=/run/NetworkManager/resolv.conf
+Unit=pam-vrf-dns.service
+
+[Install]
+WantedBy=multi-user.target
+`, cfg.VRF, UnitName)
+}
+
+func renderDNSWatchService(cfg Config) string {
+	return fmt.Sprintf(`# Written by vrf-netsetup (pam-vrf): started by %[1]s.
+[Unit]
+Description=pam-vrf: re-apply VRF %[2]s for new nameservers
+After=%[3]s
+
+[Service]
+Type=oneshot
+ExecStart=/usr/sbin/vrf-netsetup apply --config %[4]s --quiet
+`, DNSWatchName, cfg.VRF, UnitName, ConfigPath)
 }

@@ -226,8 +226,12 @@ func planServices(cfg Config, dns string, st *State, files []Step) ([]Step, []St
 			changed["ssh"] = cfg.SSHD == SSHDVRFOnly
 		}
 	}
-	if changed["unit"] || changed["ssh"] || changed["units"] || unitsNeedReload(st) {
+	if changed["unit"] || changed["ssh"] || changed["units"] || changed[kindDNSWatch] || unitsNeedReload(st) {
 		steps = append(steps, svcStep("daemon-reload", "systemctl daemon-reload", []string{"daemon-reload"}, nil))
+	}
+	if changed[kindDNSWatch] {
+		steps = append(steps, svcStep("dns-watch", "restart "+DNSWatchName+" (re-applies when the nameservers change)",
+			[]string{"restart", DNSWatchName}, []string{"stop", DNSWatchName}))
 	}
 	steps = append(steps, planUnitRestarts(cfg, st, pinned)...)
 	var arm []Step

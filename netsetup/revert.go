@@ -233,6 +233,10 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 	case old.ResolvedActive && fileDiffers(old.file(ResolvedDropIn), live.file(ResolvedDropIn)):
 		steps = append(steps, svcStep("revert-resolved-restart", "restart systemd-resolved (drops the extra listener)", []string{"restart", "systemd-resolved.service"}, nil))
 	}
+	if live.file(DNSWatchPath).Exists && !old.file(DNSWatchPath).Exists {
+		// before its files go: a watch left running would re-apply
+		steps = append([]Step{svcStep("revert-dns-watch", "stop "+DNSWatchName, []string{"stop", DNSWatchName}, nil)}, steps...)
+	}
 	steps = append(steps, planRevertDNSBind(cfg, old, live)...)
 	steps = append(steps, svcStep("revert-reload", "systemctl daemon-reload", []string{"daemon-reload"}, nil))
 	steps = append(steps, unitRestarts...)
