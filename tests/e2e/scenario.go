@@ -172,9 +172,19 @@ fi`)
 	s.Check(ctx, "provision")
 }
 
-// Check runs vrf-netsetup check.
+// Check runs vrf-netsetup check once the applies the nameserver watch
+// (pam-vrf-dns.path) started are done: after a boot the lease's and the
+// RA's nameservers arrive after the boot unit ran, and the watch's apply
+// steers them; check may wait up to 60 s for that, and says how long.
 func (s *Scenario) Check(ctx context.Context, stage string) {
-	out, errOut, code := s.run(ctx, "vrf-netsetup check --vrf mgmt --iface eth0 --query-name "+vm.MirrorName)
+	out, errOut, code := s.run(ctx, `for i in $(seq 30); do
+	while [ "$(systemctl is-active pam-vrf-dns.service)" = activating ]; do sleep 0.5; done
+	flock /run/pam-vrf/apply.lock true 2>/dev/null
+	vrf-netsetup check --vrf mgmt --iface eth0 --query-name `+vm.MirrorName+` > /tmp/check.out 2>&1; rc=$?
+	[ $rc = 0 ] && ! grep -q FAIL /tmp/check.out && break
+	sleep 2
+done
+cat /tmp/check.out; echo "check passed after $i attempt(s)" >&2; exit $rc`)
 	s.check(stage+"/vrf-netsetup check passes", code == 0 && !strings.Contains(out, "FAIL"), "exit %d\n%s%s", code, out, errOut)
 }
 
