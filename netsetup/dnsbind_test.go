@@ -108,7 +108,7 @@ func TestDNSWatch(t *testing.T) {
 		if f.Path == DNSWatchPath && (!strings.Contains(f.Content, "PathChanged=/run/systemd/resolve/resolv.conf") || !strings.Contains(f.Content, "Unit=pam-vrf-dns.service")) {
 			t.Errorf("path unit:\n%s", f.Content)
 		}
-		if f.Path == DNSWatchService && !strings.Contains(f.Content, "ExecStart=/usr/sbin/vrf-netsetup apply --config "+ConfigPath+" --quiet") {
+		if f.Path == DNSWatchService && !strings.Contains(f.Content, "ExecStart=/usr/sbin/vrf-netsetup apply --config "+ConfigPath+" --dns-only --quiet") {
 			t.Errorf("service:\n%s", f.Content)
 		}
 	}

@@ -258,8 +258,10 @@ func sortedKeys[M ~map[string]V, V any](m M) []string {
 // nameservers at any time, and on a networkd host (or for an RA's RDNSS
 // that NetworkManager learns after up) nothing else runs apply then, so
 // the steering rules and connect hooks would follow only at the next boot.
-// A path unit on the files the resolvers read runs apply when they change;
-// apply says nothing when nothing changed.
+// A path unit on the files the resolvers read runs apply --dns-only when
+// they change: the nameserver steps only, never sshd, the units or a VRF
+// an admin left down (a full apply there undid a failed boot unit's
+// state: ssh.service started next to ssh.socket in the VM).
 const (
 	DNSWatchName    = "pam-vrf-dns.path"
 	DNSWatchPath    = "/etc/systemd/system/" + DNSWatchName
@@ -277,10 +279,10 @@ func dnsWatchFiles(cfg Config) []fileSpec {
 }
 
 func renderDNSWatchPath(cfg Config) string {
-	return fmt.Sprintf(`# Written by vrf-netsetup (pam-vrf): re-applies the management VRF %[1]s
-# when the nameservers change (DHCP, RA, NetworkManager).
+	return fmt.Sprintf(`# Written by vrf-netsetup (pam-vrf): steers the nameservers into the
+# management VRF %[1]s when they change (DHCP, RA, NetworkManager).
 [Unit]
-Description=pam-vrf: nameservers changed, re-apply VRF %[1]s
+Description=pam-vrf: nameservers changed, steer them into VRF %[1]s
 After=%[2]s
 
 [Path]
@@ -297,11 +299,11 @@ WantedBy=multi-user.target
 func renderDNSWatchService(cfg Config) string {
 	return fmt.Sprintf(`# Written by vrf-netsetup (pam-vrf): started by %[1]s.
 [Unit]
-Description=pam-vrf: re-apply VRF %[2]s for new nameservers
+Description=pam-vrf: steer the new nameservers into VRF %[2]s
 After=%[3]s
 
 [Service]
 Type=oneshot
-ExecStart=/usr/sbin/vrf-netsetup apply --config %[4]s --quiet
+ExecStart=/usr/sbin/vrf-netsetup apply --config %[4]s --dns-only --quiet
 `, DNSWatchName, cfg.VRF, UnitName, ConfigPath)
 }

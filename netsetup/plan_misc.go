@@ -230,7 +230,7 @@ func planServices(cfg Config, dns string, st *State, files []Step) ([]Step, []St
 		steps = append(steps, svcStep("daemon-reload", "systemctl daemon-reload", []string{"daemon-reload"}, nil))
 	}
 	if changed[kindDNSWatch] {
-		steps = append(steps, svcStep("dns-watch", "restart "+DNSWatchName+" (re-applies when the nameservers change)",
+		steps = append(steps, svcStep("dns-watch", "restart "+DNSWatchName+" (steers new nameservers into the VRF)",
 			[]string{"restart", DNSWatchName}, []string{"stop", DNSWatchName}))
 	}
 	steps = append(steps, planUnitRestarts(cfg, st, pinned)...)

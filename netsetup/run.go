@@ -38,6 +38,11 @@ type Runner struct {
 	// another one ran must not bring back what that one's rollback (or a
 	// revert) undid. gone: the file no longer exists, nothing to apply.
 	Reload func() (cfg Config, gone bool, err error)
+	// DNSOnly: apply only the nameserver steps (steering rules, connect
+	// hooks; Step.Follow) and only while the VRF is up with the iface in
+	// it: the nameserver watch's apply, which must never redo, or undo,
+	// what an admin left (a failed boot unit, a half-reverted host).
+	DNSOnly bool
 
 	plan func(Config, *State) ([]Step, error) // nil: Plan (tests narrow it)
 }
@@ -62,6 +67,9 @@ func (r *Runner) apply(cfg Config) error {
 	plan := r.plan
 	if plan == nil {
 		plan = Plan
+	}
+	if r.DNSOnly {
+		plan = dnsOnlyPlan(plan, r.Out)
 	}
 	_, offline := r.Env.Svc.(Offline)
 	if !offline && r.Env.Svc != nil && !r.DryRun {
@@ -122,7 +130,7 @@ func (r *Runner) apply(cfg Config) error {
 		if !r.Quiet {
 			fmt.Fprintf(r.Out, "nothing to do: VRF %s with %s is configured\n", cfg.VRF, cfg.Iface)
 		}
-		if len(st.Interrupted) > 0 && !r.DryRun {
+		if len(st.Interrupted) > 0 && !r.DryRun && !r.DNSOnly {
 			_ = r.Env.FS.Remove(ApplyMarker)
 		}
 		return ErrNothingToDo
@@ -251,6 +259,49 @@ const hookMoveWait = 10 * time.Second
 // followRounds bounds verify's passes over Follow steps: a manager that
 // changes its nameservers faster than that is reported, not chased.
 const followRounds = 3
+
+// dnsOnlyPlan narrows plan to its nameserver steps, and to none unless
+// the VRF is up with the iface enslaved (steering into a table nothing
+// routes would blackhole the default VRF's DNS). The other pending steps
+// are named once: they are apply's.
+func dnsOnlyPlan(plan func(Config, *State) ([]Step, error), out io.Writer) func(Config, *State) ([]Step, error) {
+	told := false
+	return func(cfg Config, st *State) ([]Step, error) {
+		steps, err := plan(cfg, st)
+		if err != nil {
+			return nil, err
+		}
+		var dns []Step
+		other := 0
+		for _, s := range steps {
+			if s.Follow {
+				dns = append(dns, s)
+			} else if s.ID != "backup" {
+				other++
+			}
+		}
+		why := ""
+		switch vrf, ok := st.Links[cfg.VRF]; {
+		case !ok || vrf.Kind != "vrf" || !vrf.Up:
+			why = fmt.Sprintf("VRF %s is not up", cfg.VRF)
+		case st.Links[cfg.Iface].Master != vrf.Index:
+			why = fmt.Sprintf("%s is not in VRF %s", cfg.Iface, cfg.VRF)
+		}
+		if !told && (other > 0 || why != "" && len(dns) > 0) {
+			told = true
+			if why != "" {
+				fmt.Fprintf(out, "note   --dns-only: %s; the nameserver steps wait for it\n", why)
+			}
+			if other > 0 {
+				fmt.Fprintf(out, "note   --dns-only: %d other step(s) pending, not taken here (vrf-netsetup check names them; vrf-netsetup apply takes them)\n", other)
+			}
+		}
+		if why != "" {
+			return nil, nil
+		}
+		return dns, nil
+	}
+}
 
 func isFollow(s Step) bool    { return s.Follow }
 func isRouteMove(s Step) bool { return s.RouteMove }

@@ -66,7 +66,7 @@ func apply(o *options, args []string, out io.Writer) error {
 	if env.Fault, err = faultFromEnv(); err != nil {
 		return &usageError{err.Error()}
 	}
-	if o.root == "/" || o.root == "" {
+	if (o.root == "/" || o.root == "") && !o.dnsOnly {
 		// An unconfirmed try must not outlive its window: after a reboot
 		// (the boot unit) or past the deadline it is rolled back first
 		// (netsetup.ResolvePendingTry), and its settings are not applied.
@@ -102,7 +102,7 @@ func apply(o *options, args []string, out io.Writer) error {
 			o.rec.Report.Config = netsetup.NewReportConfig(o.cfg)
 		}
 	}
-	run := &netsetup.Runner{Reader: r, Env: env, Out: out, DryRun: o.dryRun, Force: o.force, Quiet: o.quiet,
+	run := &netsetup.Runner{Reader: r, Env: env, Out: out, DryRun: o.dryRun, Force: o.force, Quiet: o.quiet, DNSOnly: o.dnsOnly,
 		Guard: &netsetup.Guard{SSHConnection: os.Getenv("SSH_CONNECTION")}}
 	if o.configPath != "" {
 		// the DHCP hooks, NetworkManager's dispatcher and the boot unit

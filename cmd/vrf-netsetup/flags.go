@@ -24,6 +24,7 @@ type options struct {
 	timeout                  time.Duration // try
 	ifUnconfirmed            bool          // revert
 	exitChanged              bool          // apply, try, revert: exit 3 when changed
+	dnsOnly                  bool          // apply: the nameserver steps only
 	metricsFile              string        // check
 	// rec records plans and step outcomes for --json and --exit-changed
 	// (setup hooks it into the Env).
@@ -74,6 +75,7 @@ func parseFlags(cmd string, args []string) (*options, error) {
 	var timeout string
 	fs.StringVar(&timeout, "timeout", "", "")
 	fs.BoolVar(&o.ifUnconfirmed, "if-unconfirmed", false, "")
+	fs.BoolVar(&o.dnsOnly, "dns-only", false, "")
 	if err := fs.Parse(args); err != nil {
 		return nil, &usageError{strings.TrimSpace(err.Error()) + " (see vrf-netsetup help)"}
 	}
@@ -81,7 +83,7 @@ func parseFlags(cmd string, args []string) (*options, error) {
 		return nil, &usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
 	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
-	for name, only := range map[string]string{"timeout": "try", "if-unconfirmed": "revert", "metrics-file": "check"} {
+	for name, only := range map[string]string{"timeout": "try", "if-unconfirmed": "revert", "metrics-file": "check", "dns-only": "apply"} {
 		if o.set[name] && cmd != only {
 			return nil, &netsetup.FlagError{Flag: name, Msg: "only valid with " + only}
 		}

@@ -32,6 +32,8 @@ const usage = `usage:
       which rule decides USER's VRF for PAM service S (default sshd), and why
   vrf-netsetup policy edit [--file FILE]
       edit the policy with $VISUAL/$EDITOR; installs it only if it is valid
+--dns-only (apply): only steer the nameservers the host uses now into the VRF (rules,
+  connect hooks), and only while the VRF is up; what pam-vrf-dns.path runs.
 --service UNIT (repeatable): the unit's sockets are bound to the VRF (chrony, rsyslog,
   apt-daily, ...); the list replaces the one in the settings file.
 Settings come from ` + netsetup.DefaultConfigPath + ` (or --config) when present; flags override.
