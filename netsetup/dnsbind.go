@@ -3,6 +3,7 @@ package netsetup
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -161,12 +162,24 @@ func planRevertDNSBind(cfg Config, old, live *State) []Step {
 		}
 		return false
 	}
-	had, has := pinned(old), pinned(live)
+	// the pins themselves too: a probe that fails now (readDNSBind nil)
+	// must not leave hooks behind
+	had, has := pinned(old), pinned(live) || dnsBindPinned(cfg.VRF)
 	if had || !has {
 		return nil
 	}
 	return []Step{{ID: "revert-dns-bind", Desc: fmt.Sprintf("remove the nameserver connect hooks of %s (%s)", cfg.VRF, BPFPinDir),
 		Do: func(*Env) error { return dnsbind.Remove(BPFPinDir, cfg.VRF) }}}
+}
+
+// dnsBindPinned: a pin of vrf's hooks exists in BPFPinDir.
+func dnsBindPinned(vrf string) bool {
+	for _, fam := range dnsbind.Families {
+		if _, err := os.Stat(dnsbind.PinPath(BPFPinDir, vrf, fam)); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func (d *DNSBindState) tags() map[string]string {

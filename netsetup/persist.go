@@ -283,7 +283,6 @@ func renderDNSWatchPath(cfg Config) string {
 # management VRF %[1]s when they change (DHCP, RA, NetworkManager).
 [Unit]
 Description=pam-vrf: nameservers changed, steer them into VRF %[1]s
-After=%[2]s
 
 [Path]
 PathChanged=/run/systemd/resolve/resolv.conf
@@ -293,14 +292,18 @@ Unit=pam-vrf-dns.service
 
 [Install]
 WantedBy=multi-user.target
-`, cfg.VRF, UnitName)
+`, cfg.VRF)
 }
 
 func renderDNSWatchService(cfg Config) string {
+	// After= the boot unit here, not on the path unit: the boot unit's
+	// apply restarts the path unit, which must not wait for its caller.
+	// No start limit: a burst of resolver writes must not stop the watch.
 	return fmt.Sprintf(`# Written by vrf-netsetup (pam-vrf): started by %[1]s.
 [Unit]
 Description=pam-vrf: steer the new nameservers into VRF %[2]s
 After=%[3]s
+StartLimitIntervalSec=0
 
 [Service]
 Type=oneshot

@@ -230,8 +230,14 @@ func planServices(cfg Config, dns string, st *State, files []Step) ([]Step, []St
 		steps = append(steps, svcStep("daemon-reload", "systemctl daemon-reload", []string{"daemon-reload"}, nil))
 	}
 	if changed[kindDNSWatch] {
+		// undo: a new watch stops; one that ran before (an upgrade) keeps
+		// running, with its restored files at the next daemon-reload
+		var undo []string
+		if !st.file(DNSWatchPath).Exists {
+			undo = []string{"stop", DNSWatchName}
+		}
 		steps = append(steps, svcStep("dns-watch", "restart "+DNSWatchName+" (steers new nameservers into the VRF)",
-			[]string{"restart", DNSWatchName}, []string{"stop", DNSWatchName}))
+			[]string{"restart", DNSWatchName}, undo))
 	}
 	steps = append(steps, planUnitRestarts(cfg, st, pinned)...)
 	var arm []Step

@@ -152,7 +152,7 @@ func (r *Runner) apply(cfg Config) error {
 		switch {
 		case r.Force:
 			fmt.Fprintf(r.Out, "note   --force: applying although %s\n", why)
-		case r.DryRun || runningIn(UnitName):
+		case r.DryRun || runningIn(UnitName) || r.DNSOnly:
 			fmt.Fprintf(r.Out, "note   not kept configured here: %s\n", why)
 		default:
 			return unsupportedError(cfg, why)
@@ -175,8 +175,9 @@ func (r *Runner) apply(cfg Config) error {
 			return err
 		}
 	}
-	marked := len(st.Interrupted) > 0
-	if kinds := serviceKinds(steps, st.Interrupted, takeoverOf(cfg, st)); len(kinds) > 0 && !offline {
+	// --dns-only takes no service steps: the marker stays for apply
+	marked := len(st.Interrupted) > 0 && !r.DNSOnly
+	if kinds := serviceKinds(steps, st.Interrupted, takeoverOf(cfg, st)); len(kinds) > 0 && !offline && !r.DNSOnly {
 		if err := r.Env.FS.WriteAtomic(ApplyMarker, []byte(strings.Join(kinds, "\n")+"\n"), 0o644); err != nil {
 			return err
 		}

@@ -180,11 +180,12 @@ func resolveJumps(insns asm.Instructions) (asm.Instructions, error) {
 }
 
 // portWord is a port as the program reads bpf_sock_addr.user_port: the
-// network-order 16 bits in the low half of a native 32-bit load.
+// kernel loads the sockaddr's 16-bit network-order port natively and
+// zero-extends it (htons(p) in the low half on either byte order).
 func portWord(p uint16) uint32 {
-	var b [4]byte
-	binary.BigEndian.PutUint16(b[:2], p)
-	return binary.NativeEndian.Uint32(b[:])
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], p)
+	return uint32(binary.NativeEndian.Uint16(b[:]))
 }
 
 // Spec is the loadable program for family.
@@ -321,7 +322,12 @@ func ensureFamily(cgroupDir, pinDir, vrf, dev string, servers []netip.Addr, netn
 	defer prog.Close()
 	if old != nil {
 		if err := old.Update(prog); err != nil {
-			return nil, fmt.Errorf("update %s: %w", pin, err)
+			// a link detached behind our back (bpftool link detach)
+			// cannot be updated: attach anew in its place
+			if uerr := old.Unpin(); uerr != nil {
+				return nil, fmt.Errorf("update %s: %w; remove it: %w", pin, err, uerr)
+			}
+			return attachNew(cgroupDir, pinDir, pin, spec, prog)
 		}
 		return func() error {
 			if oldProg == nil {
@@ -335,6 +341,12 @@ func ensureFamily(cgroupDir, pinDir, vrf, dev string, servers []netip.Addr, netn
 			return l.Update(oldProg)
 		}, nil
 	}
+	return attachNew(cgroupDir, pinDir, pin, spec, prog)
+}
+
+// attachNew attaches prog to the cgroup and pins the link at pin; undo
+// removes the pin.
+func attachNew(cgroupDir, pinDir, pin string, spec *ebpf.ProgramSpec, prog *ebpf.Program) (func() error, error) {
 	if err := os.MkdirAll(pinDir, 0o700); err != nil {
 		return nil, err
 	}

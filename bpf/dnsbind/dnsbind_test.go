@@ -1,6 +1,7 @@
 package dnsbind
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -301,5 +303,41 @@ func TestInstructionsRefuseBadNames(t *testing.T) {
 		if _, err := Instructions(unix.AF_INET, d, addrs("192.0.2.1"), 0); err == nil {
 			t.Errorf("device %q accepted", d)
 		}
+	}
+}
+
+// A pinned link someone detached (bpftool link detach) cannot be updated:
+// Ensure attaches a new one in its place instead of failing every apply.
+func TestEnsureReplacesADetachedLink(t *testing.T) {
+	cg := testCgroup(t)
+	pins := pinDir(t)
+	if _, err := Ensure(cg, pins, "mgmt", "dnsb0", addrs("192.0.2.1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	l, err := link.LoadPinnedLink(PinPath(pins, "mgmt", unix.AF_INET), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = l.Detach()
+	l.Close()
+	if err != nil {
+		t.Skipf("kernel cannot detach a cgroup link (BPF_LINK_DETACH, 5.9+): %v", err)
+	}
+	want(t, "detached", run(t, cg))
+	if _, err := Ensure(cg, pins, "mgmt", "dnsb0", addrs("192.0.2.9"), 0); err != nil {
+		t.Fatalf("Ensure over a detached link: %+v", err)
+	}
+	want(t, "attached anew", run(t, cg), "udp4 other:53")
+}
+
+// portWord is what the kernel's load of user_port gives: htons(port) as a
+// 16-bit value, zero-extended.
+func TestPortWord(t *testing.T) {
+	var want uint32 = 0x3500 // htons(53) on a little-endian machine
+	if binary.NativeEndian.Uint16([]byte{0, 1}) == 1 {
+		want = 0x0035 // big-endian: htons is the identity
+	}
+	if got := portWord(53); got != want {
+		t.Fatalf("portWord(53) = %#x, want %#x", got, want)
 	}
 }
