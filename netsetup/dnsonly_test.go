@@ -50,3 +50,36 @@ func TestDNSOnlyPlan(t *testing.T) {
 		}
 	}
 }
+
+// The whole Runner with --dns-only on a host where the VRF is absent:
+// nothing changes (not even the steering rules, which would send the
+// default VRF's DNS into a table nothing routes), the interrupted-apply
+// marker stays for the next full apply, and the output says why.
+func TestRunnerDNSOnlyWithoutVRFChangesNothing(t *testing.T) {
+	h := newFaultHost(t)
+	fs := FS{Root: h.root}
+	if err := fs.WriteAtomic(ApplyMarker, []byte("ssh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := lockApply(fs) // the lock file, as apply leaves it
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	before := h.snapshot(t)
+	r := h.runner()
+	var out strings.Builder
+	r.Out, r.DNSOnly = &out, true
+	if err := r.ApplyChanged(faultCfg()); err != ErrNothingToDo {
+		t.Fatalf("apply --dns-only: %v, want nothing to do\n%s", err, out.String())
+	}
+	if after := h.snapshot(t); after != before {
+		t.Fatalf("apply --dns-only changed the host:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if !strings.Contains(out.String(), "VRF mgmt is not up; the nameserver steps wait for it") {
+		t.Fatalf("no note saying why:\n%s", out.String())
+	}
+	if st, _ := fs.Stat(ApplyMarker); !st.Exists {
+		t.Fatal("apply --dns-only removed the interrupted-apply marker")
+	}
+}
