@@ -108,6 +108,15 @@ func TestDNSWatch(t *testing.T) {
 		if f.Path == DNSWatchPath && (!strings.Contains(f.Content, "PathChanged=/run/systemd/resolve/resolv.conf") || !strings.Contains(f.Content, "Unit=pam-vrf-dns.service")) {
 			t.Errorf("path unit:\n%s", f.Content)
 		}
+		// ordered after the boot unit, the path unit made a cycle at boot
+		// (path units come before paths.target, the boot unit after
+		// basic.target) and systemd deleted the boot unit's job (VM)
+		if f.Path == DNSWatchPath && strings.Contains(f.Content, "After=") {
+			t.Errorf("path unit has an ordering:\n%s", f.Content)
+		}
+		if f.Path == DNSWatchService && (!strings.Contains(f.Content, "After="+UnitName) || !strings.Contains(f.Content, "StartLimitIntervalSec=0")) {
+			t.Errorf("service: not after the boot unit, or with a start limit:\n%s", f.Content)
+		}
 		if f.Path == DNSWatchService && !strings.Contains(f.Content, "ExecStart=/usr/sbin/vrf-netsetup apply --config "+ConfigPath+" --dns-only --quiet") {
 			t.Errorf("service:\n%s", f.Content)
 		}

@@ -357,7 +357,22 @@ func rebootChecked(ctx context.Context, t *testing.T, m *vm.VM, r *testReporter,
 	say(t, "\n== %s\n", title)
 	err := m.Reboot(ctx)
 	r.Check(check, err == nil, fmt.Sprint(err))
+	if err == nil {
+		cycles := orderingCycles(ctx, m)
+		r.Check(title+"/no ordering cycle at boot (systemd deletes a job to break one)", cycles == "", cycles)
+	}
 	return err == nil
+}
+
+// orderingCycles: what systemd logged this boot about ordering cycles (it
+// breaks one by deleting a job, e.g. the boot unit's: seen with a path
+// unit ordered after it); "" when none.
+func orderingCycles(ctx context.Context, m *vm.VM) string {
+	out, _, _, err := m.Run(ctx, `journalctl -b -o cat --no-pager | grep -iE 'ordering cycle|to break ordering cycle' | head -n 5`)
+	if err != nil {
+		return err.Error()
+	}
+	return strings.TrimSpace(out)
 }
 
 // guestScenario boots a guest with the build installed; when the test ends

@@ -240,7 +240,12 @@ ip route show default dev eth0 | grep -q via && exit 0; sleep 0.2; done; exit 1`
 func (s *Scenario) Reboot(ctx context.Context) bool {
 	s.R.Step("Reboot", "everything must come back from the persisted configuration")
 	err := s.VM.Reboot(ctx)
-	return s.check("reboot/guest comes back", err == nil, "%v", err)
+	if !s.check("reboot/guest comes back", err == nil, "%v", err) {
+		return false
+	}
+	cycles := orderingCycles(ctx, s.VM)
+	s.check("reboot/no ordering cycle at boot (systemd deletes a job to break one)", cycles == "", "%s", cycles)
+	return true
 }
 
 // Soak logs in n times in a row (in 4 parallel streams), each login a new
