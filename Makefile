@@ -91,7 +91,7 @@ e2e: all deb
 # few steps of each kind.
 e2e-faults: all deb
 	@scripts/install-deps.sh vm
-	PAMVRF_FAULT_STEPS=all PAMVRF_SOAK=1 PAMVRF_BUILD=$(abspath $(BUILD)) PAMVRF_DEBS=$(abspath dist) $(GO) test -count=1 -tags vm -timeout 180m -parallel 2 -v -run 'TestE2E(Netsetup|Ifupdown|IfupdownStatic|Dhcpcd|NetworkManager)$$' ./tests/e2e/
+	PAMVRF_FAULT_STEPS=all PAMVRF_SOAK=1 PAMVRF_BUILD=$(abspath $(BUILD)) PAMVRF_DEBS=$(abspath dist) $(GO) test -count=1 -tags vm -timeout 300m -parallel 2 -v -run 'TestE2E(Netsetup|Ifupdown|IfupdownStatic|Dhcpcd|NetworkManager|TrixieNetplan|SSHDVRFOnly|IPv6Only|OtherVRF)$$' ./tests/e2e/
 
 # make e2e logs in SOAK times in a row (40); `make soak` runs the main
 # scenario with the long soak: LONG_SOAK (500) logins through sshd.
