@@ -3,6 +3,7 @@ package netsetup
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // apply --dns-only (the nameserver watch) takes the Follow steps only, and
@@ -81,5 +82,29 @@ func TestRunnerDNSOnlyWithoutVRFChangesNothing(t *testing.T) {
 	}
 	if st, _ := fs.Stat(ApplyMarker); !st.Exists {
 		t.Fatal("apply --dns-only removed the interrupted-apply marker")
+	}
+}
+
+// --dns-only does not wait for the apply lock: the apply or revert that
+// holds it steers the nameservers itself, or removes the steering.
+func TestRunnerDNSOnlyDoesNotWaitForTheLock(t *testing.T) {
+	h := newFaultHost(t)
+	held, err := flockPath(FS{Root: h.root}.P(ApplyLockPath), 0o755, lockWait) // another process's
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	r := h.runner()
+	var out strings.Builder
+	r.Out, r.DNSOnly = &out, true
+	start := time.Now()
+	if err := r.ApplyChanged(faultCfg()); err != ErrNothingToDo {
+		t.Fatalf("apply --dns-only with the lock held: %v, want nothing to do\n%s", err, out.String())
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("apply --dns-only waited %v for the lock", d)
+	}
+	if !strings.Contains(out.String(), "another vrf-netsetup holds the apply lock") {
+		t.Fatalf("output does not say why:\n%s", out.String())
 	}
 }

@@ -73,7 +73,20 @@ func (r *Runner) apply(cfg Config) error {
 	}
 	_, offline := r.Env.Svc.(Offline)
 	if !offline && r.Env.Svc != nil && !r.DryRun {
-		unlock, err := lockApply(r.Env.FS)
+		wait := lockWait
+		if r.DNSOnly {
+			// an apply or revert running now steers the nameservers
+			// itself (its verify re-plans) or removes the steering: the
+			// watch neither waits for it nor makes it wait
+			wait = 0
+		}
+		unlock, err := lockApplyWait(r.Env.FS, wait)
+		if errors.Is(err, errLockBusy) {
+			if !r.Quiet {
+				fmt.Fprintln(r.Out, "nothing to do: another vrf-netsetup holds the apply lock")
+			}
+			return ErrNothingToDo
+		}
 		if err != nil {
 			return err
 		}
@@ -92,7 +105,11 @@ func (r *Runner) apply(cfg Config) error {
 			cfg = c
 		}
 	}
-	if !offline && r.Env.Svc != nil {
+	// The waits for the manager below are for a full apply (the boot
+	// race, our own reconfigure); --dns-only changes nothing networkd or a
+	// DHCP client does, and must not hold the lock while they work.
+	waitManager := !offline && r.Env.Svc != nil && !r.DNSOnly
+	if waitManager {
 		// At boot the unit can run while networkd is still enslaving the
 		// iface / running DHCP: read the state once networkd is done.
 		WaitNetworkdIdle(r.Reader.FS, r.Reader.Net, cfg.Iface, idleWait, r.Out)
@@ -105,7 +122,7 @@ func (r *Runner) apply(cfg Config) error {
 	// while dhcpcd still probes the address): the plan would wait for no
 	// route after the enslave and miss the lease's server. Read the state
 	// once the lease is there.
-	if !offline && r.Env.Svc != nil && hostDHCP(cfg, st).RoutesByHook && !hasV4(st, cfg.Iface) &&
+	if waitManager && hostDHCP(cfg, st).RoutesByHook && !hasV4(st, cfg.Iface) &&
 		WaitIPv4(r.Reader.Net, cfg.Iface, idleWait) {
 		if st, err = r.Reader.Read(cfg); err != nil {
 			return fmt.Errorf("read live state: %w", err)
@@ -198,7 +215,7 @@ func (r *Runner) apply(cfg Config) error {
 	// can leave it configuring still (a second pass after an interrupted
 	// apply, seen in the VM), and a verify or a revert racing it saw, or
 	// left, the link half configured.
-	if !offline && r.Env.Svc != nil {
+	if waitManager {
 		WaitNetworkdIdle(r.Reader.FS, r.Reader.Net, cfg.Iface, idleWait, r.Out)
 	}
 	var st2 *State

@@ -189,7 +189,7 @@ func procStart(pid int) string {
 
 // lockTry takes the try lock (flock; released when the process dies).
 func lockTry(fs FS) (func(), error) {
-	f, err := flockPath(fs.P(TryLockPath), 0o700)
+	f, err := flockPath(fs.P(TryLockPath), 0o700, lockWait)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +202,7 @@ func lockTry(fs FS) (func(), error) {
 // not wedge every later apply, revert and hook behind it unseen. The
 // holder writes its pid and command line into the file, so the error
 // names it.
-func flockPath(p string, dirMode os.FileMode) (*os.File, error) {
+func flockPath(p string, dirMode os.FileMode, wait time.Duration) (*os.File, error) {
 	if err := os.MkdirAll(filepath.Dir(p), dirMode); err != nil {
 		return nil, err
 	}
@@ -210,25 +210,29 @@ func flockPath(p string, dirMode os.FileMode) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(lockWait)
+	deadline := time.Now().Add(wait)
 	told := false
 	for {
 		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
 			break
 		}
+		if errors.Is(err, unix.EWOULDBLOCK) && wait == 0 {
+			f.Close()
+			return nil, errLockBusy
+		}
 		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
 			holder, _ := os.ReadFile(p)
 			f.Close()
 			if errors.Is(err, unix.EWOULDBLOCK) {
-				return nil, fmt.Errorf("lock %s: still held after %v by %s (a vrf-netsetup that hangs: see its journal, or kill it)", p, lockWait, holderName(holder))
+				return nil, fmt.Errorf("lock %s: still held after %v by %s (a vrf-netsetup that hangs: see its journal, or kill it)", p, wait, holderName(holder))
 			}
 			return nil, fmt.Errorf("lock %s: %w", p, err)
 		}
 		if !told {
 			// a wait of minutes must not look like a hang
 			holder, _ := os.ReadFile(p)
-			fmt.Fprintf(os.Stderr, "vrf-netsetup: waiting (up to %v) for %s, held by %s\n", lockWait, p, holderName(holder))
+			fmt.Fprintf(os.Stderr, "vrf-netsetup: waiting (up to %v) for %s, held by %s\n", wait, p, holderName(holder))
 			told = true
 		}
 		time.Sleep(lockPoll)
@@ -607,10 +611,17 @@ var applyLock struct {
 	f     *os.File
 }
 
+// errLockBusy: the lock is held and the caller asked not to wait.
+var errLockBusy = errors.New("held by another vrf-netsetup")
+
 // lockApply takes the apply lock (flock; released when the process dies).
-func lockApply(fs FS) (func(), error) {
+func lockApply(fs FS) (func(), error) { return lockApplyWait(fs, lockWait) }
+
+// lockApplyWait is lockApply waiting at most wait (0: errLockBusy at once
+// when another process holds it).
+func lockApplyWait(fs FS, wait time.Duration) (func(), error) {
 	if applyLock.depth == 0 {
-		f, err := flockPath(fs.P(ApplyLockPath), 0o755)
+		f, err := flockPath(fs.P(ApplyLockPath), 0o755, wait)
 		if err != nil {
 			return nil, err
 		}

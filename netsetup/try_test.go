@@ -419,18 +419,18 @@ func TestLockWaitIsBoundedAndNamesTheHolder(t *testing.T) {
 	defer func(d time.Duration) { lockWait = d }(lockWait)
 	lockWait = 300 * time.Millisecond
 	p := filepath.Join(t.TempDir(), "run", "apply.lock")
-	held, err := flockPath(p, 0o755)
+	held, err := flockPath(p, 0o755, lockWait)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	_, err = flockPath(p, 0o755) // a new open file description: flock conflicts
+	_, err = flockPath(p, 0o755, lockWait) // a new open file description: flock conflicts
 	want := fmt.Sprintf("held after 300ms by pid %d (", os.Getpid())
 	if err == nil || !strings.Contains(err.Error(), want) || time.Since(t0) > 5*time.Second {
 		t.Fatalf("second lock: %v after %v, want an error containing %q", err, time.Since(t0), want)
 	}
 	held.Close()
-	again, err := flockPath(p, 0o755)
+	again, err := flockPath(p, 0o755, lockWait)
 	if err != nil {
 		t.Fatalf("lock after release: %v", err)
 	}

@@ -299,8 +299,31 @@ func guestScripts(ctx context.Context, t *testing.T, m *vm.VM, r *testReporter, 
 			why = fmt.Sprintf("(%v after %v)", err, time.Since(t0).Round(time.Second))
 		}
 		r.check(title+": script completed", err == nil && code == 0 && n > 0, why, fmt.Sprintf("exit %d, err %v, %d assertions\n%s", code, err, n, errOut))
+		if err == nil && code == 124 {
+			say(t, "%s", stuckReport(ctx, m))
+		}
 		return out
 	}
+}
+
+// stuckReport: what the guest was busy with when a script ran out of
+// time (systemd's jobs, our processes and the lock's holder, the journal's
+// last lines), for the reader of a CI log.
+func stuckReport(ctx context.Context, m *vm.VM) string {
+	dctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	defer cancel()
+	out, _, _, err := m.Run(dctx, `echo "--- systemctl list-jobs"; systemctl list-jobs --no-pager | head -n 15
+echo "--- processes"; ps -eo pid,etime,args | grep -E '[v]rf-netsetup|[s]ystemctl|[n]etworkctl|[n]mcli|[i]fup|[d]hclient' | head -n 15
+echo "--- apply lock: $(cat /run/pam-vrf/apply.lock 2>/dev/null)"
+echo "--- journal"; journalctl -o short-monotonic --no-pager -n 30 | cut -c1-200`)
+	if err != nil {
+		return fmt.Sprintf("   (no report on the stuck guest: %v)\n", err)
+	}
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		fmt.Fprintf(&b, "   | stuck: %s\n", l)
+	}
+	return b.String()
 }
 
 // lastLine is the last non-empty line of out, cut to 80 characters.
