@@ -387,17 +387,6 @@ func rebootChecked(ctx context.Context, t *testing.T, m *vm.VM, r *testReporter,
 	return err == nil
 }
 
-// orderingCycles: what systemd logged this boot about ordering cycles (it
-// breaks one by deleting a job, e.g. the boot unit's: seen with a path
-// unit ordered after it); "" when none.
-func orderingCycles(ctx context.Context, m *vm.VM) string {
-	out, _, _, err := m.Run(ctx, `journalctl -b -o cat --no-pager | grep -iE 'ordering cycle|to break ordering cycle' | head -n 5`)
-	if err != nil {
-		return err.Error()
-	}
-	return strings.TrimSpace(out)
-}
-
 // guestScenario boots a guest with the build installed; when the test ends
 // it prints "e2e NAME (duration): N passed, M failed" and, on failure, the
 // tail of the guest's console.

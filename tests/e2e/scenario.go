@@ -388,3 +388,14 @@ func (s *Scenario) VRFRecreated(ctx context.Context) {
 		"{ ip route get 203.0.113.99 vrf mgmt; ip vrf exec mgmt curl -s --max-time 3 http://203.0.113.99/; echo curl=$?; ip route add $def table 1000; ip link del pvguard0; }")
 	s.check("vrf back/VRF traffic does not leak into the main table (the catch-all route)", strings.Contains(out, "dev mgmt table 1000") && !strings.Contains(out, "pvguard0") && !strings.Contains(out, "curl=0"), "exit %d, output %q", code, out)
 }
+
+// orderingCycles: what systemd logged this boot about ordering cycles (it
+// breaks one by deleting a job, e.g. the boot unit's: seen with a path
+// unit ordered after it); "" when none.
+func orderingCycles(ctx context.Context, m *vm.VM) string {
+	out, _, _, err := m.Run(ctx, `journalctl -b -o cat --no-pager | grep -iE 'ordering cycle|to break ordering cycle' | head -n 5`)
+	if err != nil {
+		return err.Error()
+	}
+	return strings.TrimSpace(out)
+}
