@@ -88,6 +88,10 @@ func TestE2ESSHDVRFOnly(t *testing.T) {
 		// that is there and unbound, not merely for the bound one to go
 		out, _, _ := s.run(ctx, "for i in $(seq 60); do o=$(ss -Htln 'sport = :22'); [ -n \"$o\" ] && ! echo \"$o\" | grep -q '%mgmt' && break; sleep 0.5; done; ss -Htln 'sport = :22'")
 		s.check(stage+"/sshd listens unbound again", strings.Contains(out, ":22") && !strings.Contains(out, "%mgmt"), "ss: %q", out)
+		// eth0 leaves the VRF and runs DHCP again: under CI load networkd
+		// can still be "configuring" it when revert's settle wait (60 s)
+		// gives up (revert warns); ssh needs the lease back
+		s.WaitOnline(ctx, stage)
 		out, _, code := s.run(ctx, "for i in 1 2 3; do "+sshCmd("alice", "echo reached")+" && break; sleep 2; done")
 		s.check(stage+"/ssh through eth0 works", code == 0 && strings.Contains(out, "reached"), "exit %d, output %q", code, out)
 		out, errOut, code := s.run(ctx, "ssh -i "+vm.GuestSSHKey+" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 alice@127.0.0.1 echo reached")
