@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -56,7 +57,11 @@ func readDNSBind(vrf string) *DNSBindState {
 
 // dnsBindSupported: kernel 5.9 (cgroup bpf_link, SO_BINDTODEVICE from
 // bpf_setsockopt), a bpffs at /sys/fs/bpf, and programs the kernel loads.
-func dnsBindSupported() bool {
+// Probed once per process: every state read asks, and a probe loads two
+// programs through the verifier.
+var dnsBindSupported = sync.OnceValue(probeDNSBind)
+
+func probeDNSBind() bool {
 	var u unix.Utsname
 	if unix.Uname(&u) != nil {
 		return false
