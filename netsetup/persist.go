@@ -299,11 +299,14 @@ func renderDNSWatchService(cfg Config) string {
 	// After= the boot unit here, not on the path unit: the boot unit's
 	// apply restarts the path unit, which must not wait for its caller.
 	// No start limit: a burst of resolver writes must not stop the watch.
+	// The condition: removed but not purged, the package leaves the watch
+	// behind; it must skip, not fail at every resolver write.
 	return fmt.Sprintf(`# Written by vrf-netsetup (pam-vrf): started by %[1]s.
 [Unit]
 Description=pam-vrf: steer the new nameservers into VRF %[2]s
 After=%[3]s
 StartLimitIntervalSec=0
+ConditionPathExists=/usr/sbin/vrf-netsetup
 
 [Service]
 Type=oneshot
