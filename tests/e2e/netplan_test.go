@@ -46,7 +46,7 @@ v4online() {
 fault_online() { v4online main; }
 fault_same() { psame "$@"; }
 after_fault() {
-	for i in $(seq 60); do o=$(ss -Htlnp 'sport = :22'); [ -n "$o" ] && ! echo "$o" | grep -q '%' && break; sleep 0.5; done
+	unbound22
 	echo "$o" | grep -q 'systemd' && ! echo "$o" | grep -q '%' && systemctl is-active --quiet ssh.socket && ! systemctl is-enabled --quiet ssh.service
 	res $? "$1: ssh.socket in charge, listening unbound"
 }
@@ -221,7 +221,7 @@ reverted
 v4online main; res $? "revert/the IPv4 default route is in main again"
 ! ip -o link show eth0 | grep -q master; res $? "revert/eth0 is back in the default VRF"
 psame "revert/ip -br addr, ip route, ip -6 route, ip rule, resolvectl dns as before apply" /root/s0
-for i in $(seq 60); do o=$(ss -Htlnp 'sport = :22'); [ -n "$o" ] && ! echo "$o" | grep -q '%' && break; sleep 0.5; done
+unbound22
 echo "$o" | sed 's/^/| ss: /'
 echo "$o" | grep -q 'systemd' && ! echo "$o" | grep -q '%'; res $? "revert/ssh.socket listens unbound again"
 systemctl is-active --quiet ssh.socket && ! systemctl is-enabled --quiet ssh.service; res $? "revert/ssh.socket still in charge (ssh.service not enabled)"

@@ -28,6 +28,12 @@ online() {
 	done
 	return 1
 }
+# unbound22: waits up to 30 s for port 22's listeners to be bound to no
+# device; leaves them (ss -Htlnp) in $o for the caller's checks
+unbound22() {
+	for i in $(seq 60); do o=$(ss -Htlnp 'sport = :22'); [ -n "$o" ] && ! echo "$o" | grep -q '%' && return 0; sleep 0.5; done
+	return 1
+}
 snap() {
 	ip -d link | sed -E 's/^[0-9]+: /N: /; s/@if[0-9]+//'
 	ip rule; ip -6 rule; ip route

@@ -17,7 +17,7 @@ import (
 const vrfOnlyShell = `
 A="$A --sshd vrf-only"
 after_fault() {
-	for i in $(seq 60); do o=$(ss -Htlnp 'sport = :22'); [ -n "$o" ] && ! echo "$o" | grep -q '%' && break; sleep 0.5; done
+	unbound22
 	echo "$o" | grep -q sshd && ! echo "$o" | grep -q '%' && systemctl is-active --quiet ssh.service
 	res $? "$1: ssh.service runs, listening unbound"
 	[ ! -e /etc/systemd/system/ssh.service.d/pam-vrf.conf ] && [ -z "$(systemctl show -p BPFProgram --value ssh.service)" ]
