@@ -302,6 +302,22 @@ func TestE2EFleetTry(t *testing.T) {
 	s := f.s
 	s.R.Step("Fleet over ssh through the management interface (pam_vrf_apply_mode: try)",
 		"ansible-playbook in the upstream namespace reaches the guest through eth0, which moves into VRF mgmt; a new ssh login confirms")
+	// The race that hung this play in CI, made certain: try makes its
+	// first change 20 s after it starts, so the connection Ansible opens to
+	// reach the host again is made in the default VRF before eth0 moves,
+	// and the move kills it. (A diversion, so the package installs its
+	// binary beside this wrapper.)
+	_, errOut, code := s.run(ctx, `set -e
+dpkg-divert --local --quiet --divert /usr/sbin/vrf-netsetup.real --rename --add /usr/sbin/vrf-netsetup
+cat > /usr/sbin/vrf-netsetup <<'EOF'
+#!/bin/sh
+if [ "$1" = try ]; then logger -t fleet-test "try starts"; sleep 20; logger -t fleet-test "try runs"; fi
+exec /usr/sbin/vrf-netsetup.real "$@"
+EOF
+chmod 755 /usr/sbin/vrf-netsetup`)
+	if code != 0 {
+		fatalf(t, "divert vrf-netsetup: exit %d: %s", code, errOut)
+	}
 	ssh := "ip netns exec " + vm.UpstreamNetns + " env ANSIBLE_HOST_KEY_CHECKING=False ansible-playbook -u root -i " + vm.GuestAddr4 + ","
 	rc, out, code := f.play("try over ssh", ssh, "try.yml", "")
 	s.check("try/play over ssh succeeds and reports changes", code == 0 && rc.failed == 0 && rc.changed > 0, "exit %d %s\n%s", code, rc, out)
@@ -314,11 +330,24 @@ func TestE2EFleetTry(t *testing.T) {
 		got := taskStatus(out, c.task)
 		s.check("try/task "+c.task+": "+c.want, got == c.want, "status %q", got)
 	}
+	if taskStatus(out, "Wait for vrf-netsetup try") != "changed" {
+		// what the guest saw of Ansible's connections and of the try
+		s.run(ctx, `journalctl -o short-precise --no-pager -u ssh | tail -n 30
+journalctl -o short-precise --no-pager -t vrf-netsetup -u pam-vrf-rollback.service -u pam-vrf-dns.service | tail -n 30
+ps -eo pid,ppid,lstart,args | grep -E '[s]sh|[a]nsible|[v]rf-netsetup'
+ls -la /root/.ansible/cp 2>&1; ip netns exec `+vm.UpstreamNetns+` ss -tnp
+for f in /root/.ansible_async/*; do echo "== $f"; head -c 2000 "$f"; echo; done
+ip netns exec `+vm.UpstreamNetns+` ssh -v -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=10 root@`+vm.GuestAddr4+` true 2>&1 | tail -n 15`)
+	}
 	st, _, _ := s.run(ctx, "grep -o '\"status\": \"[a-z-]*\"' /var/lib/pam-vrf/try.json; systemctl is-active pam-vrf-rollback.timer")
 	s.check("try/the try is confirmed and its rollback timer is gone", strings.Contains(st, `"status": "confirmed"`) && strings.Contains(st, "inactive"), "%q", st)
 	logins, _, _ := s.run(ctx, "journalctl -u ssh --no-pager -o cat | grep -c 'Accepted publickey for root from "+vm.UpstreamAddr4+"'")
 	n, _ := strconv.Atoi(strings.TrimSpace(logins))
 	s.check("try/Ansible logged in over eth0 more than once (the confirm came from a new login)", n >= 2, "%d root logins from %s", n, vm.UpstreamAddr4)
+	early, _, _ := s.run(ctx, `journalctl -o short-unix --no-pager | grep -E 'fleet-test[^:]*: try (starts|runs)|Accepted publickey for root from `+vm.UpstreamAddr4+`' |
+awk '/try starts/{w=1} /try runs/{w=0} w && /Accepted/{n++} END{print n+0}'`)
+	s.check("try/Ansible's connection made before eth0 moved did not hang the play (keepalives, reconnect)",
+		strings.TrimSpace(early) != "0" && code == 0, "%s root logins between try's start and its first change; play exit %d", strings.TrimSpace(early), code)
 	st, _, _ = s.run(ctx, "systemctl is-enabled pam-vrf-check-metrics.timer; systemctl is-active pam-vrf-check-metrics.timer")
 	s.check("try/the role enabled and started the metrics timer", st == "enabled\nactive\n", "%q", st)
 	s.Check(ctx, "try")
