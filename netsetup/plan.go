@@ -33,7 +33,7 @@ func Plan(cfg Config, live *State) ([]Step, error) {
 	if err := refuseUnits(cfg, live); err != nil {
 		return nil, err
 	}
-	svc, sshArm := planServices(cfg, dns, live, files)
+	svc, arms := planServices(cfg, dns, live, files)
 	dnsRules := append(planDNSRules(cfg, dns, live), planDNSBind(cfg, dns, live)...)
 
 	// A manager that enslaves the iface itself (networkd) does so once it
@@ -90,7 +90,7 @@ func Plan(cfg Config, live *State) ([]Step, error) {
 		}
 		steps = append(steps, mod...)
 		steps = append(steps, sys...)
-		steps = append(steps, sshArm...)
+		steps = append(steps, arms...)
 		steps = append(steps, files...)
 		steps = append(steps, early...)
 		// a manager that creates the VRF alone first: the guard steps
@@ -126,7 +126,7 @@ func Plan(cfg Config, live *State) ([]Step, error) {
 		steps = append(steps, net...)
 		steps = append(steps, dnsRules...)
 		steps = append(steps, sys...)
-		steps = append(steps, sshArm...)
+		steps = append(steps, arms...)
 		steps = append(steps, late...)
 		steps = append(steps, svc...)
 	}

@@ -204,8 +204,9 @@ func planDNSRules(cfg Config, dns string, st *State) []Step {
 }
 
 // planServices adds the daemon actions the file changes need.
-// The second result, when sshd's listener is restarted, goes before the
-// file steps (stepSSHArm).
+// The second result goes before the file steps: the steps that do nothing
+// but whose undo, run after the files are restored, puts the daemons back
+// on them (stepSSHArm, resolvedArm).
 func planServices(cfg Config, dns string, st *State, files []Step) ([]Step, []Step) {
 	changed := map[string]bool{}
 	for _, f := range files {
@@ -248,6 +249,9 @@ func planServices(cfg Config, dns string, st *State, files []Step) ([]Step, []St
 		}
 		steps = append(steps, sshRestart("ssh", "bound to "+cfg.VRF, dev, st)...)
 		arm = []Step{stepSSHArm(st)}
+	}
+	if a := resolvedArm(dns, st, changed, files); a != nil {
+		arm = append(arm, *a)
 	}
 	// any kind's, as an interrupted apply may have left them on a host
 	// whose manager has changed since
@@ -326,6 +330,30 @@ func stepSSHArm(st *State) Step {
 			}
 			return e.Svc.Run("restart-no-block", "ssh.service")
 		}}
+}
+
+// resolvedArm: while /etc/resolv.conf is ours and resolved has no DNS= of
+// its own, resolved imports the file's nameservers (our listener, or the
+// static servers) as its global DNS, and it keeps them when the file
+// becomes its own stub again. So a rollback that restores resolv.conf or
+// resolved's drop-in ends with a restart of resolved, once both are back
+// (a restart's own undo runs while our drop-in is still in place). Seen in
+// the VM: a fault before the resolved restart left "Global: 127.0.0.153",
+// a listener that no longer existed.
+func resolvedArm(dns string, st *State, changed map[string]bool, files []Step) *Step {
+	if !st.ResolvedActive || (dns != DNSResolved && dns != DNSStatic) {
+		return nil
+	}
+	touched := changed["resolved"]
+	for _, f := range files {
+		touched = touched || (f.File != nil && f.File.Path == ResolvConf)
+	}
+	if !touched {
+		return nil
+	}
+	return &Step{ID: "resolved-arm", Desc: "(on failure: restart systemd-resolved once resolv.conf and its drop-in are restored)",
+		Do:   func(*Env) error { return nil },
+		Undo: func(e *Env) error { return e.Svc.Run("restart", "systemd-resolved.service") }}
 }
 
 // sshRestart gives sshd's listener its new binding (why) without touching

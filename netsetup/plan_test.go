@@ -645,3 +645,56 @@ func TestPlanDhcpcdWaitsForRebind(t *testing.T) {
 		t.Errorf("dhcpcd plan, enslaved = %v, want %v", got, want)
 	}
 }
+
+// While resolv.conf is ours, resolved (with no DNS= of its own) imports its
+// nameservers and keeps them after the stub symlink is back. A rollback
+// that restored resolv.conf or the drop-in ends with a resolved restart,
+// after both are restored (VM: a fault before the resolved restart left
+// "Global: 127.0.0.153"). Not armed when resolved does not run.
+func TestResolvedArmRestartsResolvedAfterRollback(t *testing.T) {
+	for _, dns := range []string{DNSResolved, DNSStatic} {
+		cfg := testCfg()
+		cfg.DNS = dns
+		st := freshState()
+		st.ResolvedActive = true
+		var steps []Step
+		for _, s := range mustPlan(t, cfg, st) {
+			if s.ID == "resolved-arm" || s.ID == "file-write:"+ResolvConf+":" || s.ID == "file-write:"+ResolvedDropIn+":resolved" {
+				steps = append(steps, s)
+			}
+		}
+		want := []string{"resolved-arm", "file-write:" + ResolvConf + ":"}
+		if dns == DNSResolved {
+			want = []string{"resolved-arm", "file-write:" + ResolvedDropIn + ":resolved", "file-write:" + ResolvConf + ":"}
+		}
+		wantOrder(t, ids(steps), want...)
+		root := t.TempDir()
+		if err := os.MkdirAll(root+"/etc", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("../run/systemd/resolve/stub-resolv.conf", root+ResolvConf); err != nil {
+			t.Fatal(err)
+		}
+		steps = append(steps, Step{ID: "boom", Do: func(*Env) error { return errors.New("boom") }})
+		svc := &recSvc{}
+		if err := Apply(&Env{FS: FS{Root: root}, Svc: svc}, steps); err == nil {
+			t.Fatalf("%s: the failing step did not fail the apply", dns)
+		}
+		if l, err := os.Readlink(root + ResolvConf); err != nil || l != "../run/systemd/resolve/stub-resolv.conf" {
+			t.Errorf("%s: resolv.conf after the rollback: %q %v", dns, l, err)
+		}
+		if _, err := os.Stat(root + ResolvedDropIn); !os.IsNotExist(err) {
+			t.Errorf("%s: the drop-in survived the rollback: %v", dns, err)
+		}
+		if n := len(svc.log); n == 0 || svc.log[n-1] != "restart systemd-resolved.service" {
+			t.Errorf("%s: systemctl in the rollback: %q, want it to end with a resolved restart", dns, svc.log)
+		}
+
+		st.ResolvedActive = false
+		for _, s := range mustPlan(t, cfg, st) {
+			if s.ID == "resolved-arm" {
+				t.Errorf("%s: armed a resolved restart with resolved not running", dns)
+			}
+		}
+	}
+}
