@@ -574,6 +574,18 @@ func TestUnitEscape(t *testing.T) {
 	}
 }
 
+// planOnly: the steps of the plan whose IDs keep accepts, in plan order.
+func planOnly(t *testing.T, cfg Config, st *State, keep func(id string) bool) []Step {
+	t.Helper()
+	var steps []Step
+	for _, s := range mustPlan(t, cfg, st) {
+		if keep(s.ID) {
+			steps = append(steps, s)
+		}
+	}
+	return steps
+}
+
 // recSvc records systemctl verbs with their units and fails one verb.
 type recSvc struct {
 	fakeSvc
@@ -597,12 +609,9 @@ func TestSSHArmRestartsTheListenerAfterRollback(t *testing.T) {
 	cfg.SSHD = SSHDVRFOnly
 	st := freshState()
 	st.SSHSocket = true
-	var steps []Step
-	for _, s := range mustPlan(t, cfg, st) {
-		if s.ID == "ssh-arm" || strings.HasSuffix(s.ID, ":ssh") || s.ID == "svc-daemon-reload" || s.ID == "svc-ssh-socket-restart" {
-			steps = append(steps, s)
-		}
-	}
+	steps := planOnly(t, cfg, st, func(id string) bool {
+		return id == "ssh-arm" || strings.HasSuffix(id, ":ssh") || id == "svc-daemon-reload" || id == "svc-ssh-socket-restart"
+	})
 	wantOrder(t, ids(steps), "ssh-arm", "file-write:"+SSHSocketDropIn+":ssh", "svc-daemon-reload", "svc-ssh-socket-restart")
 	root := t.TempDir()
 	svc := &recSvc{fail: "restart-bound-socket"}
@@ -657,12 +666,9 @@ func TestResolvedArmRestartsResolvedAfterRollback(t *testing.T) {
 		cfg.DNS = dns
 		st := freshState()
 		st.ResolvedActive = true
-		var steps []Step
-		for _, s := range mustPlan(t, cfg, st) {
-			if s.ID == "resolved-arm" || s.ID == "file-write:"+ResolvConf+":" || s.ID == "file-write:"+ResolvedDropIn+":resolved" {
-				steps = append(steps, s)
-			}
-		}
+		steps := planOnly(t, cfg, st, func(id string) bool {
+			return id == "resolved-arm" || id == "file-write:"+ResolvConf+":" || id == "file-write:"+ResolvedDropIn+":resolved"
+		})
 		want := []string{"resolved-arm", "file-write:" + ResolvConf + ":"}
 		if dns == DNSResolved {
 			want = []string{"resolved-arm", "file-write:" + ResolvedDropIn + ":resolved", "file-write:" + ResolvConf + ":"}
