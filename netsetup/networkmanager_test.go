@@ -113,7 +113,7 @@ func TestPlanNetworkManagerHost(t *testing.T) {
 }
 
 // Revert gives eth0 back to NetworkManager: the admin's keyfile restored
-// byte for byte, reloaded, the VRF deleted, the connection activated again.
+// byte for byte, reloaded, the connection activated again, the VRF deleted.
 func TestPlanRevertNetworkManager(t *testing.T) {
 	cfg := testCfg()
 	old := freshState()
@@ -125,7 +125,7 @@ func TestPlanRevertNetworkManager(t *testing.T) {
 	live.Files[nmKeyfile] = FileState{Exists: true, Content: nmEth0}
 	live = converge(t, cfg, live)
 	got := ids(PlanRevert(cfg, old, live))
-	wantOrder(t, got, "revert-file:"+nmKeyfile, "svc-revert-nm-reload", "revert-vrf-delete", "revert-nm-up", "svc-revert-reload", "revert-backup")
+	wantOrder(t, got, "revert-file:"+nmKeyfile, "svc-revert-nm-reload", "revert-nm-up", "revert-vrf-delete", "svc-revert-reload", "revert-backup")
 	for _, id := range got {
 		if id == "revert-release" {
 			t.Errorf("manual release on a NetworkManager host: %v", got)

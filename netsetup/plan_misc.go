@@ -326,10 +326,22 @@ func stepSSHArm(st *State) Step {
 				return err
 			}
 			if st.SSHSocket {
-				return e.Svc.Run("restart", "ssh.socket")
+				return restartSSHSocket(e)
 			}
 			return e.Svc.Run("restart-no-block", "ssh.service")
 		}}
+}
+
+// restartSSHSocket restarts ssh.socket unbound, as the rollback leaves it.
+// An ssh.service the socket started (Accept=no: any login since the plan
+// may have) holds the listening fd, and the socket cannot bind again while
+// it runs ("Job failed", VM): it is stopped first (KillMode=process, open
+// sessions stay); the next connection starts it again.
+func restartSSHSocket(e *Env) error {
+	if err := e.Svc.Run("stop", "ssh.service"); err != nil {
+		return err
+	}
+	return e.Svc.Run("restart", "ssh.socket")
 }
 
 // resolvedArm: while /etc/resolv.conf is ours and resolved has no DNS= of
@@ -377,7 +389,9 @@ func sshRestart(id, why, dev string, st *State) []Step {
 		if dev != "" {
 			do = []string{"restart-bound-socket", "ssh.socket", dev}
 		}
-		steps = append(steps, svcStep(id+"-socket-restart", "restart ssh.socket (listener "+why+"; ssh.service is left to socket activation; open sessions stay)", do, []string{"restart", "ssh.socket"}))
+		restart := svcStep(id+"-socket-restart", "restart ssh.socket (listener "+why+"; ssh.service is left to socket activation; open sessions stay)", do, nil)
+		restart.Undo = restartSSHSocket
+		steps = append(steps, restart)
 	}
 	for i := range steps {
 		steps[i].AfterVRF = true

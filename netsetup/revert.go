@@ -74,7 +74,7 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 	vrf, hasVRF := live.link(cfg.VRF)
 	_, hadVRF := old.link(cfg.VRF)
 	// A manager that took the iface over gives it back (tk.Release), after
-	// its files are restored; the VRF goes in between.
+	// its files are restored; the VRF goes after that.
 	tk := takeoverOf(cfg, live)
 	if iface, ok := live.link(cfg.Iface); ok && hasVRF && iface.Master == vrf.Index && tk == nil {
 		if o, ok := old.link(cfg.Iface); ok && o.Master == 0 {
@@ -210,9 +210,6 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 	steps = append(steps, unitFiles...)
 	if tk != nil {
 		steps = append(steps, stepCmd(tk.RevertReload))
-		if hasVRF && !hadVRF {
-			steps = append(steps, vrfDelete)
-		}
 		if o, ok := old.link(cfg.Iface); ok {
 			w := settleWant{Iface: cfg.Iface, Table: unix.RT_TABLE_MAIN, Who: tk.Who}
 			c := tk.Release
@@ -225,6 +222,13 @@ func PlanRevert(cfg Config, old, live *State) []Step {
 				w.Families = defaultFamilies(old, cfg.Iface, w.Table)
 			}
 			steps = append(steps, stepSettle(c, true, w))
+		}
+		// The VRF goes once the manager has the iface out of it, as in a
+		// rollback (stepArm): deleted while networkd was still moving the
+		// iface, it cost networkd the lease (VM: eth0 "configuring" with
+		// no IPv4 address for minutes after revert).
+		if hasVRF && !hadVRF {
+			steps = append(steps, vrfDelete)
 		}
 	}
 	switch {
