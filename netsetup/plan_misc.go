@@ -271,8 +271,11 @@ func planServices(cfg Config, dns string, st *State, files []Step) ([]Step, []St
 			steps = append(steps, svcStep("resolved-start", "enable and start systemd-resolved",
 				[]string{"enable", "--now", "systemd-resolved.service"}, []string{"disable", "--now", "systemd-resolved.service"}))
 		} else if changed["resolved"] {
+			// no undo of its own: resolvedArm, planned with it, restarts
+			// resolved once the files are back (a restart here would still
+			// read our drop-in)
 			steps = append(steps, svcStep("resolved-restart", "restart systemd-resolved (new listener "+cfg.ResolvedListener+")",
-				[]string{"restart", "systemd-resolved.service"}, []string{"restart", "systemd-resolved.service"}))
+				[]string{"restart", "systemd-resolved.service"}, nil))
 		}
 	}
 	return steps, arm
