@@ -31,6 +31,23 @@ func TestIfupdownStaticPlan(t *testing.T) {
 	if len(left) != 1 || !left[0].RouteMove || left[0].File != nil {
 		t.Errorf("after ifup: %v, want the one route move", ids(left))
 	}
+	// the hook lost its x bit (it would never run): apply writes it again,
+	// and the plan says why
+	hook := live.Files[hostnet.IfupHook]
+	hook.Mode = 0o644
+	live.Files[hostnet.IfupHook] = hook
+	var descs []string
+	for _, s := range mustPlan(t, cfg, live) {
+		descs = append(descs, s.Desc)
+	}
+	if !slices.Contains(descs, "write "+hostnet.IfupHook+" (mode 0644, want 0755)") {
+		t.Errorf("hook without its x bit: plan %q", descs)
+	}
+	hook.Mode = 0o755
+	live.Files[hostnet.IfupHook] = hook
+	if left := mustPlan(t, cfg, live); len(left) != 1 {
+		t.Errorf("hook mode 0755 again: %v, want the one route move", ids(left))
+	}
 	// the host's stanza became DHCP: the hook goes
 	live.Manager = Manager{Kind: "ifupdown", DHCP: true}
 	if got := ids(mustPlan(t, cfg, live)); !slices.Contains(got, "file-remove:"+hostnet.IfupHook+":") {

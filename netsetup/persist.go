@@ -123,12 +123,18 @@ func planFiles(cfg Config, dns string, st *State) ([]Step, error) {
 				steps = append(steps, stepFile(f, cur))
 			}
 		default:
-			if !cur.Exists || cur.Symlink != "" || cur.Content != f.Content {
+			if !cur.Exists || cur.Symlink != "" || cur.Content != f.Content || modeDiffers(f, cur) {
 				steps = append(steps, stepFile(f, cur))
 			}
 		}
 	}
 	return steps, nil
+}
+
+// modeDiffers: the file is ours in content but not in mode (a hook that
+// lost its x bit never runs: ifup leaves the gateway in main).
+func modeDiffers(f fileSpec, cur FileState) bool {
+	return f.Mode != 0 && cur.Exists && cur.Symlink == "" && cur.Mode != 0 && cur.Mode != f.Mode
 }
 
 func stepFile(f fileSpec, old FileState) Step {
@@ -145,6 +151,9 @@ func stepFile(f fileSpec, old FileState) Step {
 	}
 	if old.Symlink != "" && f.Symlink == "" && !f.Remove {
 		desc += " (replacing symlink to " + old.Symlink + ")"
+	}
+	if !f.Remove && old.Content == f.Content && modeDiffers(f, old) {
+		desc += fmt.Sprintf(" (mode %04o, want %04o)", old.Mode, f.Mode)
 	}
 	return Step{ID: "file-" + verb + ":" + f.Path + ":" + f.Kind, Desc: desc, BeforeNet: f.BeforeNet && !f.Remove,
 		File: &StepFile{Path: f.Path, Kind: f.Kind, Remove: f.Remove},
