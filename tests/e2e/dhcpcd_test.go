@@ -109,6 +109,13 @@ for p in $(pgrep -x dhcpcd); do echo "| $(ip vrf identify $p | sed 's/^$/(defaul
 invrf renew
 `, 5*time.Minute)
 
+	// ifdown/ifup, the reload that follows, is the fix check names
+	run("broken: dhcpcd outside the VRF", `
+# as a dhcpcd restarted by hand from a default-VRF shell would be
+for p in $(pgrep -x dhcpcd); do echo $p > /sys/fs/cgroup/cgroup.procs; done
+broken broken "dhcpcd outside the VRF" '^FAIL dhcp client: dhcpcd \(pid [0-9 ]+\) runs outside VRF mgmt: .*\(fix: ifdown eth0; ifup eth0 '
+`, 2*time.Minute)
+
 	// The negative control (the server's rule deleted: the unicast
 	// RENEW cannot be sent, apply puts the rule back) is TestE2EIfupdown's;
 	// dhcpcd sends through the same rule.

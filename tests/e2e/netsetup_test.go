@@ -18,6 +18,13 @@ import (
 // RA lifetimes normalised away), vsnap what a converged apply produces.
 const netsetupShell = `
 set -u
+# pam_setup: the e2e policy (alice and root -> mgmt) and pam_vrf.so enabled
+pam_setup() {
+	cat > /etc/security/pam_vrf.toml <<'EOF'
+` + guestPolicy + `EOF
+	chmod 0644 /etc/security/pam_vrf.toml
+	pam-auth-update --enable vrf; res $? "setup/pam_vrf.so enabled (pam-auth-update), policy: alice and root -> mgmt"
+}
 A="vrf-netsetup apply --vrf mgmt --table 1000 --iface eth0"
 res() { if [ "$1" = 0 ]; then echo "ok   $2"; else echo "FAIL $2"; fi; }
 online() {
@@ -46,6 +53,46 @@ vsnap() {
 	ip -d link | sed -E 's/^[0-9]+: /N: /; s/@if[0-9]+//'
 	ip rule; ip route show vrf mgmt
 	ip -o addr show mgmt | awk '{print $3, $4}' | sort
+}
+sshin() { # USER CMD: an ssh login from netns upstream over eth0, a few tries
+	for i in 1 2 3; do
+		ip netns exec upstream ssh -i /root/.ssh/id_ed25519 -o BatchMode=yes -o StrictHostKeyChecking=no \
+			-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=20 "$1@192.0.2.10" "$2" && return 0
+		sleep 2
+	done
+	return 1
+}
+# acked SINCE: the DHCP server's (dnsmasq in netns upstream) ACKs to the
+# guest since epoch SINCE; a shape whose client logs its own redefines it
+acked() { journalctl -u pamvrf-dnsmasq --since "@$1" -o cat --no-pager | grep -c 'DHCPACK(up0) 192.0.2.10 52:54:00:12:34:10'; }
+# waitfor N CMD...: until CMD prints a number >= N (up to 200 s)
+waitfor() { n=$1; shift; for i in $(seq 200); do [ "$("$@")" -ge "$n" ] && return 0; sleep 1; done; return 1; }
+# two_renewals SINCE: the DHCP server acknowledged two renewals since
+# epoch SINCE and refused none
+two_renewals() {
+	waitfor 2 acked "$1"; res $? "renew/the server acknowledged two renewals"
+	journalctl -u pamvrf-dnsmasq --since "@$1" -o cat --no-pager | grep -E 'DHCP(REQUEST|ACK|NAK)' | sed 's/^/| dnsmasq: /'
+	! journalctl -u pamvrf-dnsmasq --since "@$1" -o cat --no-pager | grep -q 'DHCPNAK'; res $? "renew/no DHCPNAK"
+}
+# placed STAGE: an ssh login of alice (policy: mgmt) from the management
+# network lands in mgmt, and DNS and HTTP by name work from its shell;
+# fails if either does not
+placed() {
+	local out a b
+	out=$(sshin alice 'echo "vrf=[$(ip vrf identify)]"; getent hosts mirror.test; curl -sf -o /dev/null --max-time 10 http://mirror.test/ && echo http=ok')
+	echo "$out" | sed 's/^/| alice: /'
+	echo "$out" | grep -q '^vrf=\[mgmt\]$'; a=$?
+	echo "$out" | grep -qE '^(192\.0\.2\.1|2001:db8::1) +mirror\.test$' && echo "$out" | grep -q '^http=ok$'; b=$?
+	res $a "$1/an ssh login from the management network lands in mgmt (ip vrf identify)"
+	res $b "$1/DNS and HTTP by name from the placed shell"
+	[ $a = 0 ] && [ $b = 0 ]
+}
+# broken STAGE WHAT REGEX: on a host broken on purpose, check exits 1 and
+# a FAIL line matches REGEX (what is wrong and its fix)
+broken() {
+	vrf-netsetup check --vrf mgmt --table 1000 --iface eth0 --query-name mirror.test > /tmp/check.out 2>&1; rc=$?
+	grep '^FAIL' /tmp/check.out | cut -c1-300 | sed 's/^/| check: /'
+	[ $rc = 1 ] && grep -qE "$3" /tmp/check.out; res $? "$1/check fails on $2 and names the fix"
 }
 # booted: the guest is up after a reboot and the boot unit ran
 booted() {

@@ -27,9 +27,8 @@ invrf_client() {
 	diff /root/eth0.nmconnection $KF | grep '^[<>]' | tr '\n' ' ' | grep -qx '> master=mgmt > slave-type=vrf '
 	res $? "$1/the admin's connection gained only master=mgmt and slave-type=vrf"
 }
-# dnsmasq's ACKs to eth0 since SINCE; they prove a unicast RENEW while
-# the server is deaf to broadcasts (deaf on)
-acked() { journalctl -u pamvrf-dnsmasq --since "@$1" -o cat | grep -c 'DHCPACK(up0) 192.0.2.10 52:54:00:12:34:10'; }
+# acked (netsetupShell: dnsmasq's ACKs to eth0 since SINCE) proves a
+# unicast RENEW while the server is deaf to broadcasts (deaf on)
 unreachable() { journalctl -u NetworkManager --since "@$1" -o cat | grep -ci 'unreachable'; }
 renewal_ok() { waitfor 1 acked "$1"; }
 # nm_handover: the dispatcher hands apply the connection's nameservers at
@@ -150,6 +149,13 @@ deaf off
 [ "$(unreachable $T)" = 0 ]; res $? "renew/NetworkManager logged no unreachable send"
 invrf renew
 `, 5*time.Minute)
+
+	run("broken: the dispatcher hook gone", `
+rm $HOOK
+broken broken "the missing dispatcher hook" '^FAIL converged: .*write /etc/NetworkManager/dispatcher.d/90-pam-vrf.*\(fix: vrf-netsetup apply '
+$A > /tmp/apply.out 2>&1; res $? "broken/apply puts the hook back"
+[ -x $HOOK ]; res $? "broken/the hook is back, executable"
+`, 3*time.Minute)
 
 	dhcpShapeLifecycle(ctx, t, m, r, run, "NetworkManager", "nmcli connection reload; nmcli connection up",
 		`nmcli connection reload && nmcli --wait 90 connection up uuid $UUID >/tmp/up.out 2>&1; res $? "reload/nmcli connection reload; nmcli connection up eth0"
