@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -48,52 +47,96 @@ seen() {
 A="$A --nameserver 192.0.2.1"
 # after a failed apply's rollback blue is as the router had it
 after_fault() { bluesnap > /tmp/b1; diff /root/b0 /tmp/b1; res $? "$1: blue's device, port, address, routes and rules untouched"; }
+# invrf STAGE: what mgmt must give after each event (apply, renewals,
+# networkd's reload, reboot), and blue as the router has it
+invrf() {
+	local bad=0
+	check() { res "$1" "$2"; [ "$1" = 0 ] || bad=1; }
+	for i in $(seq 150); do
+		ip -4 route show table 1000 default | grep -q 'via 192.0.2.1 dev eth0' && ip -6 route show table 1000 default | grep -q 'dev eth0' &&
+			! ip -4 route show default | grep -q . && ! ip -6 route show default | grep -q . && break
+		sleep 0.4
+	done
+	ip -o link show eth0 | grep -q 'master mgmt'; check $? "$1/eth0 is in VRF mgmt"
+	ip -4 route show table 1000 default | grep -q 'via 192.0.2.1 dev eth0' && ip -6 route show table 1000 default | grep -q 'via fe80::.* dev eth0'
+	check $? "$1/the IPv4 (DHCP) and IPv6 (RA) default routes are in table 1000"
+	! ip -4 route show default | grep -q . && ! ip -6 route show default | grep -q .; check $? "$1/no default route in main, either family"
+	placed "$1" || bad=1
+	getent hosts mirror.test >/dev/null; check $? "$1/DNS by name from the default VRF"
+	vrf-netsetup check --vrf mgmt --table 1000 --iface eth0 --query-name mirror.test > /tmp/check.out 2>&1; rc=$?
+	grep -v '^ok' /tmp/check.out | cut -c1-240 | sed 's/^/| check: /'
+	[ $rc = 0 ] && ! grep -q '^FAIL' /tmp/check.out; check $? "$1/vrf-netsetup check exits 0 with no FAIL line"
+	bluesnap > /tmp/b1; diff /root/b0 /tmp/b1; check $? "$1/blue's device, port, address, routes and rules as the router made them"
+	# blue's query first, then one from the default VRF: once the server
+	# logged the second, it would have logged the first
+	probe "b$1" ip vrf exec blue >/dev/null; probe "d$1" >/dev/null
+	seen "d$1" && ! journalctl -u pamvrf-dnsmasq --no-pager -o cat | grep -q "query\[A\] b$1.test "
+	check $? "$1/blue's DNS query stays in blue; the default VRF's reaches the server"
+	[ $bad = 0 ] || { ip rule; ip route show table all | grep -vE '^(local|broadcast|multicast)|ff00::'; networkctl --no-pager status eth0 | head -n 30; } 2>&1 | sed 's/^/| dump: /'
+}
 `
 
-// TestE2EOtherVRF: on a host that already carries a VRF of its own (blue,
-// table 2000, a port, routes, an ip rule and a Cumulus-style DNS steering
-// rule at pref 99), apply and revert of mgmt leave blue exactly as it was;
+// TestE2EOtherVRF: on a host (Debian 12, networkd) that already carries a
+// VRF of its own (blue, table 2000, a port, routes, an ip rule and a
+// Cumulus-style DNS steering rule at pref 99, made by the router's own
+// unit at boot), apply and revert of mgmt leave blue exactly as it was;
 // apply refuses a table blue (or someone's routes) uses, and check fails
 // when another VRF shares mgmt's table; blue's queries to the DNS server
 // stay in blue, where a pref-99 steering rule (earlier releases) took them
-// out through mgmt; revert keeps the l3mdev rule blue needs.
+// out through mgmt; revert keeps the l3mdev rule blue needs. After apply,
+// two DHCP renewals, networkd's reload and a reboot: eth0 in mgmt, both
+// default routes only in table 1000, ssh logins land in mgmt with DNS and
+// HTTP by name, check passes, blue as it was.
 func TestE2EOtherVRF(t *testing.T) {
 	guestTest(t)
-	ctx, cancel := context.WithTimeout(context.Background(), faultTime(20*time.Minute))
+	ctx, cancel := context.WithTimeout(context.Background(), faultTime(25*time.Minute))
 	defer cancel()
-	start := time.Now()
-	bin := t.TempDir()
-	goBuild(t, filepath.Join(bin, "vrf-netsetup"))
-	m := bootGuest(ctx, t)
-	if err := m.Push(ctx, filepath.Join(bin, "vrf-netsetup"), "/usr/sbin/vrf-netsetup", 0o755); err != nil {
-		fatal(t, err)
-	}
-	pushFaultBuild(ctx, t, m)
-	r := &testReporter{t: t}
-	defer func() {
-		if t.Failed() {
-			t.Logf("console tail:\n%s", m.ConsoleTail(40))
-		}
-		say(t, "e2e other VRFs: %d passed, %d failed (%v)\n", r.passed, r.failed, time.Since(start).Round(time.Second))
-	}()
-	run := guestScripts(ctx, t, m, r, netsetupShell+otherVRFShell)
+	s := guestScenario(ctx, t, "other VRFs")
+	pushFaultBuild(ctx, t, s.VM)
+	r := s.R.(*testReporter)
+	run := guestScripts(ctx, t, s.VM, r, netsetupShell+otherVRFShell)
 
-	run("a router with VRF blue (table 2000)", `
+	run("a router with VRF blue (table 2000), 2-minute leases, pam_vrf", `
 # networkd deletes every rule and route it did not configure whenever it
 # configures a link (ManageForeign*=yes): a router that keeps hand-made
 # VRFs next to it turns that off, or its VRFs would go at the next reload
 # whoever triggers it.
 mkdir -p /etc/systemd/networkd.conf.d
 printf '[Network]\nManageForeignRoutingPolicyRules=no\nManageForeignRoutes=no\n' > /etc/systemd/networkd.conf.d/90-router.conf
-systemctl restart systemd-networkd
+sed -i 's/^dhcp-host=52:54:00:12:34:10,192.0.2.10,pamvrf-guest$/&,2m/' /etc/pamvrf-test/dnsmasq.conf
+systemctl restart pamvrf-dnsmasq systemd-networkd
+networkctl renew eth0
 online; res $? "router/eth0 online"
-ip link add blue type vrf table 2000 && ip link set blue up &&
-ip link add bd0 type dummy && ip link set bd0 master blue && ip addr add 10.20.0.1/24 dev bd0 && ip link set bd0 up &&
-ip route add 192.0.2.1/32 dev bd0 table 2000 &&
-ip route add 10.99.0.0/16 via 10.20.0.2 dev bd0 table 2000 &&
-ip rule add pref 500 from 10.20.0.0/24 lookup 2000 &&
+# the router's own unit makes blue at every boot (fixed MACs: the
+# snapshot after a reboot compares link addresses too)
+cat > /usr/local/sbin/router-blue <<'EOF'
+#!/bin/sh -e
+ip link add blue address 02:00:00:00:20:00 type vrf table 2000
+ip link set blue up
+ip link add bd0 address 02:00:00:00:20:01 type dummy
+ip link set bd0 master blue
+ip addr add 10.20.0.1/24 dev bd0
+ip link set bd0 up
+ip route add 192.0.2.1/32 dev bd0 table 2000
+ip route add 10.99.0.0/16 via 10.20.0.2 dev bd0 table 2000
+ip rule add pref 500 from 10.20.0.0/24 lookup 2000
 ip rule add pref 99 to 198.51.100.53 iif lo lookup 2000
+EOF
+chmod 755 /usr/local/sbin/router-blue
+cat > /etc/systemd/system/router-blue.service <<'EOF'
+[Unit]
+Description=VRF blue, made by the router's own script
+After=pamvrf-upstream.service
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/router-blue
+[Install]
+WantedBy=multi-user.target
+EOF
+systemctl enable -q --now router-blue.service
 res $? "router/VRF blue (table 2000): port bd0, its route to 192.0.2.1, a route, a rule, a DNS steering rule at pref 99"
+pam_setup
 ip rule | grep -q '^1000:.*l3mdev-table' && ip -6 rule | grep -q '^1000:.*l3mdev-table'; res $? "router/the kernel added the l3mdev rule with blue"
 ip route get 192.0.2.1 vrf blue | grep -q 'dev bd0 table 2000'; res $? "router/blue routes the DNS server's address through bd0"
 sleep 2
@@ -123,6 +166,9 @@ getent hosts mirror.test >/dev/null && ip vrf exec mgmt getent hosts mirror.test
 vrf-netsetup check --vrf mgmt --iface eth0 --query-name mirror.test > /tmp/check.out 2>&1
 grep -q '^ok   table: table 1000 is used by VRF mgmt only; other VRFs: blue (table 2000)' /tmp/check.out; res $? "apply/check: table 1000 is mgmt's only, blue listed"
 grep -E '^.... (table|converged)' /tmp/check.out | cut -c1-200 | sed 's/^/| /'
+invrf apply
+# renewals count from here: the enslave's own DHCP exchange is not one
+date +%s > /root/applied
 `, 4*time.Minute)
 
 	run("blue's DNS queries stay in blue", `
@@ -170,6 +216,28 @@ vrf-netsetup check --vrf mgmt --iface eth0 --query-name mirror.test > /tmp/check
 grep -q '^ok   table:' /tmp/check.out && grep -q '^ok   converged' /tmp/check.out; res $? "check/green gone: table and converged lines pass"
 `, 3*time.Minute)
 
+	// the renewals' clock started after apply: the sections above fill
+	// part of the two lease halves
+	run("two DHCP renewals (2-minute lease: T1 is 1 minute)", `
+two_renewals "$(cat /root/applied)"
+invrf renew
+`, 5*time.Minute)
+
+	run("networkd's reload: networkctl reload + reconfigure eth0", `
+networkctl reload && networkctl reconfigure eth0; res $? "reload/networkctl reload; networkctl reconfigure eth0"
+sleep 3
+invrf reload
+`, 3*time.Minute)
+
+	if !rebootChecked(ctx, t, s.VM, r, "reboot", "reboot/guest comes back") {
+		return
+	}
+	run("after the reboot", `
+booted
+systemctl is-active --quiet router-blue.service; res $? "reboot/the router's unit made blue again"
+invrf reboot
+`, 4*time.Minute)
+
 	run("revert leaves blue and its l3mdev rule", `
 vrf-netsetup revert > /tmp/revert.out 2>&1; rc=$?; res $rc "revert/revert succeeds"
 [ $rc = 0 ] || cat /tmp/revert.out
@@ -179,5 +247,7 @@ bluesnap > /tmp/b3; diff /root/b0 /tmp/b3; res $? "revert/blue's device, port, a
 same "revert/links, rules, routes, resolv.conf and sysctl as before apply" /root/s0
 ip route get 192.0.2.1 vrf blue | grep -q 'dev bd0 table 2000'; res $? "revert/blue still routes 192.0.2.1 itself"
 getent hosts mirror.test >/dev/null; res $? "revert/DNS works in the default VRF"
+out=$(sshin alice 'echo "vrf=[$(ip vrf identify)]"'); echo "$out" | sed 's/^/| alice: /'
+echo "$out" | grep -q '^vrf=\[\]$'; res $? "revert/ssh works and the session is in the default VRF"
 `, 4*time.Minute)
 }
