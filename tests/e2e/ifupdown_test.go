@@ -159,6 +159,13 @@ grep -E 'manager|if-up|dns mode' /tmp/apply.out | sed 's/^/| /'
 grep -q 'interface manager: ifupdown' /tmp/apply.out; res $? "apply/the manager is ifupdown"
 [ -x $HOOK ]; res $? "apply/the if-up.d hook is installed"
 gw_invrf apply
+# resolv.conf names 192.0.2.1 itself, a server that refuses recursion
+# (dnsmasq here serves .test only): without a query name check asks for
+# the root's SOA, gets REFUSED, and must say so, not "no nameserver"
+vrf-netsetup check --vrf mgmt --table 1000 --iface eth0 > /tmp/check.out 2>&1
+grep -E '^.... (resolver|resolution)' /tmp/check.out | cut -c1-300 | sed 's/^/| /'
+grep -q '^ok   resolver' /tmp/check.out && grep -qE '^FAIL resolution: .*answered REFUSED for \. SOA.*\(fix: the server answers but refuses these queries: .*--query-name NAME' /tmp/check.out
+res $? "refusing/a server that refuses the root's SOA: the resolver line passes, resolution names --query-name as the fix"
 `, 3*time.Minute)
 
 	run("ifdown/ifup without the hook: the gateway stays in main (the bug)", `
