@@ -176,8 +176,8 @@ func shellWords(ws []string) string {
 }
 
 // dhcpShapeGuest boots a guest of suite for the DHCP shape test name, with
-// pam-vrf's packages and the fault build, and returns its script runner (shell: the test's own,
-// after netsetupShell and dhcpShapeShell).
+// pam-vrf's packages and the fault build, and returns its script runner
+// (shell: the test's own, after netsetupShell and dhcpShapeShell).
 func dhcpShapeGuest(t *testing.T, suite, name, shell string) (context.Context, *vm.VM, *testReporter, func(title, script string, limit time.Duration) string) {
 	guestTest(t)
 	ctx, cancel := context.WithTimeout(context.Background(), faultTime(25*time.Minute))
