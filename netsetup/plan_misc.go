@@ -378,21 +378,26 @@ func resolvedArm(dns string, st *State, changed map[string]bool, files []Step) *
 // ssh.service would start a second sshd next to the socket. Per-connection
 // sshds (Accept=yes) are units of their own and stay; a socket-triggered
 // ssh.service (Accept=no) holds the listening fd, so it is stopped first
-// (the next connection starts it again on the new socket).
+// (the next connection starts it again on the new socket), whatever the
+// plan saw: any login since then (Ansible's next connection) may have
+// started it, and the socket restart would fail behind it.
 // dev: the device ssh.socket's drop-in binds it to ("" for none).
 func sshRestart(id, why, dev string, st *State) []Step {
 	var steps []Step
 	if !st.SSHSocket {
 		steps = []Step{svcStep(id+"-restart", "restart ssh.service (listener "+why+"; open sessions stay)", []string{"restart-no-block", "ssh.service"}, []string{"restart-no-block", "ssh.service"})}
 	} else {
-		if st.SSHService {
-			steps = append(steps, svcStep(id+"-service-stop", "stop ssh.service (socket-activated: ssh.socket owns the listener; open sessions stay)", []string{"stop", "ssh.service"}, nil))
-		}
 		do := []string{"restart", "ssh.socket"}
 		if dev != "" {
 			do = []string{"restart-bound-socket", "ssh.socket", dev}
 		}
-		restart := svcStep(id+"-socket-restart", "restart ssh.socket (listener "+why+"; ssh.service is left to socket activation; open sessions stay)", do, nil)
+		restart := svcStep(id+"-socket-restart", "stop ssh.service and restart ssh.socket (listener "+why+"; ssh.service is left to socket activation; open sessions stay)", do, nil)
+		restart.Do = func(e *Env) error {
+			if err := e.Svc.Run("stop", "ssh.service"); err != nil {
+				return err
+			}
+			return e.Svc.Run(do[0], do[1:]...)
+		}
 		restart.Undo = restartSSHSocket
 		steps = append(steps, restart)
 	}

@@ -418,7 +418,7 @@ func TestPlanSSHDVRFOnlyNetworkd(t *testing.T) {
 	// "dependency" (seen in the VM)
 	st.SSHSocket, st.SSHService = true, true
 	wantOrder(t, ids(mustPlan(t, cfg, st)), "svc-daemon-reload", "svc-networkd-reload", "networkd-reconfigure",
-		"ssh-pin", "svc-ssh-service-stop", "svc-ssh-socket-restart")
+		"ssh-pin", "svc-ssh-socket-restart")
 }
 
 func TestPlanRevert(t *testing.T) {
@@ -506,8 +506,9 @@ func TestRevertCatchAllOfAnExistingVRF(t *testing.T) {
 // TestPlanSSHDSocketActivated: with ssh.socket active, vrf-only binds the
 // socket's listener (BindToDevice=) and restarts the socket, never starting
 // ssh.service next to it; a socket-triggered ssh.service that holds the
-// listening fd is stopped first. Revert restarts whichever owns the
-// listener, which must not stay bound to a VRF revert deletes.
+// listening fd is stopped first, also one a login started after the plan.
+// Revert restarts whichever owns the listener, which must not stay bound
+// to a VRF revert deletes.
 func TestPlanSSHDSocketActivated(t *testing.T) {
 	cfg := testCfg()
 	cfg.SSHD = SSHDVRFOnly
@@ -517,15 +518,27 @@ func TestPlanSSHDSocketActivated(t *testing.T) {
 	got := ids(steps)
 	wantOrder(t, got, "file-write:"+SSHDropIn+":ssh", "file-write:"+SSHSocketDropIn+":ssh", "ssh-pin", "svc-daemon-reload", "svc-ssh-socket-restart")
 	for _, id := range got {
-		if id == "svc-ssh-restart" || id == "svc-ssh-service-stop" {
+		if id == "svc-ssh-restart" {
 			t.Errorf("socket-activated sshd: %s in %v", id, got)
 		}
 	}
 	if d := renderSSHSocketDropIn(cfg); !strings.Contains(d, "[Socket]\nBindToDevice=mgmt\n") || strings.Contains(d, "[Unit]") {
 		t.Errorf("socket drop-in:\n%s", d)
 	}
-	st.SSHService = true
-	wantOrder(t, ids(mustPlan(t, cfg, st)), "svc-daemon-reload", "svc-ssh-service-stop", "svc-ssh-socket-restart")
+	// ssh.service not running at plan time, started by a login before
+	// the restart: the restart stops it first all the same
+	for _, s := range steps {
+		if s.ID != "svc-ssh-socket-restart" {
+			continue
+		}
+		svc := &recSvc{}
+		if err := s.Do(&Env{Svc: svc}); err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"stop ssh.service", "restart-bound-socket ssh.socket mgmt"}; !slices.Equal(svc.log, want) {
+			t.Errorf("socket restart ran %q, want %q", svc.log, want)
+		}
+	}
 
 	// any-vrf on a socket host: no socket drop-in is written.
 	cfg.SSHD = SSHDAnyVRF

@@ -158,7 +158,7 @@ sed 's/^/| s0: /' /root/s0
 	// drop-in written, eth0 in the VRF) rolls back to netplan's
 	// configuration and an unbound ssh.socket.
 	run("a step that fails rolls everything back (fault build: fail-at-step)",
-		failAtStepScript("restart ssh.socket"), faultTime(5*time.Minute))
+		failAtStepScript("stop ssh.service and restart ssh.socket"), faultTime(5*time.Minute))
 
 	run("apply --sshd vrf-only", `
 $A > /tmp/apply.out 2>&1; rc=$?; res $rc "apply/apply succeeds"
