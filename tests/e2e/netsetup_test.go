@@ -150,7 +150,7 @@ getent hosts mirror.test >/dev/null; res $? "revert/DNS works in the default VRF
 	// took eth0 over (and one during it) leaves the host as before: the
 	// rollback restores networkd's files and has it reconfigure eth0.
 	run("a step that fails rolls everything back (fault build: fail-at-step)", failAtStepScript(
-		"networkctl reconfigure", "add address 127.0.0.1/8"), faultTime(6*time.Minute))
+		"networkctl reconfigure", "add address 127.0.0.1/8"), faultTime(10*time.Minute))
 
 	run("try never confirmed rolls back after its timeout", `
 snap > /root/s1
@@ -170,7 +170,7 @@ same "try/network, rules, resolv.conf, files and sysctl as before the try" /root
 getent hosts mirror.test >/dev/null; res $? "try/DNS works in the default VRF after the rollback"
 [ ! -e /var/lib/pam-vrf/netsetup-backup.json ] && [ ! -e /etc/pam-vrf/netsetup.toml ]; res $? "try/no backup or config left (first apply undone)"
 vrf-netsetup confirm > /tmp/c.out 2>&1; [ $? = 1 ] && grep -q 'too late' /tmp/c.out; res $? "try/late confirm says too late (exit 1)"
-`, 3*time.Minute)
+`, 5*time.Minute)
 
 	run("try confirmed from a fresh ssh login stays", `
 vrf-netsetup try --vrf mgmt --table 1000 --iface eth0 --timeout 60s > /tmp/try.out 2>&1; res $? "confirm/try succeeds"
