@@ -340,11 +340,16 @@ func stepSSHArm(st *State) Step {
 // may have) holds the listening fd, and the socket cannot bind again while
 // it runs ("Job failed", VM): it is stopped first (KillMode=process, open
 // sessions stay); the next connection starts it again.
-func restartSSHSocket(e *Env) error {
+func restartSSHSocket(e *Env) error { return restartSocketAfterService(e, "restart", "ssh.socket") }
+
+// restartSocketAfterService stops ssh.service, then runs the socket's
+// restart (verb and its arguments: "restart ssh.socket", or the bound
+// variant that waits for the device).
+func restartSocketAfterService(e *Env, verb string, args ...string) error {
 	if err := e.Svc.Run("stop", "ssh.service"); err != nil {
 		return err
 	}
-	return e.Svc.Run("restart", "ssh.socket")
+	return e.Svc.Run(verb, args...)
 }
 
 // resolvedArm: while /etc/resolv.conf is ours and resolved has no DNS= of
@@ -391,15 +396,10 @@ func sshRestart(id, why, dev string, st *State) []Step {
 		if dev != "" {
 			do = []string{"restart-bound-socket", "ssh.socket", dev}
 		}
-		restart := svcStep(id+"-socket-restart", "stop ssh.service and restart ssh.socket (listener "+why+"; ssh.service is left to socket activation; open sessions stay)", do, nil)
-		restart.Do = func(e *Env) error {
-			if err := e.Svc.Run("stop", "ssh.service"); err != nil {
-				return err
-			}
-			return e.Svc.Run(do[0], do[1:]...)
-		}
-		restart.Undo = restartSSHSocket
-		steps = append(steps, restart)
+		steps = append(steps, Step{ID: "svc-" + id + "-socket-restart",
+			Desc: "stop ssh.service and restart ssh.socket (listener " + why + "; ssh.service is left to socket activation; open sessions stay)",
+			Do:   func(e *Env) error { return restartSocketAfterService(e, do[0], do[1:]...) },
+			Undo: restartSSHSocket})
 	}
 	for i := range steps {
 		steps[i].AfterVRF = true
