@@ -34,7 +34,7 @@ type Checker struct {
 	Reader *Reader
 	// ProcRoot is where mountinfo is read ("/proc").
 	ProcRoot string
-	// DNSTimeout per query; 0 = 3s.
+	// DNSTimeout per query; 0 = 4s.
 	DNSTimeout time.Duration
 	// PolicyPath is the PAM policy ("" = config.DefaultPath under the root).
 	PolicyPath string

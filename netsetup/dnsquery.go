@@ -68,21 +68,44 @@ func QueryOver(ns netns.NsHandle, network, dev string, server netip.AddrPort, na
 		return DNSAnswer{}, fmt.Errorf("%s to %s from %s: %w", network, server, via, err)
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(timeout))
+	deadline := time.Now().Add(timeout)
+	_ = conn.SetDeadline(deadline)
 	if network == "tcp" {
 		// RFC 1035 4.2.2: each message prefixed with its length
 		q = append(binary.BigEndian.AppendUint16(nil, uint16(len(q))), q...)
 	}
-	if _, err := conn.Write(q); err != nil {
-		return DNSAnswer{}, fmt.Errorf("send query to %s via %s (%s): %w", server, via, network, err)
+	send := func() error {
+		if _, err := conn.Write(q); err != nil {
+			return fmt.Errorf("send query to %s via %s (%s): %w", server, via, network, err)
+		}
+		return nil
+	}
+	if err := send(); err != nil {
+		return DNSAnswer{}, err
 	}
 	buf := make([]byte, 4096)
+	sent := 1
 	for {
+		if network != "tcp" {
+			// UDP: wait for an answer until the next resend at most
+			_ = conn.SetReadDeadline(minTime(time.Now().Add(udpResend), deadline))
+		}
 		n, err := readMsg(conn, network, buf)
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				return DNSAnswer{}, fmt.Errorf("no answer from %s via %s (%s) within %s", server, via, network, timeout)
+				if network != "tcp" && time.Now().Before(deadline) {
+					if err := send(); err != nil {
+						return DNSAnswer{}, err
+					}
+					sent++
+					continue
+				}
+				again := ""
+				if sent > 1 {
+					again = fmt.Sprintf(", the query sent %d times", sent)
+				}
+				return DNSAnswer{}, fmt.Errorf("no answer from %s via %s (%s) within %s%s", server, via, network, timeout, again)
 			}
 			return DNSAnswer{}, fmt.Errorf("read answer from %s via %s (%s): %w", server, via, network, err)
 		}
@@ -91,6 +114,18 @@ func QueryOver(ns netns.NsHandle, network, dev string, server netip.AddrPort, na
 		}
 		return DNSAnswer{Rcode: int(buf[3] & 0x0f), Answers: int(binary.BigEndian.Uint16(buf[6:]))}, nil
 	}
+}
+
+// udpResend: over UDP the query goes out again at this interval until the
+// timeout, as a stub resolver retries: one datagram lost or late (a busy
+// host or link) must not read as "no nameserver answers".
+const udpResend = time.Second
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // readMsg reads one DNS message into buf: a datagram, or over TCP a

@@ -142,6 +142,57 @@ func TestLockoutGuard(t *testing.T) {
 	}
 }
 
+// TestDNSQueryResendsOverUDP: a server that misses the first datagram
+// (lost, or the host too busy) answers the resend within the timeout;
+// one that never answers fails after the timeout, saying how often the
+// query went out.
+func TestDNSQueryResendsOverUDP(t *testing.T) {
+	nsA, _, nsB, _ := peeredNS(t, "eth0")
+	var pc net.PacketConn
+	if err := inNS(nsB, func() error {
+		var e error
+		pc, e = net.ListenPacket("udp4", "10.9.0.2:53")
+		return e
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	seen := make(chan int, 1)
+	go func() {
+		buf := make([]byte, 512)
+		for i := 1; ; i++ {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if i == 1 {
+				continue // the first one is lost
+			}
+			resp := append([]byte(nil), buf[:n]...)
+			resp[2] |= 0x80
+			resp[3] = 0x80
+			pc.WriteTo(resp, from)
+			seen <- i
+			return
+		}
+	}()
+	start := time.Now()
+	ans, err := Query(nsA, "eth0", netip.MustParseAddrPort("10.9.0.2:53"), ".", qtypeSOA, 3*time.Second)
+	if err != nil || ans.Rcode != 0 {
+		t.Fatalf("query with its first datagram lost: %+v err %v", ans, err)
+	}
+	if n := <-seen; n != 2 {
+		t.Fatalf("answered datagram %d, want the resend (2)", n)
+	}
+	if d := time.Since(start); d < udpResend/2 || d > 2*udpResend {
+		t.Errorf("answered after %v: want about one resend interval (%v)", d, udpResend)
+	}
+	_, err = Query(nsA, "eth0", netip.MustParseAddrPort("10.9.0.2:53"), ".", qtypeSOA, 2500*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "within 2.5s, the query sent 3 times") {
+		t.Fatalf("silent server: err %v, want no answer within 2.5s after 3 sends", err)
+	}
+}
+
 // TestDNSQueryThroughVeth: a real query from a socket bound (SO_BINDTODEVICE)
 // to a veth in one netns, answered by an in-test responder in the peer netns.
 func TestDNSQueryThroughVeth(t *testing.T) {

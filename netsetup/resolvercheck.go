@@ -71,10 +71,7 @@ func (c *Checker) checkDNS(cfg Config, st *State, hasVRF bool) []CheckResult {
 			fail("resolution", "create the VRF first", "not tried: VRF %s does not exist", cfg.VRF),
 		}
 	}
-	timeout := c.DNSTimeout
-	if timeout == 0 {
-		timeout = 3 * time.Second
-	}
+	timeout := c.dnsTimeout()
 	probes := dnsProbes(cfg, search)
 
 	// Reachability, with the first probe's query; the servers that answer
@@ -176,10 +173,7 @@ func (c *Checker) checkDNSPaths(cfg Config, st *State, dns string, hasVRF bool) 
 	if len(servers) == 0 || !hasVRF {
 		return CheckResult{}, false
 	}
-	timeout := c.DNSTimeout
-	if timeout == 0 {
-		timeout = 3 * time.Second
-	}
+	timeout := c.dnsTimeout()
 	_, search := resolvConfServers(st.file(ResolvConf).Content)
 	p := dnsProbes(cfg, search)[0]
 	var good, tcpBad, defBad []string
@@ -218,4 +212,13 @@ func (c *Checker) checkDNSPaths(cfg Config, st *State, dns string, hasVRF bool) 
 		return CheckResult{}, false
 	}
 	return ok("dns paths", "%s answered %s over UDP and TCP, from VRF %s and from the default VRF", strings.Join(good, ", "), p, cfg.VRF), true
+}
+
+// dnsTimeout bounds each query check makes (UDP resends it every second
+// meanwhile): a loaded host's resolver can take a few seconds.
+func (c *Checker) dnsTimeout() time.Duration {
+	if c.DNSTimeout == 0 {
+		return 4 * time.Second
+	}
+	return c.DNSTimeout
 }
