@@ -53,16 +53,17 @@ func (r *testReporter) check(name string, ok bool, why, detail string) {
 	say(r.t, "%s\n", line)
 }
 
-// Guest tests run two at a time (make e2e passes -parallel 2: two guests
-// are what the project's 2-core machines hold, and much of a guest's time
-// is spent waiting on timers, DHCP and reboots). guestTest marks a test as
-// one of them; call it first, before any deadline is set, because it blocks
-// until the test's turn comes.
+// Guest tests run two at a time (guestSlots: two guests are what the
+// project's 2-core machines hold), longest first. guestTest marks a test
+// as one of them; call it first, before any deadline is set, because it
+// blocks until the test's turn comes.
 func guestTest(t *testing.T) {
 	outcomes.start(t, time.Time{})
 	t.Parallel()
+	release := guestSlots.acquire(typicalMinutes[t.Name()])
 	outcomes.start(t, time.Now())
 	t.Cleanup(func() { outcomes.add(t) }) // registered first, so it runs last
+	t.Cleanup(release)                    // after the test's own cleanups (its guest's shutdown)
 }
 
 // outcomes is what TestMain prints after the last guest test: CI keeps only
