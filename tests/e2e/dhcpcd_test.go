@@ -43,8 +43,8 @@ renewal_ok() {
 `
 
 // TestE2EDhcpcd: Debian 13's ifupdown + dhcpcd host shape, with a DHCP
-// server that sends option 121 and 2-minute leases, and RAs that dhcpcd
-// handles itself. After apply, through two lease times, an ifdown/ifup, a
+// server that sends option 121 and short leases, and RAs that dhcpcd
+// handles itself. After apply, through two renewals, an ifdown/ifup, a
 // reboot and revert: eth0 in the VRF, the lease's routes (which dhcpcd
 // cannot add once eth0 is a VRF port: its hook does) and the RA default
 // only in table 1000, dhcpcd running in the VRF (its hook moves it there,
@@ -52,7 +52,7 @@ renewal_ok() {
 func TestE2EDhcpcd(t *testing.T) {
 	ctx, m, r, run := dhcpShapeGuest(t, "trixie", "dhcpcd", dhcpcdShell)
 
-	run("setup: Debian 13, eth0 on ifupdown + dhcpcd, option 121 and 2-minute leases", `
+	run("setup: Debian 13, eth0 on ifupdown + dhcpcd, option 121 and short leases", `
 grep -q '^VERSION_CODENAME=trixie' /etc/os-release; res $? "setup/the guest is Debian 13 (trixie)"
 shape_setup
 # a Debian 13 server of this kind has no systemd-resolved: dhcpcd's
@@ -98,7 +98,7 @@ invrf apply
 dlog $T | grep -E 'carrier|leased|rebinding|if_route|unreachable' | sed 's/^/| dhcpcd: /'
 `, 3*time.Minute)
 
-	run("two DHCP renewals (2-minute lease: T1 is 1 minute)", `
+	run("two DHCP renewals (T1 is 20 s)", `
 T=$(date +%s)
 waitfor 2 renewing $T && waitfor 2 leased $T; res $? "renew/two renewals, each acknowledged"
 dlog $T | grep -E 'renewing|leased|rebinding|unreachable' | grep -v if_route | sed 's/^/| dhcpcd: /'

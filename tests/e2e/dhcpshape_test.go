@@ -84,7 +84,7 @@ shape_setup() {
 	/lib/systemd/systemd-networkd-wait-online -i eth0 --timeout=60 >/dev/null
 	rm /etc/systemd/network/20-eth0.network && networkctl reload && sleep 2
 	ip addr flush dev eth0
-	sed -i 's/^dhcp-host=52:54:00:12:34:10,192.0.2.10,pamvrf-guest$/&,2m/' /etc/pamvrf-test/dnsmasq.conf
+	short_leases
 	echo 'dhcp-option=option:classless-static-route,198.51.100.0/24,192.0.2.1,0.0.0.0/0,192.0.2.1' >> /etc/pamvrf-test/dnsmasq.conf
 	systemctl restart pamvrf-dnsmasq
 }

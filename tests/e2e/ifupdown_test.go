@@ -27,7 +27,7 @@ renewal_ok() { waitfor 1 acked "$1"; }
 
 // TestE2EIfupdown: the Debian 12 ifupdown + isc-dhcp-client host shape,
 // with a DHCP server that sends option 121 (classless static routes, a
-// default among them) and 2-minute leases. After apply, through two
+// default among them) and short leases. After apply, through two
 // renewals, an ifdown/ifup, a reboot and revert: eth0 in the VRF, both
 // DHCP routes only in table 1000, dhclient's unicast renewals acknowledged
 // (its server steered into the VRF), and with that rule taken away the
@@ -35,7 +35,7 @@ renewal_ok() { waitfor 1 acked "$1"; }
 func TestE2EIfupdown(t *testing.T) {
 	ctx, m, r, run := dhcpShapeGuest(t, vm.DefaultSuite, "ifupdown", ifupdownShell)
 
-	run("setup: eth0 on ifupdown + dhclient, option 121 and 2-minute leases", `
+	run("setup: eth0 on ifupdown + dhclient, option 121 and short leases", `
 shape_setup
 # an ifupdown host of this kind has no systemd-resolved: dhclient writes
 # /etc/resolv.conf from the lease
@@ -70,7 +70,7 @@ ls /etc/dhcp/dhclient-exit-hooks.d/ | sed 's/^/| exit hooks: /'
 invrf apply
 `, 3*time.Minute)
 
-	run("two DHCP renewals (2-minute lease: T1 is 1 minute)", `
+	run("two DHCP renewals (T1 is 20 s)", `
 T=$(date +%s)
 waitfor 2 acked $T; res $? "renew/two renewals acknowledged"
 dlog $T | grep -E 'DHCPREQUEST|DHCPACK|unreachable|Failed' | sed 's/^/| dhclient: /'

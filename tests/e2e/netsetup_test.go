@@ -62,6 +62,14 @@ sshin() { # USER CMD: an ssh login from netns upstream over eth0, a few tries
 	done
 	return 1
 }
+# short_leases: the DHCP server (dnsmasq in netns upstream) gives the
+# guest 2-minute leases, its shortest, with T1 at 20 s: a renewal every
+# 20 s, so a test sees several without waiting a minute for each. The
+# caller restarts the server.
+short_leases() {
+	sed -i 's/^dhcp-host=52:54:00:12:34:10,192.0.2.10,pamvrf-guest$/&,2m/' /etc/pamvrf-test/dnsmasq.conf
+	echo 'dhcp-option=option:T1,20' >> /etc/pamvrf-test/dnsmasq.conf
+}
 # acked SINCE: the DHCP server's (dnsmasq in netns upstream) ACKs to the
 # guest since epoch SINCE; a shape whose client logs its own redefines it
 acked() { journalctl -u pamvrf-dnsmasq --since "@$1" -o cat --no-pager | grep -c 'DHCPACK(up0) 192.0.2.10 52:54:00:12:34:10'; }

@@ -97,14 +97,14 @@ snap > /root/s0
 // writes /etc/resolv.conf). apply makes NetworkManager itself create the
 // VRF (a vrf connection of ours) and enslave eth0 (the admin's connection
 // as its port), so its DHCP and RA routes go into table 1000. After apply,
-// through two lease times, NetworkManager's own reload and re-activation,
+// through two renewals, NetworkManager's own reload and re-activation,
 // a reboot and revert: eth0 in the VRF, default routes only in table 1000,
 // renewals acknowledged, names resolve from both VRFs, check passes; every
 // kind of failed step rolls back to the pre-apply host.
 func TestE2ENetworkManager(t *testing.T) {
 	ctx, m, r, run := dhcpShapeGuest(t, "trixie", "networkmanager", nmShell)
 
-	run("setup: Debian 13, eth0 on NetworkManager (keyfile, DHCP), option 121 and 2-minute leases", nmSetup, 3*time.Minute)
+	run("setup: Debian 13, eth0 on NetworkManager (keyfile, DHCP), option 121 and short leases", nmSetup, 3*time.Minute)
 
 	run("a step that fails rolls everything back (fault build: fail-at-step)", failAtStepScript(
 		// the takeover and a step on the VRF device NetworkManager made;
@@ -140,7 +140,7 @@ journalctl -u pamvrf-dnsmasq --since "@$T" -o cat | grep -E 'DHCP[A-Z]+\(' | hea
 	// The server drops broadcast requests meanwhile: every ACK answers a
 	// unicast RENEW (NetworkManager's client sends it on a socket bound
 	// to eth0, so through the VRF with no steering rule).
-	run("two DHCP renewals (2-minute lease: T1 is 1 minute), the server deaf to broadcasts", `
+	run("two DHCP renewals (T1 is 20 s), the server deaf to broadcasts", `
 deaf on; res $? "renew/the server's side drops broadcast requests (tc u32 on up0 ingress)"
 T=$(date +%s)
 waitfor 2 acked $T; res $? "renew/two renewals acknowledged by the server: unicast RENEWs, broadcasts are dropped"
