@@ -64,19 +64,11 @@ invrf() {
 	# the client's hook moves what the client re-adds to main (dhcpcd: its
 	# RA routes after a reboot) at the client's next event: check may see
 	# that in between, so it gets 30 s, and says what it saw on the way
-	for i in $(seq 15); do
-		vrf-netsetup check --vrf mgmt --table 1000 --iface eth0 --query-name mirror.test > /tmp/check.out 2>&1
-		vrc=$?
-		[ $vrc = 0 ] && ! grep -q '^FAIL' /tmp/check.out && break
-		grep '^FAIL' /tmp/check.out | cut -c1-200 | sed "s/^/| attempt $i: /"
-		sleep 2
-	done
-	echo "| check ran $i time(s)"
-	[ $vrc = 0 ] && ! grep -q '^FAIL' /tmp/check.out; res $? "$1/vrf-netsetup check exits 0 with no FAIL line"
+	checked "$1" 15
 	invrf_client "$1"
 }
 # shape_setup: eth0 taken off systemd-networkd (the guest's default), for
-# the test to hand it to its manager; the DHCP server gives 2-minute
+# the test to hand it to its manager; the DHCP server gives short
 # leases and option 121 (a route and a default: RFC 3442 clients ignore
 # the router option then); pam_vrf enabled
 shape_setup() {

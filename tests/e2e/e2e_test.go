@@ -279,16 +279,24 @@ func guestScripts(ctx context.Context, t *testing.T, m *vm.VM, r *testReporter, 
 		rctx, c := context.WithTimeout(ctx, limit)
 		defer c()
 		t0 := time.Now()
-		out, errOut, code, err := m.Run(rctx, prelude+script)
+		out, errOut, code, err := m.Run(rctx, watchdog(limit)+prelude+script)
 		t.Logf("guest script %q: exit %d in %v\n%s\n%s", title, code, time.Since(t0).Round(time.Second), out, errOut)
 		n := 0
-		for _, l := range strings.Split(out, "\n") {
+		lines := strings.Split(out, "\n")
+		for i, l := range lines {
 			switch {
 			case strings.HasPrefix(l, "ok   "):
 				r.Check(strings.TrimPrefix(l, "ok   "), true, "")
 				n++
 			case strings.HasPrefix(l, "FAIL "):
-				r.Check(strings.TrimPrefix(l, "FAIL "), false, out)
+				// res's WHY, on the line after, goes to the summary
+				why := ""
+				if i+1 < len(lines) {
+					if w, ok := strings.CutPrefix(lines[i+1], "| why: "); ok {
+						why = "(" + w + ")"
+					}
+				}
+				r.check(strings.TrimPrefix(l, "FAIL "), false, why, out)
 				n++
 			case strings.HasPrefix(l, "| "):
 				say(t, "   %s\n", l)
@@ -305,6 +313,28 @@ func guestScripts(ctx context.Context, t *testing.T, m *vm.VM, r *testReporter, 
 		}
 		return out
 	}
+}
+
+// watchdog is a script's first lines: 25 s before the guest kills a
+// script that ran out of time, what the script is in (its processes, with
+// what each waits on), the network and the journal go to its output. The
+// report stuckReport makes after the kill cannot show the killed
+// processes: a CI log then said where a section hung but not on what.
+func watchdog(limit time.Duration) string {
+	if limit < time.Minute {
+		return ""
+	}
+	return fmt.Sprintf(`( sleep %d
+  echo "| stuck: time is nearly up; what the script is in:"
+  g=$(ps -o pgid= -p $$ | tr -d ' ')
+  { ps -eo pgid,pid,etime,stat,wchan:18,args --forest | awk -v g="$g" 'NR == 1 || $1 == g' | grep -v ' ps -eo '
+    systemctl list-jobs --no-pager | head -n 8
+    ip -br addr; ip rule | head -n 12; ip route show table all | grep -E '^default|^unreachable' | head -n 8
+    journalctl -o short-monotonic --no-pager -n 25 | cut -c1-200
+  } 2>&1 | cut -c1-220 | sed 's/^/| stuck: /' ) &
+_watchdog=$!
+trap 'kill $_watchdog 2>/dev/null' EXIT
+`, int((limit-25*time.Second)/time.Second))
 }
 
 // stuckReport: what the guest was busy with when a script ran out of

@@ -26,7 +26,9 @@ pam_setup() {
 	pam-auth-update --enable vrf; res $? "setup/pam_vrf.so enabled (pam-auth-update), policy: alice and root -> mgmt"
 }
 A="vrf-netsetup apply --vrf mgmt --table 1000 --iface eth0"
-res() { if [ "$1" = 0 ]; then echo "ok   $2"; else echo "FAIL $2"; fi; }
+# res RC NAME [WHY]: one checklist line; WHY (a failure's cause, one line)
+# goes to the summary that CI shows
+res() { if [ "$1" = 0 ]; then echo "ok   $2"; else echo "FAIL $2"; [ -z "$3" ] || echo "| why: $3"; fi; }
 online() {
 	/lib/systemd/systemd-networkd-wait-online -i eth0 --timeout=60 >/dev/null
 	for i in $(seq 300); do
@@ -94,6 +96,22 @@ placed() {
 	res $a "$1/an ssh login from the management network lands in mgmt (ip vrf identify)"
 	res $b "$1/DNS and HTTP by name from the placed shell"
 	[ $a = 0 ] && [ $b = 0 ]
+}
+# checked STAGE [TRIES]: vrf-netsetup check exits 0 with no FAIL line,
+# tried up to TRIES (1) times 2 s apart; what it did not pass is shown,
+# and its first FAIL line is the failure's why
+checked() {
+	local i rc n=${2:-1}
+	for i in $(seq "$n"); do
+		vrf-netsetup check --vrf mgmt --table 1000 --iface eth0 --query-name mirror.test > /tmp/check.out 2>&1; rc=$?
+		[ $rc = 0 ] && ! grep -q '^FAIL' /tmp/check.out && break
+		grep -v '^ok' /tmp/check.out | cut -c1-240 | sed "s/^/| check (try $i): /"
+		[ "$i" = "$n" ] || sleep 2
+	done
+	[ $rc != 0 ] || grep -v '^ok' /tmp/check.out | cut -c1-240 | sed 's/^/| check: /'
+	[ "$n" = 1 ] || echo "| check ran $i time(s)"
+	[ $rc = 0 ] && ! grep -q '^FAIL' /tmp/check.out
+	res $? "$1/vrf-netsetup check exits 0 with no FAIL line" "$(grep -m1 '^FAIL' /tmp/check.out | sed 's/(on failure: [^)]*); //' | cut -c1-160)"
 }
 # broken STAGE WHAT REGEX: on a host broken on purpose, check exits 1 and
 # a FAIL line matches REGEX (what is wrong and its fix)
