@@ -142,21 +142,29 @@ func TestLockoutGuard(t *testing.T) {
 	}
 }
 
-// TestDNSQueryResendsOverUDP: a server that misses the first datagram
-// (lost, or the host too busy) answers the resend within the timeout;
-// one that never answers fails after the timeout, saying how often the
-// query went out.
-func TestDNSQueryResendsOverUDP(t *testing.T) {
-	nsA, _, nsB, _ := peeredNS(t, "eth0")
+// listenDNS: a UDP socket on the peer's 10.9.0.2:53, in netns ns, closed
+// when the test ends; the test answers from it as it likes.
+func listenDNS(t *testing.T, ns netns.NsHandle) net.PacketConn {
+	t.Helper()
 	var pc net.PacketConn
-	if err := inNS(nsB, func() error {
+	if err := inNS(ns, func() error {
 		var e error
 		pc, e = net.ListenPacket("udp4", "10.9.0.2:53")
 		return e
 	}); err != nil {
 		t.Fatal(err)
 	}
-	defer pc.Close()
+	t.Cleanup(func() { pc.Close() })
+	return pc
+}
+
+// TestDNSQueryResendsOverUDP: a server that misses the first datagram
+// (lost, or the host too busy) answers the resend within the timeout;
+// one that never answers fails after the timeout, saying how often the
+// query went out.
+func TestDNSQueryResendsOverUDP(t *testing.T) {
+	nsA, _, nsB, _ := peeredNS(t, "eth0")
+	pc := listenDNS(t, nsB)
 	seen := make(chan int, 1)
 	go func() {
 		buf := make([]byte, 512)
@@ -197,16 +205,7 @@ func TestDNSQueryResendsOverUDP(t *testing.T) {
 // to a veth in one netns, answered by an in-test responder in the peer netns.
 func TestDNSQueryThroughVeth(t *testing.T) {
 	nsA, _, nsB, _ := peeredNS(t, "eth0")
-
-	var pc net.PacketConn
-	if err := inNS(nsB, func() error {
-		var e error
-		pc, e = net.ListenPacket("udp4", "10.9.0.2:53")
-		return e
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
+	pc := listenDNS(t, nsB)
 	got := make(chan []byte, 1)
 	go func() {
 		buf := make([]byte, 512)
