@@ -16,20 +16,21 @@ import (
 // larger than the number of tests so that this queue alone decides.
 var guestSlots = newSlotQueue(envInt("PAMVRF_GUESTS", 2), 2*time.Second)
 
-// typicalMinutes is how long each guest test took in CI (two guests at
-// once): only the order matters, so it needs no update unless a test's
-// length changes a lot. A test not listed goes last.
+// typicalMinutes is about how long each guest test takes in CI (two
+// guests at once; this stop's runs): only the order matters, so it needs
+// no update unless a test's length changes a lot. A test not listed goes
+// last.
 var typicalMinutes = map[string]float64{
-	"TestE2EDhcpcd":         9,
-	"TestE2ENetworkManager": 8.5,
-	"TestE2ETrixieNetplan":  8,
-	"TestE2EIfupdown":       7.5,
+	"TestE2ETrixieNetplan":  7,
 	"TestE2EFleet":          7,
+	"TestE2ENetworkManager": 6.5,
 	"TestE2E":               6.5,
 	"TestE2ESSHDVRFOnly":    6.5,
-	"TestE2EOtherVRF":       5.5,
-	"TestE2EFleetTry":       5.5,
+	"TestE2EDhcpcd":         6,
 	"TestE2ENetsetup":       5.5,
+	"TestE2EFleetTry":       5.5,
+	"TestE2EIfupdown":       5,
+	"TestE2EOtherVRF":       4.5,
 	"TestE2EIPv6Only":       4.5,
 	"TestE2EServices":       3.5,
 	"TestE2EIfupdownStatic": 3.5,
