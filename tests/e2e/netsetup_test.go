@@ -28,7 +28,7 @@ pam_setup() {
 A="vrf-netsetup apply --vrf mgmt --table 1000 --iface eth0"
 # res RC NAME [WHY]: one checklist line; WHY (a failure's cause, one line)
 # goes to the summary that CI shows
-res() { if [ "$1" = 0 ]; then echo "ok   $2"; else echo "FAIL $2"; [ -z "$3" ] || echo "| why: $3"; fi; }
+res() { if [ "$1" = 0 ]; then echo "ok   $2"; else echo "FAIL $2"; [ -z "${3:-}" ] || echo "| why: $3"; fi; }
 online() {
 	/lib/systemd/systemd-networkd-wait-online -i eth0 --timeout=60 >/dev/null
 	for i in $(seq 300); do
