@@ -83,9 +83,11 @@ test-host: deps all $(TEST_MODULE) vet
 # The guest gets pam-vrf from the Debian packages, as an admin would.
 # Guests run PAMVRF_GUESTS (2) at a time, longest test first
 # (tests/e2e/slots.go); -parallel only has to be larger than that.
+# scripts/e2e-run.sh runs go test, and once more the tests that failed only
+# because the emulator panicked their guest's kernel.
 e2e: all deb
 	@scripts/install-deps.sh vm
-	PAMVRF_SOAK=$(SOAK) PAMVRF_BUILD=$(abspath $(BUILD)) PAMVRF_DEBS=$(abspath dist) $(GO) test -count=1 -tags vm -timeout 80m -parallel 32 -v -run 'TestE2E' ./tests/e2e/
+	PAMVRF_SOAK=$(SOAK) PAMVRF_BUILD=$(abspath $(BUILD)) PAMVRF_DEBS=$(abspath dist) GO=$(GO) scripts/e2e-run.sh -timeout 80m -parallel 32 -run 'TestE2E'
 
 # Issue 16's matrix in full: on each host shape (networkd, ifupdown +
 # dhclient, ifupdown static, ifupdown + dhcpcd, NetworkManager) every step of apply's plan
@@ -93,7 +95,7 @@ e2e: all deb
 # few steps of each kind.
 e2e-faults: all deb
 	@scripts/install-deps.sh vm
-	PAMVRF_FAULT_STEPS=all PAMVRF_SOAK=1 PAMVRF_BUILD=$(abspath $(BUILD)) PAMVRF_DEBS=$(abspath dist) $(GO) test -count=1 -tags vm -timeout 300m -parallel 32 -v -run 'TestE2E(Netsetup|Ifupdown|IfupdownStatic|Dhcpcd|NetworkManager|TrixieNetplan|SSHDVRFOnly|IPv6Only|OtherVRF)$$' ./tests/e2e/
+	PAMVRF_FAULT_STEPS=all PAMVRF_SOAK=1 PAMVRF_BUILD=$(abspath $(BUILD)) PAMVRF_DEBS=$(abspath dist) GO=$(GO) scripts/e2e-run.sh -timeout 300m -parallel 32 -run 'TestE2E(Netsetup|Ifupdown|IfupdownStatic|Dhcpcd|NetworkManager|TrixieNetplan|SSHDVRFOnly|IPv6Only|OtherVRF)$$'
 
 # make e2e logs in SOAK times in a row (40); `make soak` runs the main
 # scenario with the long soak: LONG_SOAK (500) logins through sshd.

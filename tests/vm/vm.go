@@ -205,6 +205,10 @@ type VM struct {
 	BootDuration time.Duration
 
 	mu     sync.Mutex // serializes requests
+	// up: the current boot got as far as the agent answering; upPanics:
+	// earlier boots that got that far and then panicked
+	up       bool
+	upPanics int
 	qemu   *exec.Cmd
 	exited chan struct{} // closed when qemu exits
 	conLog *os.File
@@ -329,6 +333,10 @@ func (v *VM) Image() Image { return v.img }
 
 func (v *VM) start(ctx context.Context) error {
 	t0 := time.Now()
+	if v.up && panickedLastBoot(v.consoleLog) {
+		v.upPanics++
+	}
+	v.up = false
 	con, err := os.OpenFile(v.consoleLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -395,7 +403,16 @@ func (v *VM) start(ctx context.Context) error {
 		return v.bootErr(fmt.Errorf("systemd state %q (exit %d); failed units: %s", state, code, strings.TrimSpace(failed)))
 	}
 	v.BootDuration = time.Since(t0)
+	v.up = true
 	return nil
+}
+
+// PanickedWhileUp reports whether the guest kernel panicked after a boot
+// had come up (agent answering): while the test's own commands ran, not
+// during a boot that startBoot retried. Call it once the guest is idle
+// (a test's cleanup).
+func (v *VM) PanickedWhileUp() bool {
+	return v.upPanics > 0 || (v.up && panickedLastBoot(v.consoleLog))
 }
 
 func (v *VM) bootErr(err error) error {

@@ -1,0 +1,47 @@
+#!/bin/bash
+# e2e-run.sh GO-TEST-FLAGS...: make e2e's `go test` of tests/e2e, run once
+# more for the tests that failed only because their guest's kernel
+# panicked while they ran.
+#
+# Under TCG with two guests on two cores the emulator now and then panics a
+# guest kernel in the middle of a test (seen: a fault at a kernel code
+# patching site in a softirq); every later step of that test then fails
+# with the agent gone. The harness (tests/e2e: watchPanic) names such tests
+# on a line "e2e GUEST KERNEL PANIC: ...". When every failed test is on it,
+# they run once more, on fresh guests, and that run decides; a test that
+# failed for any other reason fails make e2e at once, and a second panic
+# fails it too. The log says all of it.
+set -uo pipefail
+GO=${GO:-go}
+log=$(mktemp /tmp/pamvrf-e2e.XXXXXX)
+trap 'rm -f "$log"' EXIT
+
+"$GO" test -count=1 -tags vm -v "$@" ./tests/e2e/ 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+[ "$rc" = 0 ] && exit 0
+
+names() { sed -n "s/^$1: //p" "$log" | tr ' ' '\n' | sed '/^$/d' | sort -u; }
+panicked=$(names 'e2e GUEST KERNEL PANIC')
+failed=$(names 'e2e FAILED')
+if [ -z "$panicked" ] || [ -z "$failed" ] || [ -n "$(comm -23 <(echo "$failed") <(echo "$panicked"))" ]; then
+	exit "$rc"
+fi
+
+# the same flags, but -run naming only the panicked tests
+args=()
+while [ $# -gt 0 ]; do
+	case "$1" in
+	-run) shift 2; continue ;;
+	-run=*) shift; continue ;;
+	esac
+	args+=("$1")
+	shift
+done
+again="^($(echo "$panicked" | paste -sd'|'))\$"
+echo
+echo "== e2e: the guest kernel panicked (the emulator's, see each test's console tail) in: $(echo $panicked)"
+echo "== e2e: every failure came from that; running those tests once more on fresh guests: -run '$again'"
+"$GO" test -count=1 -tags vm -v "${args[@]}" -run "$again" ./tests/e2e/
+rc=$?
+echo "== e2e: the second run of $(echo $panicked): $([ $rc = 0 ] && echo passed || echo FAILED) (the first run's panic is above)"
+exit $rc
