@@ -17,8 +17,11 @@ HOOK=$HOOKS/99-pam-vrf
 invrf_client() {
 	ip -4 route show table 1000 | grep -q '^192.0.2.0/24 dev eth0 proto dhcp' && ! ip -4 route show | grep -q '^192.0.2.0/24'
 	res $? "$1/the lease's prefix route is in table 1000, not in main"
-	for i in $(seq 60); do ip -6 route show table 1000 | grep -q '^default via fe80::' && break; sleep 0.5; done
-	ip -6 route show table 1000 | grep -q '^default via fe80::' && ! ip -6 route show default | grep -q .
+	# dhcpcd adds each RA's default to main again and its hook moves it a
+	# moment later (seen: one look fell in between): wait for both halves
+	ra_moved() { ip -6 route show table 1000 | grep -q '^default via fe80::' && ! ip -6 route show default | grep -q .; }
+	for i in $(seq 60); do ra_moved && break; sleep 0.5; done
+	ra_moved
 	rc=$?; res $rc "$1/the RA default route (dhcpcd's) is in table 1000, not in main"
 	if [ $rc != 0 ]; then
 		{ ip -6 route show table all default; journalctl -t dhcpcd -b -o short-precise | grep -iE 'eth0: (carrier|router|adding|deleting|soliciting)|ROUTERADVERT|if_route' | tail -n 15; } | sed 's/^/| ra: /'
