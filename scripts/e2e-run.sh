@@ -6,7 +6,7 @@
 # Under TCG with two guests on two cores the emulator now and then panics a
 # guest kernel in the middle of a test (seen: a fault at a kernel code
 # patching site in a softirq); every later step of that test then fails
-# with the agent gone. The harness (tests/e2e: watchPanic) names such tests
+# with the agent gone. The harness (tests/e2e: boot) names such tests
 # on a line "e2e GUEST KERNEL PANIC: ...". When every failed test is on it,
 # they run once more, on fresh guests, and that run decides; a test that
 # failed for any other reason fails make e2e at once, and a second panic

@@ -273,28 +273,7 @@ func bootGuestSuite(ctx context.Context, t *testing.T, suite string) *vm.VM {
 	if err != nil {
 		fatal(t, err)
 	}
-	m, err := boot(ctx, img)
-	if err != nil {
-		fatal(t, err)
-	}
-	t.Cleanup(func() { m.Close() })
-	watchPanic(t, m)
-	return m
-}
-
-// watchPanic marks t, when it failed, as failed by a guest kernel panic if
-// the guest panicked while up (its cleanup runs before the guest's Close,
-// which removes the console log). Under TCG with two guests on two cores
-// the emulator now and then panics a guest kernel mid-test (seen: a fault
-// at a code patching site, inet_ehashfn, in a softirq); make e2e runs such
-// a test once more (scripts/e2e-run.sh), never one that failed otherwise.
-func watchPanic(t *testing.T, m *vm.VM) {
-	t.Cleanup(func() {
-		if t.Failed() && m.PanickedWhileUp() {
-			outcomes.panicked(t)
-			say(t, "e2e: GUEST KERNEL PANIC while the test ran (console: %s); its failures above follow from it\n", m.ConsoleLog())
-		}
-	})
+	return boot(ctx, t, img)
 }
 
 // guestKex is the ssh client configuration of every e2e guest (its logins
@@ -306,17 +285,30 @@ func watchPanic(t *testing.T, m *vm.VM) {
 // comparison (the login rate with and without pam_vrf) pay the same.
 const guestKex = "# pam-vrf e2e: cheaper ssh logins under TCG (tests/e2e/e2e_test.go)\nKexAlgorithms curve25519-sha256\n"
 
-// boot boots a guest of img with the e2e client configuration.
-func boot(ctx context.Context, img vm.Image) (*vm.VM, error) {
+// boot boots a guest of img for t with the e2e client configuration and
+// powers it off when t ends. If t failed and the guest kernel panicked
+// while up, t is marked so: under TCG the emulator now and then panics a
+// guest kernel mid-test (seen: a fault at a code patching site,
+// inet_ehashfn, in a softirq), and make e2e runs such a test once more
+// (scripts/e2e-run.sh), never one that failed otherwise. That cleanup runs
+// before Close, which removes the console log.
+func boot(ctx context.Context, t *testing.T, img vm.Image) *vm.VM {
+	t.Helper()
 	m, err := vm.Boot(ctx, img, vm.Config{})
 	if err != nil {
-		return nil, err
+		fatal(t, err)
 	}
+	t.Cleanup(func() { m.Close() })
+	t.Cleanup(func() {
+		if t.Failed() && m.PanickedWhileUp() {
+			outcomes.panicked(t)
+			say(t, "e2e: GUEST KERNEL PANIC while the test ran; its failures above follow from it. Console tail:\n%s\n", m.ConsoleTail(40))
+		}
+	})
 	if err := m.WriteFile(ctx, "/etc/ssh/ssh_config.d/pamvrf-e2e-kex.conf", []byte(guestKex), 0o644); err != nil {
-		m.Close()
-		return nil, err
+		fatal(t, err)
 	}
-	return m, nil
+	return m
 }
 
 // guestScripts returns a runner for shell scripts in m, each prefixed by
@@ -506,12 +498,7 @@ func TestE2E(t *testing.T) {
 		fatal(t, err)
 	}
 	say(t, "e2e: image %s (built now: %v) in %v\n", img.Dir, img.Built, time.Since(start).Round(time.Second))
-	m, err := boot(ctx, img)
-	if err != nil {
-		fatal(t, err)
-	}
-	t.Cleanup(func() { m.Close() })
-	watchPanic(t, m)
+	m := boot(ctx, t, img)
 	r := &testReporter{t: t}
 	s := &Scenario{VM: m, Build: buildDir(t), Debs: os.Getenv("PAMVRF_DEBS"), R: r, Break: os.Getenv("PAMVRF_E2E_BREAK")}
 	if err := s.Install(ctx); err != nil {
