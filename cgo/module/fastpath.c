@@ -124,16 +124,80 @@ static char *read_trusted(const char *path, char *small, size_t smallsz)
 	return buf;
 }
 
+/*
+ * cut returns the next token of *s, cut off in place, and advances *s past
+ * it; runs of c separate as one, as with strtok_r; NULL at the end.
+ *
+ * cut, u64 and is_i64 stand in for strtok_r and strtoull: every process
+ * that loads the stack runs this parser (a service the module does not act
+ * for, a user with no rule), and libc's versions are code such a fresh
+ * process has not run yet (SSE4.2 strspn/strcspn, locale-aware number
+ * parsing). Run cold, they cost more than the whole table read (make bench,
+ * "not placed").
+ */
+static char *cut(char **s, char c)
+{
+	char *p = *s, *tok;
+
+	while (*p == c)
+		p++;
+	if (*p == '\0') {
+		*s = p;
+		return NULL;
+	}
+	tok = p;
+	while (*p != '\0' && *p != c)
+		p++;
+	if (*p != '\0')
+		*p++ = '\0';
+	*s = p;
+	return tok;
+}
+
 /* words splits line (modified in place) at spaces into at most max words. */
 static int words(char *line, char **w, int max)
 {
-	char *save = NULL;
+	char *tok;
 	int n = 0;
 
-	/* strtok_r: a PAM host may open sessions from several threads. */
-	for (char *tok = strtok_r(line, " ", &save); tok != NULL && n < max; tok = strtok_r(NULL, " ", &save))
+	while (n < max && (tok = cut(&line, ' ')) != NULL)
 		w[n++] = tok;
 	return n;
+}
+
+/* u64 parses a word of decimal digits, nothing else; 0 on success. */
+static int u64(const char *s, uint64_t *v)
+{
+	uint64_t x = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		unsigned d = (unsigned)(*s - '0');
+
+		if (d > 9 || x > (UINT64_MAX - d) / 10)
+			return -1;
+		x = x * 10 + d;
+	}
+	*v = x;
+	return 0;
+}
+
+/* is_u64, is_i64: is the word exactly this number (Go's strconv format)? */
+static int is_u64(const char *s, uint64_t want)
+{
+	uint64_t v;
+
+	return u64(s, &v) == 0 && v == want;
+}
+
+static int is_i64(const char *s, int64_t want)
+{
+	uint64_t v;
+
+	if (*s == '-')
+		return want < 0 && u64(s + 1, &v) == 0 && v == -(uint64_t)want;
+	return want >= 0 && u64(s, &v) == 0 && v == (uint64_t)want;
 }
 
 /* listed: is s among w[0..n), or is the list "*"? */
@@ -186,7 +250,7 @@ struct decision {
 static void decide(const char *policy, char *table, const char *user, const char *service, struct decision *d,
 		   int *groups_timed_out)
 {
-	char *w[64], *save = NULL, *line;
+	char *w[64], *rest = table, *line;
 	const char *user_vrf = NULL, *user_line = NULL, *def_vrf = NULL, *def_line = NULL;
 	/* group rules for this service, in policy order (config.Policy.Decide) */
 	const char *gname[NSS_MAX_GROUPS], *gvrf[NSS_MAX_GROUPS], *gline[NSS_MAX_GROUPS];
@@ -197,23 +261,22 @@ static void decide(const char *policy, char *table, const char *user, const char
 
 	d->result = FP_HANDOVER;
 	d->mount = d->vrf = d->line = d->kind = d->name = NULL;
-	line = strtok_r(table, "\n", &save);
+	line = cut(&rest, '\n');
 	if (line == NULL || strcmp(line, MAGIC) != 0)
 		return;
 	/* The identity the Go part recorded is that of the opened file
 	 * (symlinks followed), as stat() reports it. */
 	if (stat(policy, &st) != 0)
 		return;
-	while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
+	while ((line = cut(&rest, '\n')) != NULL) {
 		n = words(line, w, 64);
 		if (n == 64)
 			return; /* a line longer than we read: the Go part decides */
 		if (n == 6 && strcmp(w[0], "policy") == 0) {
-			if (strtoull(w[1], NULL, 10) != (unsigned long long)st.st_dev ||
-			    strtoull(w[2], NULL, 10) != (unsigned long long)st.st_ino ||
-			    strtoll(w[3], NULL, 10) != (long long)st.st_size ||
-			    strtoll(w[4], NULL, 10) != (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec ||
-			    strtoll(w[5], NULL, 10) != (long long)st.st_ctim.tv_sec * 1000000000LL + st.st_ctim.tv_nsec)
+			if (!is_u64(w[1], (uint64_t)st.st_dev) || !is_u64(w[2], (uint64_t)st.st_ino) ||
+			    !is_i64(w[3], (int64_t)st.st_size) ||
+			    !is_i64(w[4], (int64_t)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec) ||
+			    !is_i64(w[5], (int64_t)st.st_ctim.tv_sec * 1000000000LL + st.st_ctim.tv_nsec))
 				return;
 			have_policy = 1;
 		} else if (n == 2 && strcmp(w[0], "cgroup2") == 0) {
@@ -222,7 +285,10 @@ static void decide(const char *policy, char *table, const char *user, const char
 			have_services = 1;
 			acts = listed(w + 1, n - 1, service);
 		} else if (n == 2 && strcmp(w[0], "nss-timeout") == 0) {
-			timeout_ms = strtol(w[1], NULL, 10);
+			uint64_t ms;
+
+			/* above config.MaxNSSTimeout (60 s): the Go part decides */
+			timeout_ms = u64(w[1], &ms) == 0 && ms <= 60000 ? (long)ms : -1;
 		} else if (n == 3 && strcmp(w[0], "default") == 0) {
 			have_default = strcmp(w[1], "-") != 0;
 			def_vrf = w[1];
@@ -486,7 +552,7 @@ static int program(unsigned ifindex, uint32_t *id)
  * stdio buffer to allocate on the login path. */
 static int proc_cgroup(char *buf, size_t len)
 {
-	char data[4096], *line, *save = NULL;
+	char data[4096], *line, *rest = data;
 	ssize_t n;
 	int fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
 
@@ -497,7 +563,7 @@ static int proc_cgroup(char *buf, size_t len)
 	if (n <= 0 || n == (ssize_t)sizeof data - 1)
 		return -1; /* a v1 hierarchy list this long: the Go part reads it */
 	data[n] = '\0';
-	for (line = strtok_r(data, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+	while ((line = cut(&rest, '\n')) != NULL) {
 		if (strncmp(line, "0::/", 4) != 0)
 			continue;
 		if (strstr(line, "/..") != NULL || strstr(line, "/./") != NULL || strlen(line + 3) >= len)
@@ -578,7 +644,7 @@ static int place(const char *vrf, const char *mnt, char *dir, size_t dirlen, uns
 	if (fd < 0 || fstatfs(fd, &sfs) != 0 || sfs.f_type != CGROUP2_SUPER_MAGIC)
 		goto out;
 	snprintf(walk, sizeof walk, "%s", base);
-	for (char *save = NULL, *c = strtok_r(walk, "/", &save); c != NULL; c = strtok_r(NULL, "/", &save))
+	for (char *rest = walk, *c = cut(&rest, '/'); c != NULL; c = cut(&rest, '/'))
 		if ((fd = step(fd, c, 0)) < 0)
 			goto out;
 	if (level[0] != '\0' && (fd = step(fd, level, 1)) < 0)
