@@ -29,7 +29,7 @@ deps:
 	@scripts/install-deps.sh build test
 
 # Everything but the pam_sm_* entry points and pamvrf_fastpath is static.
-$(BUILD)/pam_vrf.so: cgo/module/pam_vrf.c cgo/module/fastpath.c cgo/module/fastpath.h cgo/module/nssgroups.c cgo/module/nssgroups.h
+$(BUILD)/pam_vrf.so: cgo/module/pam_vrf.c cgo/module/fastpath.c cgo/module/fastpath.h cgo/module/nssgroups.c cgo/module/nssgroups.h cgo/module/sys.h
 	@mkdir -p $(@D)
 	$(CC) $(MODULE_CFLAGS) $(CPPFLAGS) -o $@ cgo/module/pam_vrf.c cgo/module/fastpath.c cgo/module/nssgroups.c $(MODULE_LDFLAGS) -lpam -ldl
 
@@ -40,7 +40,7 @@ $(BUILD)/pam_vrf/core.so: $(GO_SOURCES) cgo/shim.c cgo/shim.h
 
 # Host-test variant: accepts a veth device in place of a VRF (no VRF driver
 # on the CI kernel), in C and in Go. Never installed.
-$(BUILD)/test/pam_vrf.so: cgo/module/pam_vrf.c cgo/module/fastpath.c cgo/module/fastpath.h cgo/module/nssgroups.c cgo/module/nssgroups.h
+$(BUILD)/test/pam_vrf.so: cgo/module/pam_vrf.c cgo/module/fastpath.c cgo/module/fastpath.h cgo/module/nssgroups.c cgo/module/nssgroups.h cgo/module/sys.h
 	@mkdir -p $(@D)
 	$(CC) $(MODULE_CFLAGS) -DPAMVRF_ANYDEVICE $(CPPFLAGS) -o $@ cgo/module/pam_vrf.c cgo/module/fastpath.c cgo/module/nssgroups.c $(MODULE_LDFLAGS) -lpam -ldl
 
@@ -52,7 +52,7 @@ $(BUILD)/test/pam_vrf/core.so: $(GO_SOURCES) cgo/shim.c cgo/shim.h
 TEST_MODULE = $(BUILD)/test/pam_vrf.so $(BUILD)/test/pam_vrf/core.so
 
 # make bench: the test module with per-step timing in the C fast path.
-$(BUILD)/bench/pam_vrf.so: cgo/module/pam_vrf.c cgo/module/fastpath.c cgo/module/fastpath.h cgo/module/nssgroups.c cgo/module/nssgroups.h
+$(BUILD)/bench/pam_vrf.so: cgo/module/pam_vrf.c cgo/module/fastpath.c cgo/module/fastpath.h cgo/module/nssgroups.c cgo/module/nssgroups.h cgo/module/sys.h
 	@mkdir -p $(@D)
 	$(CC) $(MODULE_CFLAGS) -DPAMVRF_ANYDEVICE -DPAMVRF_TRACE $(CPPFLAGS) -o $@ cgo/module/pam_vrf.c cgo/module/fastpath.c cgo/module/nssgroups.c $(MODULE_LDFLAGS) -lpam -ldl
 

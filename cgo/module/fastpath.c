@@ -59,6 +59,7 @@
 #include <security/pam_ext.h>
 
 #include "fastpath.h"
+#include "sys.h"
 #include "nssgroups.h"
 
 /*
@@ -99,22 +100,22 @@ static char *read_trusted(const char *path, char *small, size_t smallsz)
 	struct stat st;
 	char *buf;
 	ssize_t n;
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	int fd = sys_open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 
 	if (fd < 0)
 		return NULL;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022) ||
+	if (sys_fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022) ||
 	    st.st_size <= 0 || st.st_size >= MAX_FILE) {
-		close(fd);
+		sys_close(fd);
 		return NULL;
 	}
 	buf = (size_t)st.st_size < smallsz ? small : malloc((size_t)st.st_size + 1);
 	if (buf == NULL) {
-		close(fd);
+		sys_close(fd);
 		return NULL;
 	}
-	n = read(fd, buf, (size_t)st.st_size);
-	close(fd);
+	n = sys_read(fd, buf, (size_t)st.st_size);
+	sys_close(fd);
 	if (n != st.st_size) {
 		if (buf != small)
 			free(buf);
@@ -266,7 +267,7 @@ static void decide(const char *policy, char *table, const char *user, const char
 		return;
 	/* The identity the Go part recorded is that of the opened file
 	 * (symlinks followed), as stat() reports it. */
-	if (stat(policy, &st) != 0)
+	if (sys_stat(policy, &st) != 0)
 		return;
 	while ((line = cut(&rest, '\n')) != NULL) {
 		n = words(line, w, 64);
@@ -396,15 +397,15 @@ static unsigned vrf_index(const char *name)
 	*(uint32_t *)RTA_DATA(rta) = RTEXT_FILTER_SKIP_STATS;
 	req.nh.nlmsg_len += RTA_ALIGN(rta->rta_len);
 
-	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	fd = sys_socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
 	if (fd < 0)
 		return 0;
-	if (sendto(fd, &req, req.nh.nlmsg_len, 0, (struct sockaddr *)&sa, sizeof sa) < 0 ||
-	    (len = (int)recv(fd, buf, sizeof buf, 0)) < 0) {
-		close(fd);
+	if (sys_sendto(fd, &req, req.nh.nlmsg_len, 0, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+	    (len = (int)sys_recv(fd, buf, sizeof buf, 0)) < 0) {
+		sys_close(fd);
 		return 0;
 	}
-	close(fd);
+	sys_close(fd);
 	for (struct nlmsghdr *nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, (unsigned)len); nh = NLMSG_NEXT(nh, len)) {
 		struct ifinfomsg *ifi;
 		int alen;
@@ -440,7 +441,7 @@ static void netns_name(char *out, size_t len)
 	DIR *d;
 
 	out[0] = '\0';
-	if (stat("/proc/thread-self/ns/net", &self) != 0)
+	if (sys_stat("/proc/thread-self/ns/net", &self) != 0)
 		return;
 	d = opendir("/var/run/netns");
 	if (d == NULL)
@@ -451,7 +452,7 @@ static void netns_name(char *out, size_t len)
 		if (e->d_name[0] == '.')
 			continue;
 		snprintf(p, sizeof p, "/var/run/netns/%s", e->d_name);
-		if (stat(p, &st) == 0 && st.st_dev == self.st_dev && st.st_ino == self.st_ino) {
+		if (sys_stat(p, &st) == 0 && st.st_dev == self.st_dev && st.st_ino == self.st_ino) {
 			snprintf(out, len, "%s", e->d_name);
 			break;
 		}
@@ -496,7 +497,7 @@ static int program(unsigned ifindex, uint32_t *id)
 
 	snprintf(path, sizeof path, FP_PIN_DIR "/sock-%u", ifindex);
 	/* bpffs' root is world-writable: only a directory of root's counts. */
-	have_dir = lstat(FP_PIN_DIR, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == 0 && !(st.st_mode & 022);
+	have_dir = sys_lstat(FP_PIN_DIR, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == 0 && !(st.st_mode & 022);
 	if (have_dir) {
 		memset(&attr, 0, sizeof attr);
 		attr.pathname = (uint64_t)(uintptr_t)path;
@@ -507,7 +508,7 @@ static int program(unsigned ifindex, uint32_t *id)
 				*id = info.id;
 				return fd;
 			}
-			close(fd);
+			sys_close(fd);
 			return -1; /* something else sits there: Go sorts it out */
 		}
 	}
@@ -521,7 +522,7 @@ static int program(unsigned ifindex, uint32_t *id)
 	fd = (int)sys_bpf(BPF_PROG_LOAD, &attr);
 	if (fd < 0)
 		return -1;
-	if (!have_dir && statfs(FP_BPFFS, &sfs) == 0 && sfs.f_type == BPF_FS_MAGIC && mkdir(FP_PIN_DIR, 0700) == 0)
+	if (!have_dir && sys_statfs(FP_BPFFS, &sfs) == 0 && sfs.f_type == BPF_FS_MAGIC && sys_mkdir(FP_PIN_DIR, 0700) == 0)
 		have_dir = 1;
 	if (have_dir) {
 		memset(&attr, 0, sizeof attr);
@@ -534,13 +535,13 @@ static int program(unsigned ifindex, uint32_t *id)
 			attr.pathname = (uint64_t)(uintptr_t)path;
 			int won = (int)sys_bpf(BPF_OBJ_GET, &attr);
 			if (won >= 0) {
-				close(fd);
+				sys_close(fd);
 				fd = won;
 			}
 		}
 	}
 	if (prog_info(fd, &info) != 0) {
-		close(fd);
+		sys_close(fd);
 		return -1;
 	}
 	*id = info.id;
@@ -554,12 +555,12 @@ static int proc_cgroup(char *buf, size_t len)
 {
 	char data[4096], *line, *rest = data;
 	ssize_t n;
-	int fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+	int fd = sys_open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0)
 		return -1;
-	n = read(fd, data, sizeof data - 1);
-	close(fd);
+	n = sys_read(fd, data, sizeof data - 1);
+	sys_close(fd);
 	if (n <= 0 || n == (ssize_t)sizeof data - 1)
 		return -1; /* a v1 hierarchy list this long: the Go part reads it */
 	data[n] = '\0';
@@ -583,24 +584,24 @@ static int step(int fd, const char *name, int create)
 	int nfd;
 
 	/* Open first: on every login but a VRF's first the level exists. */
-	nfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	nfd = sys_openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (nfd < 0 && errno == ENOENT && create) {
-		if (mkdirat(fd, name, 0755) != 0 && errno != EEXIST) {
-			close(fd);
+		if (sys_mkdirat(fd, name, 0755) != 0 && errno != EEXIST) {
+			sys_close(fd);
 			return -1;
 		}
-		nfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		nfd = sys_openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
 	}
-	close(fd);
+	sys_close(fd);
 	if (nfd < 0)
 		return -1;
 	/* user.delegate marks only user-owned cgroups, refused above. */
-	if (fstat(nfd, &st) != 0 || st.st_uid != 0 ||
-	    (fgetxattr(nfd, "trusted.delegate", v, sizeof v) > 0 && v[0] == '1'))
+	if (sys_fstat(nfd, &st) != 0 || st.st_uid != 0 ||
+	    (sys_fgetxattr(nfd, "trusted.delegate", v, sizeof v) > 0 && v[0] == '1'))
 		goto bad;
 	return nfd;
 bad:
-	close(nfd);
+	sys_close(nfd);
 	return -1;
 }
 
@@ -640,8 +641,8 @@ static int place(const char *vrf, const char *mnt, char *dir, size_t dirlen, uns
 	if (snprintf(want, sizeof want, "%s%s%s/vrf/%s", strcmp(base, "/") == 0 ? "" : base,
 		     level[0] ? "/" : "", level, vrf) >= (int)sizeof want)
 		goto out;
-	fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fstatfs(fd, &sfs) != 0 || sfs.f_type != CGROUP2_SUPER_MAGIC)
+	fd = sys_open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || sys_fstatfs(fd, &sfs) != 0 || sfs.f_type != CGROUP2_SUPER_MAGIC)
 		goto out;
 	snprintf(walk, sizeof walk, "%s", base);
 	for (char *rest = walk, *c = cut(&rest, '/'); c != NULL; c = cut(&rest, '/'))
@@ -677,16 +678,16 @@ static int place(const char *vrf, const char *mnt, char *dir, size_t dirlen, uns
 	 * would see it. */
 	if (strcmp(cg, want) != 0) {
 		char pid[24];
-		int procs = openat(fd, "cgroup.procs", O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+		int procs = sys_openat(fd, "cgroup.procs", O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0);
 
 		if (procs < 0)
 			goto out;
-		n = snprintf(pid, sizeof pid, "%d", getpid());
-		if (write(procs, pid, (size_t)n) != n) {
-			close(procs);
+		n = snprintf(pid, sizeof pid, "%d", sys_getpid());
+		if (sys_write(procs, pid, (size_t)n) != n) {
+			sys_close(procs);
 			goto out;
 		}
-		close(procs);
+		sys_close(procs);
 		trace(); /* moved */
 		if (proc_cgroup(cg, sizeof cg) != 0 || strcmp(cg, want) != 0)
 			goto out;
@@ -700,8 +701,8 @@ static int place(const char *vrf, const char *mnt, char *dir, size_t dirlen, uns
 	rc = 0;
 out:
 	if (fd >= 0)
-		close(fd);
-	close(prog);
+		sys_close(fd);
+	sys_close(prog);
 	return rc;
 }
 

@@ -35,6 +35,7 @@
 #include <security/pam_modules.h>
 
 #include "fastpath.h"
+#include "sys.h"
 
 /*
  * The Go part's entry point (cgo/main.go: pamvrf_core_open2). The number is
@@ -90,7 +91,7 @@ static const char *load_core(char *err, size_t errlen)
 		snprintf(err, errlen, "%s has no pamvrf_core_open2", path);
 		return err;
 	}
-	core_pid = getpid();
+	core_pid = sys_getpid();
 	return NULL;
 }
 
@@ -114,11 +115,11 @@ static __attribute__((noinline)) int handover(pam_handle_t *pamh, int flags, con
 	char errbuf[PATH_MAX + 256];
 	const char *err;
 
-	if (core_open != NULL && getpid() != core_pid) {
+	if (core_open != NULL && sys_getpid() != core_pid) {
 		pam_syslog(pamh, LOG_ERR,
 			   "open_session called in process %ld, forked after pam_vrf started its Go part in %ld: "
 			   "not entering it; session left unplaced",
-			   (long)getpid(), (long)core_pid);
+			   (long)sys_getpid(), (long)core_pid);
 		return PAM_IGNORE;
 	}
 	if (core_open == NULL && (err = load_core(errbuf, sizeof errbuf)) != NULL) {
@@ -137,7 +138,7 @@ static __attribute__((noinline)) int handover(pam_handle_t *pamh, int flags, con
 				  deny ? "session refused" : "this session continues without VRF placement");
 		return deny ? PAM_SESSION_ERR : PAM_IGNORE;
 	}
-	return core_open(pamh, user, service, (int)getpid(), (flags & PAM_SILENT) != 0, groups_timed_out, argc, argv);
+	return core_open(pamh, user, service, (int)sys_getpid(), (flags & PAM_SILENT) != 0, groups_timed_out, argc, argv);
 }
 
 PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
