@@ -62,41 +62,41 @@ struct libc {
 	__typeof__(getgrnam_r) *fn_getgrnam_r;
 };
 
-/* bind fills l from the process's C library; 0, or -1 if one is missing. */
-static int bind(struct libc *l)
+/* bind_libc fills l from the process's C library; 0, or -1 if one is missing. */
+static int bind_libc(struct libc *l)
 {
 	static const struct {
 		size_t off;
 		const char *name;
 	} fns[] = {
-#define FN(field, name) { offsetof(struct libc, field), name }
-		FN(fn_calloc, "calloc"),
-		FN(fn_realloc, "realloc"),
-		FN(fn_strdup, "strdup"),
-		FN(fn_clock_gettime, "clock_gettime"),
-		FN(fn_sigfillset, "sigfillset"),
-		FN(fn_pthread_sigmask, "pthread_sigmask"),
-		FN(fn_pthread_create, "pthread_create"),
-		FN(fn_pthread_join, "pthread_join"),
-		FN(fn_pthread_detach, "pthread_detach"),
-		FN(fn_pthread_mutex_init, "pthread_mutex_init"),
-		FN(fn_pthread_mutex_destroy, "pthread_mutex_destroy"),
-		FN(fn_pthread_mutex_lock, "pthread_mutex_lock"),
-		FN(fn_pthread_mutex_unlock, "pthread_mutex_unlock"),
-		FN(fn_pthread_condattr_init, "pthread_condattr_init"),
-		FN(fn_pthread_condattr_setclock, "pthread_condattr_setclock"),
-		FN(fn_pthread_condattr_destroy, "pthread_condattr_destroy"),
-		FN(fn_pthread_cond_init, "pthread_cond_init"),
-		FN(fn_pthread_cond_destroy, "pthread_cond_destroy"),
-		FN(fn_pthread_cond_signal, "pthread_cond_signal"),
-		FN(fn_pthread_cond_timedwait, "pthread_cond_timedwait"),
-		FN(fn_getpwnam_r, "getpwnam_r"),
-		FN(fn_getgrouplist, "getgrouplist"),
-		FN(fn_getgrnam_r, "getgrnam_r"),
+#define FN(name) { offsetof(struct libc, fn_##name), #name }
+		FN(calloc),
+		FN(realloc),
+		FN(strdup),
+		FN(clock_gettime),
+		FN(sigfillset),
+		FN(pthread_sigmask),
+		FN(pthread_create),
+		FN(pthread_join),
+		FN(pthread_detach),
+		FN(pthread_mutex_init),
+		FN(pthread_mutex_destroy),
+		FN(pthread_mutex_lock),
+		FN(pthread_mutex_unlock),
+		FN(pthread_condattr_init),
+		FN(pthread_condattr_setclock),
+		FN(pthread_condattr_destroy),
+		FN(pthread_cond_init),
+		FN(pthread_cond_destroy),
+		FN(pthread_cond_signal),
+		FN(pthread_cond_timedwait),
+		FN(getpwnam_r),
+		FN(getgrouplist),
+		FN(getgrnam_r),
 #undef FN
 	};
 	_Static_assert(sizeof fns / sizeof *fns * sizeof(void (*)(void)) == sizeof(struct libc),
-		       "bind() must fill every field of struct libc");
+		       "bind_libc() must fill every field of struct libc");
 
 	for (size_t i = 0; i < sizeof fns / sizeof *fns; i++) {
 		void *f = dlsym(RTLD_DEFAULT, fns[i].name);
@@ -216,7 +216,7 @@ int nss_members(const char *user, const char *const *names, int n, unsigned char
 	struct job *j;
 	int rc = -1, err = 0, last = 0;
 
-	if (n < 0 || n > NSS_MAX_GROUPS || bind(&c) != 0 || (j = c.fn_calloc(1, sizeof *j)) == NULL)
+	if (n < 0 || n > NSS_MAX_GROUPS || bind_libc(&c) != 0 || (j = c.fn_calloc(1, sizeof *j)) == NULL)
 		return -1;
 	j->c = c;
 	c.fn_pthread_mutex_init(&j->mu, NULL);
