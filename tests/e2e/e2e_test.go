@@ -362,6 +362,15 @@ func guestScripts(ctx context.Context, t *testing.T, m *vm.VM, r *testReporter, 
 // what each waits on), the network and the journal go to its output. The
 // report stuckReport makes after the kill cannot show the killed
 // processes: a CI log then said where a section hung but not on what.
+//
+// A vrf-netsetup waits in Go (a poll, a lock) with no child to show for
+// it, so the watchdog also names every vrf-netsetup on the guest (the
+// rollback unit's is outside the script), the holders of the apply and try
+// locks, and asks each of the script's vrf-netsetup processes running for
+// a minute or more for its goroutines (SIGQUIT: Go prints every
+// goroutine's stack to stderr and exits), printing the tail of the file its
+// stderr went to. That process is killed a few seconds early; the test has
+// failed by then.
 func watchdog(limit time.Duration) string {
 	if limit < time.Minute {
 		return ""
@@ -370,9 +379,20 @@ func watchdog(limit time.Duration) string {
   echo "| stuck: time is nearly up; what the script is in:"
   g=$(ps -o pgid= -p $$ | tr -d ' ')
   { ps -eo pgid,pid,etime,stat,wchan:18,args --forest | awk -v g="$g" 'NR == 1 || $1 == g' | grep -v ' ps -eo '
+    echo "--- every vrf-netsetup"; ps -C vrf-netsetup,vrf-netsetup-fa -o pid,pgid,etimes,args
+    echo "--- apply lock: $(cat /run/pam-vrf/apply.lock 2>/dev/null)"
+    echo "--- try lock: $(cat /run/pam-vrf/try.lock 2>/dev/null)"
     systemctl list-jobs --no-pager | head -n 8
     ip -br addr; ip rule | head -n 12; ip route show table all | grep -E '^default|^unreachable' | head -n 8
     journalctl -o short-monotonic --no-pager -n 25 | cut -c1-200
+    ps -C vrf-netsetup,vrf-netsetup-fa -o pid=,pgid=,etimes= | while read -r p pg secs; do
+      [ "$pg" = "$g" ] && [ "$secs" -ge 60 ] || continue
+      f=$(readlink "/proc/$p/fd/2"); kill -QUIT "$p"; sleep 2
+      echo "--- goroutines of vrf-netsetup $p (running ${secs}s; its stderr: $f)"
+      # what it printed last, then the first goroutines (main's first)
+      case "$f" in /*) [ -f "$f" ] && awk '/^SIGQUIT: quit/ { q = NR } { l[NR] = $0 }
+        END { if (!q) q = NR + 1; for (i = q - 15; i < q + 160 && i <= NR; i++) if (i > 0 && l[i] !~ /^(r[0-9a-z]+|rip|rflags|[cdefgs]s) +0x|^$/) print l[i] }' "$f" ;; esac
+    done
   } 2>&1 | cut -c1-220 | sed 's/^/| stuck: /' ) &
 _watchdog=$!
 trap 'kill $_watchdog 2>/dev/null' EXIT
