@@ -118,7 +118,9 @@ checked() {
 broken() {
 	vrf-netsetup check --vrf mgmt --table 1000 --iface eth0 --query-name mirror.test > /tmp/check.out 2>&1; rc=$?
 	grep '^FAIL' /tmp/check.out | cut -c1-300 | sed 's/^/| check: /'
-	[ $rc = 1 ] && grep -qE "$3" /tmp/check.out; res $? "$1/check fails on $2 and names the fix"
+	[ $rc = 1 ] && grep -qE "$3" /tmp/check.out; res $? "$1/check fails on $2 and names the fix" "check exit $rc"
+	# the whole report when it did not: what check saw instead
+	[ $rc = 1 ] && grep -qE "$3" /tmp/check.out || cut -c1-200 /tmp/check.out | sed 's/^/| check (all): /'
 }
 # booted: the guest is up after a reboot and the boot unit ran
 booted() {
