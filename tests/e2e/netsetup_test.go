@@ -113,14 +113,26 @@ checked() {
 	[ $rc = 0 ] && ! grep -q '^FAIL' /tmp/check.out
 	res $? "$1/vrf-netsetup check exits 0 with no FAIL line" "$(grep -m1 '^FAIL' /tmp/check.out | sed 's/(on failure: [^)]*); //' | cut -c1-160)"
 }
+# hold STAGE: take the apply lock (once any apply running now is done) until
+# broken has checked. Hooks start applies on DHCP and manager events (a
+# renewal every 20 s here), and one of those would mend the damage before
+# check sees it. Opened for append: the holder line stays readable. Not
+# around ifup: dhclient's hook runs apply in the foreground, which would
+# wait for this lock.
+hold() {
+	mkdir -p /run/pam-vrf
+	exec 8>>/run/pam-vrf/apply.lock
+	flock -w 300 8; res $? "$1/the apply lock taken (no apply mends the damage before check)"
+}
 # broken STAGE WHAT REGEX: on a host broken on purpose, check exits 1 and
-# a FAIL line matches REGEX (what is wrong and its fix)
+# a FAIL line matches REGEX (what is wrong and its fix); releases hold's lock
 broken() {
 	vrf-netsetup check --vrf mgmt --table 1000 --iface eth0 --query-name mirror.test > /tmp/check.out 2>&1; rc=$?
 	grep '^FAIL' /tmp/check.out | cut -c1-300 | sed 's/^/| check: /'
 	[ $rc = 1 ] && grep -qE "$3" /tmp/check.out; res $? "$1/check fails on $2 and names the fix" "check exit $rc"
 	# the whole report when it did not: what check saw instead
 	[ $rc = 1 ] && grep -qE "$3" /tmp/check.out || cut -c1-200 /tmp/check.out | sed 's/^/| check (all): /'
+	exec 8>&-
 }
 # booted: the guest is up after a reboot and the boot unit ran
 booted() {

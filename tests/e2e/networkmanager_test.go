@@ -151,6 +151,7 @@ invrf renew
 `, 5*time.Minute)
 
 	run("broken: the dispatcher hook gone", `
+hold broken
 rm $HOOK
 broken broken "the missing dispatcher hook" '^FAIL converged: .*write /etc/NetworkManager/dispatcher.d/90-pam-vrf.*\(fix: vrf-netsetup apply '
 $A > /tmp/apply.out 2>&1; res $? "broken/apply puts the hook back"
