@@ -1,7 +1,9 @@
 package netsetup
 
 import (
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -18,6 +20,12 @@ type Net struct {
 	NS  netns.NsHandle // netns.None() = the caller's netns
 	raw map[int]*nl.SocketHandle
 }
+
+// netlinkTimeout bounds every netlink send and receive: the kernel answers
+// a request in milliseconds, and a reply that never comes must fail the
+// step (apply rolls back) rather than block apply, and the try and apply
+// locks it holds, forever.
+const netlinkTimeout = 30 * time.Second
 
 // NewNet opens the handles in ns (netns.None() for the current netns).
 func NewNet(ns netns.NsHandle) (*Net, error) {
@@ -38,6 +46,12 @@ func NewNet(ns netns.NsHandle) (*Net, error) {
 	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("open rtnetlink socket: %w", err)
+	}
+	tv := unix.NsecToTimeval(netlinkTimeout.Nanoseconds())
+	if err := errors.Join(h.SetSocketTimeout(netlinkTimeout), s.SetSendTimeout(&tv), s.SetReceiveTimeout(&tv)); err != nil {
+		h.Close()
+		s.Close()
+		return nil, fmt.Errorf("set the rtnetlink sockets' timeout: %w", err)
 	}
 	return &Net{H: h, NS: ns, raw: map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}}, nil
 }

@@ -81,6 +81,9 @@ func ProcessSockets(ns netns.NsHandle, pids []int) ([]ProcSocket, error) {
 		return nil, fmt.Errorf("open sock_diag socket: %w", err)
 	}
 	defer h.Close()
+	if err := h.SetSocketTimeout(netlinkTimeout); err != nil {
+		return nil, fmt.Errorf("set the sock_diag socket's timeout: %w", err)
+	}
 	var out []ProcSocket
 	for _, q := range []struct {
 		proto string

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -326,6 +327,29 @@ type Tryer struct {
 	Rollback []string
 	SID      int
 	Now      func() time.Time
+	// Stuck runs when the apply has not returned tryStuckAfter past the
+	// rollback deadline (nil: stuckExit).
+	Stuck func(deadline time.Time)
+}
+
+// tryStuckAfter: how long past its deadline a try's apply may still run.
+// The rollback timer fires at the deadline and waits up to lockWait for
+// the try lock this process holds; an apply stuck longer than that would
+// make it give up and leave the unconfirmed settings in place. So the try
+// process ends itself first, and the waiting rollback restores the pre-try
+// state (as after a try killed at any step). Every apply wait is bounded
+// well below this; a legitimate apply never gets here.
+var tryStuckAfter = 4 * time.Minute
+
+// stuckExit ends a stuck try: what every goroutine was doing goes to
+// stderr (the journal, or the admin's terminal), then the process exits,
+// which releases the try and apply locks.
+func stuckExit(deadline time.Time) {
+	fmt.Fprintf(os.Stderr, "vrf-netsetup try: the apply is still running %v after the rollback deadline %s (stuck): exiting, so that the armed rollback (vrf-netsetup revert --if-unconfirmed) restores the previous state. What it was doing:\n",
+		tryStuckAfter, deadline.Format(time.TimeOnly))
+	buf := make([]byte, 1<<20)
+	os.Stderr.Write(buf[:runtime.Stack(buf, true)])
+	os.Exit(4)
 }
 
 func (t *Tryer) now() time.Time {
@@ -353,6 +377,12 @@ func (t *Tryer) Try(cfg Config) error {
 		return fmt.Errorf("the rollback of the try of %s failed (%s): retry it (vrf-netsetup revert --if-unconfirmed) or keep the current state (vrf-netsetup confirm) first", ts.Started.Format(time.DateTime), ts.Detail)
 	}
 	var ts *TryState
+	var watch *time.Timer // the stuck-apply watch, armed with the rollback
+	defer func() {
+		if watch != nil {
+			watch.Stop()
+		}
+	}()
 	r.GuardWarnOnly = true
 	r.Prepare = func(st *State, _ []Step) error {
 		data, err := json.MarshalIndent(st, "", "  ")
@@ -376,6 +406,12 @@ func (t *Tryer) Try(cfg Config) error {
 		}
 		fmt.Fprintf(r.Out, "armed  rollback at %s (in %s) via %s: saved the current state to %s\n",
 			ts.Deadline.Format(time.TimeOnly), t.Timeout, tm, TryBackupPath)
+		stuck := t.Stuck
+		if stuck == nil {
+			stuck = stuckExit
+		}
+		deadline := ts.Deadline
+		watch = time.AfterFunc(deadline.Sub(t.now())+tryStuckAfter, func() { stuck(deadline) })
 		return nil
 	}
 	err = r.ApplyChanged(cfg)

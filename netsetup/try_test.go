@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -141,6 +143,109 @@ func TestTryFailedApplyDisarms(t *testing.T) {
 	}
 	if got := h.snap(t, false); got != before {
 		t.Errorf("state differs:\n%s", lineDiff(before, got))
+	}
+}
+
+// TestTryStuckApplyEnds: an apply still running tryStuckAfter past the
+// rollback deadline calls Stuck (the process exits, releasing the locks the
+// waiting rollback needs); one that returns in time never does.
+func TestTryStuckApplyEnds(t *testing.T) {
+	defer func(d time.Duration) { tryStuckAfter = d }(tryStuckAfter)
+	tryStuckAfter = 200 * time.Millisecond
+	h := newHost(t, false)
+	s := &fakeSched{}
+	tr := h.tryer(s)
+	tr.Timeout = 100 * time.Millisecond
+	release := make(chan struct{})
+	var once sync.Once
+	// without a watch the step would hang the test: it gives up after 5 s
+	time.AfterFunc(5*time.Second, func() { once.Do(func() { close(release) }) })
+	stuck := make(chan time.Time, 1)
+	tr.Stuck = func(deadline time.Time) { stuck <- deadline; once.Do(func() { close(release) }) }
+	planned := false
+	tr.Runner.plan = func(c Config, st *State) ([]Step, error) {
+		steps, err := hostPlan(c, st)
+		if !planned { // verify re-plans: hang only in the apply
+			planned = true
+			steps = append(steps, Step{ID: "hang", Desc: "a step that hangs", Do: func(*Env) error { <-release; return nil }})
+		}
+		return steps, err
+	}
+	start := time.Now()
+	if err := tr.Try(faultCfg()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-stuck:
+		ts, _ := ReadTryState(FS{Root: h.root})
+		if !d.Equal(ts.Deadline) {
+			t.Errorf("Stuck got deadline %v, the try's is %v", d, ts.Deadline)
+		}
+		if waited := time.Since(start); waited < 300*time.Millisecond {
+			t.Errorf("Stuck after %v, before deadline + tryStuckAfter", waited)
+		}
+	default:
+		t.Fatal("the hung apply returned without Stuck")
+	}
+
+	// an apply that returns in time: the watch is stopped with it
+	h2 := newHost(t, false)
+	tr2 := h2.tryer(&fakeSched{})
+	tr2.Timeout = 50 * time.Millisecond
+	fired := make(chan bool, 1)
+	tr2.Stuck = func(time.Time) { fired <- true }
+	if err := tr2.Try(faultCfg()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(tryStuckAfter + 200*time.Millisecond)
+	if len(fired) != 0 {
+		t.Error("Stuck ran after the apply had returned")
+	}
+}
+
+// TestTryEndedMidApplyRollsBack: a try whose process ends after any step
+// (stuckExit, a kill) leaves the rollback armed, and the rollback restores
+// the pre-try state.
+func TestTryEndedMidApplyRollsBack(t *testing.T) {
+	for _, n := range []int{1, 3, 6} {
+		h := newHost(t, false)
+		before := h.snap(t, false)
+		s := &fakeSched{}
+		tr := h.tryer(s)
+		tr.Runner.Env.Fault = &Fault{KillAfter: n, Exit: func(int) {}}
+		if err := tr.Try(faultCfg()); !errors.Is(err, ErrFaultKilled) || tryStatus(t, h) != TryPending || s.cancelled != 0 {
+			t.Fatalf("ended after step %d: err %v status %s cancelled %d", n, err, tryStatus(t, h), s.cancelled)
+		}
+		r := h.runner()
+		if err := RevertIfUnconfirmed(r.Reader, r.Env, s, os.Stderr, false); err != nil {
+			t.Fatalf("rollback after step %d: %v", n, err)
+		}
+		if got := h.snap(t, false); got != before {
+			t.Errorf("ended after step %d: state after rollback differs:\n%s", n, lineDiff(before, got))
+		}
+	}
+}
+
+// TestStuckExit: the real stuckExit prints why and every goroutine, and
+// exits non-zero (run in a child: it ends the process).
+func TestStuckExit(t *testing.T) {
+	if os.Getenv("PAMVRF_STUCK_CHILD") == "1" {
+		stuckExit(time.Date(2026, 1, 2, 3, 4, 5, 0, time.Local))
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestStuckExit$")
+	cmd.Env = append(os.Environ(), "PAMVRF_STUCK_CHILD=1")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 4 {
+		t.Fatalf("child: %v (want exit status 4)\n%s", err, stderr.String())
+	}
+	for _, want := range []string{"after the rollback deadline 03:04:05 (stuck): exiting", "revert --if-unconfirmed", "goroutine ", "netsetup.TestStuckExit"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
 	}
 }
 
