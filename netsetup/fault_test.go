@@ -301,7 +301,10 @@ func TestFaultFailAtStep(t *testing.T) {
 	if err != nil || f.FailAt != 3 || f.KillAfter != 0 {
 		t.Fatalf("ParseFault: %+v %v", f, err)
 	}
-	for _, bad := range []string{"fail-at-step:0", "fail-at-step:x", "fail-after-step:2", "3"} {
+	if h, err := ParseFault("hang-after-step:2"); err != nil || h.HangAfter != 2 || h.StuckAfter != hangStuckAfter || h.KillAfter != 0 || h.FailAt != 0 {
+		t.Fatalf("ParseFault(hang-after-step:2): %+v %v", h, err)
+	}
+	for _, bad := range []string{"fail-at-step:0", "fail-at-step:x", "fail-after-step:2", "3", "hang-after-step:0"} {
 		if _, err := ParseFault(bad); err == nil {
 			t.Errorf("ParseFault(%q) accepted", bad)
 		}

@@ -329,7 +329,7 @@ type Tryer struct {
 	Now      func() time.Time
 	// Stuck runs when the apply has not returned tryStuckAfter past the
 	// rollback deadline (nil: stuckExit).
-	Stuck func(deadline time.Time)
+	Stuck func(deadline time.Time, after time.Duration)
 }
 
 // tryStuckAfter: how long past its deadline a try's apply may still run.
@@ -344,9 +344,9 @@ var tryStuckAfter = 4 * time.Minute
 // stuckExit ends a stuck try: what every goroutine was doing goes to
 // stderr (the journal, or the admin's terminal), then the process exits,
 // which releases the try and apply locks.
-func stuckExit(deadline time.Time) {
+func stuckExit(deadline time.Time, after time.Duration) {
 	fmt.Fprintf(os.Stderr, "vrf-netsetup try: the apply is still running %v after the rollback deadline %s (stuck): exiting, so that the armed rollback (vrf-netsetup revert --if-unconfirmed) restores the previous state. What it was doing:\n",
-		tryStuckAfter, deadline.Format(time.TimeOnly))
+		after, deadline.Format(time.TimeOnly))
 	buf := make([]byte, 1<<20)
 	os.Stderr.Write(buf[:runtime.Stack(buf, true)])
 	os.Exit(4)
@@ -410,8 +410,11 @@ func (t *Tryer) Try(cfg Config) error {
 		if stuck == nil {
 			stuck = stuckExit
 		}
-		deadline := ts.Deadline
-		watch = time.AfterFunc(deadline.Sub(t.now())+tryStuckAfter, func() { stuck(deadline) })
+		deadline, after := ts.Deadline, tryStuckAfter
+		if f := r.Env.Fault; f != nil && f.StuckAfter > 0 {
+			after = f.StuckAfter
+		}
+		watch = time.AfterFunc(deadline.Sub(t.now())+after, func() { stuck(deadline, after) })
 		return nil
 	}
 	err = r.ApplyChanged(cfg)

@@ -161,7 +161,7 @@ func TestTryStuckApplyEnds(t *testing.T) {
 	// without a watch the step would hang the test: it gives up after 5 s
 	time.AfterFunc(5*time.Second, func() { once.Do(func() { close(release) }) })
 	stuck := make(chan time.Time, 1)
-	tr.Stuck = func(deadline time.Time) { stuck <- deadline; once.Do(func() { close(release) }) }
+	tr.Stuck = func(deadline time.Time, _ time.Duration) { stuck <- deadline; once.Do(func() { close(release) }) }
 	planned := false
 	tr.Runner.plan = func(c Config, st *State) ([]Step, error) {
 		steps, err := hostPlan(c, st)
@@ -193,7 +193,7 @@ func TestTryStuckApplyEnds(t *testing.T) {
 	tr2 := h2.tryer(&fakeSched{})
 	tr2.Timeout = 50 * time.Millisecond
 	fired := make(chan bool, 1)
-	tr2.Stuck = func(time.Time) { fired <- true }
+	tr2.Stuck = func(time.Time, time.Duration) { fired <- true }
 	if err := tr2.Try(faultCfg()); err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestTryEndedMidApplyRollsBack(t *testing.T) {
 // exits non-zero (run in a child: it ends the process).
 func TestStuckExit(t *testing.T) {
 	if os.Getenv("PAMVRF_STUCK_CHILD") == "1" {
-		stuckExit(time.Date(2026, 1, 2, 3, 4, 5, 0, time.Local))
+		stuckExit(time.Date(2026, 1, 2, 3, 4, 5, 0, time.Local), 4*time.Minute)
 		return
 	}
 	cmd := exec.Command(os.Args[0], "-test.run", "^TestStuckExit$")
@@ -242,7 +242,7 @@ func TestStuckExit(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 4 {
 		t.Fatalf("child: %v (want exit status 4)\n%s", err, stderr.String())
 	}
-	for _, want := range []string{"after the rollback deadline 03:04:05 (stuck): exiting", "revert --if-unconfirmed", "goroutine ", "netsetup.TestStuckExit"} {
+	for _, want := range []string{"still running 4m0s after the rollback deadline 03:04:05 (stuck): exiting", "revert --if-unconfirmed", "goroutine ", "netsetup.TestStuckExit"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
 		}

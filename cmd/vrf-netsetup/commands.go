@@ -159,6 +159,9 @@ func try(o *options, out io.Writer) error {
 		return err
 	}
 	defer done()
+	if env.Fault, err = faultFromEnv(); err != nil {
+		return &usageError{err.Error()}
+	}
 	run := &netsetup.Runner{Reader: r, Env: env, Out: out, Quiet: o.quiet,
 		Guard: &netsetup.Guard{SSHConnection: os.Getenv("SSH_CONNECTION")}}
 	sid, _ := unix.Getsid(0)

@@ -212,6 +212,32 @@ getent hosts mirror.test >/dev/null; res $? "try/DNS works in the default VRF af
 vrf-netsetup confirm > /tmp/c.out 2>&1; [ $? = 1 ] && grep -q 'too late' /tmp/c.out; res $? "try/late confirm says too late (exit 1)"
 `, 5*time.Minute)
 
+	// The lock-out this guards against: a try whose apply never returns
+	// holds the try lock, the rollback timer waits for it and gives up
+	// after 5 minutes, and the unconfirmed settings stay. The try ends
+	// itself first (StuckAfter past the deadline; 20 s in the fault build)
+	// and the waiting rollback restores the host.
+	run("a try whose apply hangs ends itself and is rolled back (fault build: hang-after-step)", `
+online >/dev/null
+$A --dry-run > /tmp/plan
+n=$(grep -E "^ +[0-9]+\. networkctl reconfigure" /tmp/plan | head -1 | awk '{print $1}' | tr -d .)
+[ -n "$n" ]; res $? "hang/the plan has a networkctl reconfigure step (eth0 into the VRF)"
+T0=$(date +%s)
+VRF_NETSETUP_FAULT=hang-after-step:$n vrf-netsetup-fault try --vrf mgmt --table 1000 --iface eth0 --timeout 20s > /tmp/hang.out 2>/tmp/hang.err; rc=$?
+echo "| try exited $rc after $(( $(date +%s) - T0 ))s"
+grep -E '^(armed|FAULT)' /tmp/hang.out | sed 's/^/| /'
+head -n 1 /tmp/hang.err | cut -c1-240 | sed 's/^/| /'
+[ $rc = 4 ] && grep -q "FAULT  hangs after step $n/" /tmp/hang.out; res $? "hang/the try hung after step $n and ended itself (exit $rc)"
+grep -q 'after the rollback deadline .* (stuck): exiting' /tmp/hang.err && grep -q '^goroutine ' /tmp/hang.err; res $? "hang/it said why and printed its goroutines"
+for i in $(seq 360); do grep -q '"status": "rolled-back"' /var/lib/pam-vrf/try.json && break; sleep 0.5; done
+grep -q '"status": "rolled-back"' /var/lib/pam-vrf/try.json; res $? "hang/the rollback timer rolled it back (status rolled-back)"
+echo "| rolled back $(( $(date +%s) - T0 ))s after try started (timeout 20s)"
+journalctl -u pam-vrf-rollback.service --no-pager -o cat | grep -E '^rollback|lock' | tail -n 4 | sed 's/^/| journal: /'
+same "hang/network, rules, resolv.conf, files and sysctl as before the try" /root/s1
+[ ! -e /var/lib/pam-vrf/netsetup-backup.json ] && [ ! -e /etc/pam-vrf/netsetup.toml ]; res $? "hang/no backup or config left"
+`+sshCmd("root", "true")+` >/dev/null 2>&1; res $? "hang/ssh over eth0 works after the rollback"
+`, 5*time.Minute)
+
 	run("try confirmed from a fresh ssh login stays", `
 vrf-netsetup try --vrf mgmt --table 1000 --iface eth0 --timeout 60s > /tmp/try.out 2>&1; res $? "confirm/try succeeds"
 vrf-netsetup confirm > /tmp/c0.out 2>&1; [ $? = 1 ] && grep -q 'new login' /tmp/c0.out; res $? "confirm/refused from the session that ran try"
