@@ -92,6 +92,10 @@ type Scheduler interface {
 	Cancel(Timer) error
 }
 
+// ExitLockTimeout is vrf-netsetup's exit status for ErrLockTimeout
+// (EX_TEMPFAIL).
+const ExitLockTimeout = 75
+
 // SystemdRun arms a transient timer with systemd-run (exec'ing systemd-run
 // and systemctl is acceptable here, as for the other service actions).
 type SystemdRun struct{ Unit string }
@@ -107,8 +111,12 @@ func (s SystemdRun) Schedule(after time.Duration, argv []string) (Timer, error) 
 	u := s.unit()
 	// a failed earlier run would block the unit name
 	_ = exec.Command("systemctl", "reset-failed", u+".timer", u+".service").Run()
+	// A rollback that found a lock held past lockWait changed nothing and
+	// exits ExitLockTimeout: systemd starts it again, for as long as it
+	// takes, rather than leave the unconfirmed try applied.
 	args := []string{"--unit=" + u, "--description=pam-vrf: roll back an unconfirmed vrf-netsetup try",
-		"--collect", fmt.Sprintf("--on-active=%dms", after.Milliseconds()), "--timer-property=AccuracySec=100ms", "--"}
+		"--collect", fmt.Sprintf("--on-active=%dms", after.Milliseconds()), "--timer-property=AccuracySec=100ms",
+		fmt.Sprintf("--property=RestartForceExitStatus=%d", ExitLockTimeout), "--property=RestartSec=30s", "--"}
 	cmd := exec.Command("systemd-run", append(args, argv...)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return Timer{}, fmt.Errorf("systemd-run: %w: %s", err, strings.TrimSpace(string(out)))
@@ -226,7 +234,7 @@ func flockPath(p string, dirMode os.FileMode, wait time.Duration) (*os.File, err
 			holder, _ := os.ReadFile(p)
 			f.Close()
 			if errors.Is(err, unix.EWOULDBLOCK) {
-				return nil, fmt.Errorf("lock %s: still held after %v by %s (a vrf-netsetup that hangs: see its journal, or kill it)", p, wait, holderName(holder))
+				return nil, lockTimeout(fmt.Sprintf("lock %s: still held after %v by %s (a vrf-netsetup that hangs: see its journal, or kill it); nothing changed", p, wait, holderName(holder)))
 			}
 			return nil, fmt.Errorf("lock %s: %w", p, err)
 		}
@@ -244,6 +252,16 @@ func flockPath(p string, dirMode os.FileMode, wait time.Duration) (*os.File, err
 	}
 	return f, nil
 }
+
+// ErrLockTimeout: a wait for the apply or try lock gave up while another
+// process still held it, before anything changed. Retrying later is right
+// (the rollback timer's unit restarts on it: SystemdRun).
+var ErrLockTimeout = errors.New("lock wait timed out")
+
+type lockTimeout string
+
+func (e lockTimeout) Error() string      { return string(e) }
+func (lockTimeout) Is(target error) bool { return target == ErrLockTimeout }
 
 // lockWait bounds a wait for the apply or try lock: longer than any
 // apply takes under TCG (a NetworkManager takeover waits up to 90 s).

@@ -534,6 +534,9 @@ func TestLockWaitIsBoundedAndNamesTheHolder(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), want) || time.Since(t0) > 5*time.Second {
 		t.Fatalf("second lock: %v after %v, want an error containing %q", err, time.Since(t0), want)
 	}
+	if !errors.Is(err, ErrLockTimeout) {
+		t.Errorf("a lock wait that gave up is not ErrLockTimeout: %v", err)
+	}
 	held.Close()
 	again, err := flockPath(p, 0o755, lockWait)
 	if err != nil {

@@ -40,7 +40,9 @@ Settings come from ` + netsetup.DefaultConfigPath + ` (or --config) when present
 --json: one JSON document on stdout (schema_version 1, see vrf-netsetup(8));
 --metrics-file: check results for node_exporter's textfile collector.
 Exit status: 0 ok, 1 failure (or a failed check), 2 usage error,
-3 changed (only with --exit-changed: apply, try, revert, confirm changed the host, or would with --dry-run).
+3 changed (only with --exit-changed: apply, try, revert, confirm changed the host, or would with --dry-run),
+4 try's apply stuck past the rollback deadline (the rollback restores the host),
+75 another vrf-netsetup held the apply or try lock for 5 minutes (nothing changed; retry).
 `
 
 func main() {
@@ -101,6 +103,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	case errors.As(err, &cf), errors.Is(err, errPolicyFailed):
 		return ExitFailed
+	case errors.Is(err, netsetup.ErrLockTimeout):
+		fmt.Fprintf(stderr, "vrf-netsetup %s: %v\n", args[0], err)
+		return ExitLockTimeout
 	}
 	fmt.Fprintf(stderr, "vrf-netsetup %s: %v\n", args[0], err)
 	return ExitFailed

@@ -20,6 +20,9 @@ const (
 	ExitFailed  = 1 // failure, or a failed check
 	ExitUsage   = 2 // usage error: nothing was read or changed
 	ExitChanged = 3 // --exit-changed only: success, and the host was changed (dry run: would be)
+	// ExitLockTimeout: another vrf-netsetup held the apply or try lock
+	// past the wait; nothing changed, retry later.
+	ExitLockTimeout = netsetup.ExitLockTimeout
 )
 
 // errChanged is how a command asks run() for ExitChanged; it is not a

@@ -199,6 +199,9 @@ vrf-netsetup try --vrf mgmt --table 1000 --iface eth0 --timeout 20s > /tmp/try.o
 sed 's/^/| /' /tmp/try.out | grep -E 'armed|NOT confirmed|vrf-netsetup confirm|rolled back at'
 grep -q 'vrf-netsetup confirm' /tmp/try.out; res $? "try/prints how to confirm"
 systemctl is-active --quiet pam-vrf-rollback.timer; res $? "try/rollback timer pam-vrf-rollback.timer armed"
+# a rollback that finds a lock held past its wait exits 75 and runs again
+systemctl show -p RestartForceExitStatus -p RestartUSec pam-vrf-rollback.service | tr '\n' ' ' | grep -qE 'RestartForceExitStatus=75 .*RestartUSec=30s|RestartUSec=30s .*RestartForceExitStatus=75'
+res $? "try/the rollback unit restarts on exit 75 (a lock held past the wait), 30 s later"
 ip vrf exec mgmt getent hosts mirror.test >/dev/null; res $? "try/applied: DNS works inside the VRF"
 # The rollback runs 20 s in; under TCG on a busy host it and networkd's
 # re-settling can take a minute more, so wait up to 3 minutes for it.
