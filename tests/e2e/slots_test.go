@@ -37,10 +37,12 @@ func TestSlotQueueLongestFirst(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	// the first two start together, in either order; then one at a time
+	// Two at a time: 9 and 7 first; the two slots they free go to 5 and
+	// 3, then to 1 and 0. The grants of a pair come within microseconds of
+	// each other, so the order their goroutines record them in is a race.
 	if len(order) != len(weights) || !slices.Equal(sortedDesc(order[:2]), []float64{9, 7}) ||
-		!slices.Equal(order[2:], []float64{5, 3, 1, 0}) {
-		t.Errorf("grant order %v, want 9 and 7 first, then 5 3 1 0", order)
+		!slices.Equal(sortedDesc(order[2:4]), []float64{5, 3}) || !slices.Equal(sortedDesc(order[4:]), []float64{1, 0}) {
+		t.Errorf("grant order %v, want 9 and 7, then 5 and 3, then 1 and 0 (each pair in either order)", order)
 	}
 	if max != 2 {
 		t.Errorf("%d ran at once, want 2", max)
