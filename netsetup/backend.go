@@ -128,8 +128,21 @@ func stepSettle(c hostnet.Cmd, disruptive bool, w settleWant) Step {
 	run := runCmd(c)
 	return Step{ID: c.ID, Desc: c.Desc, Disruptive: disruptive,
 		Do: func(e *Env) error {
+			// networkd answers `networkctl reconfigure` before it starts
+			// on the link: until then the state it left from an earlier
+			// pass (a reload's) reads as settled
+			ifindex, before := -1, ""
+			if _, off := e.Svc.(Offline); !off && w.Who == "" {
+				if l, err := e.linkByName(w.Iface); err == nil {
+					ifindex = l.Attrs().Index
+					before = networkdStamp(e.FS, ifindex)
+				}
+			}
 			if err := run(e); err != nil {
 				return err
+			}
+			if before != "" {
+				waitNetworkdPickup(e.FS, ifindex, before, pickupWait, e.Out)
 			}
 			return waitNetworkd(e, w)
 		}}

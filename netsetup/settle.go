@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -33,6 +35,43 @@ func networkdAdminState(fs FS, ifindex int) string {
 	}
 	return ""
 }
+
+// networkdStamp identifies the version of networkd's state file for the
+// link ("" when there is none): networkd writes a new file and renames it
+// over the old one at every change, so inode and mtime change with it.
+func networkdStamp(fs FS, ifindex int) string {
+	fi, err := os.Stat(fs.P(fmt.Sprintf("%s%d", networkdLinksDir, ifindex)))
+	if err != nil {
+		return ""
+	}
+	var ino uint64
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		ino = st.Ino
+	}
+	return fmt.Sprintf("%d/%d", ino, fi.ModTime().UnixNano())
+}
+
+// pickupWait bounds the wait for networkd to start on a reconfigure.
+const pickupWait = 10 * time.Second
+
+// waitNetworkdPickup waits (bounded) until the link's state file is no
+// longer the version before: networkd has started on the command. After
+// the bound it goes on, noting it (the settle that follows still waits
+// for the result).
+func waitNetworkdPickup(fs FS, ifindex int, before string, wait time.Duration, out io.Writer) {
+	deadline := time.Now().Add(wait)
+	for networkdStamp(fs, ifindex) == before {
+		if time.Now().After(deadline) {
+			if out != nil {
+				fmt.Fprintf(out, "note   networkd did not rewrite the state of link %d within %s; going on\n", ifindex, wait)
+			}
+			return
+		}
+		time.Sleep(pickupPoll)
+	}
+}
+
+const pickupPoll = 20 * time.Millisecond
 
 // networkdBusy: networkd is still working on the link.
 func networkdBusy(state string) bool {

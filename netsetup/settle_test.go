@@ -3,7 +3,9 @@ package netsetup
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -44,5 +46,47 @@ func TestDefaultFamilies(t *testing.T) {
 	st.Addrs["eth0"] = []Addr{{CIDR: "192.0.2.10/24", Dynamic: true}}
 	if f := defaultFamilies(st, "eth0", 1000); len(f) != 1 || f[0] != unix.AF_INET {
 		t.Errorf("DHCP address only: %v", f)
+	}
+}
+
+// TestNetworkdPickup: the wait after a reconfigure ends when networkd
+// replaces the link's state file (its rename), and is bounded when it
+// never does.
+func TestNetworkdPickup(t *testing.T) {
+	root := t.TempDir()
+	fs := FS{Root: root}
+	dir := filepath.Join(root, networkdLinksDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "2")
+	write := func(state string) { // as networkd does: a new file renamed over
+		tmp := p + ".tmp"
+		if err := os.WriteFile(tmp, []byte("ADMIN_STATE="+state+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("configured")
+	before := networkdStamp(fs, 2)
+	if before == "" {
+		t.Fatal("no stamp for an existing state file")
+	}
+	// the same content rewritten still counts: networkd re-ran
+	go func() { time.Sleep(300 * time.Millisecond); write("configured") }()
+	t0 := time.Now()
+	var out strings.Builder
+	waitNetworkdPickup(fs, 2, before, 5*time.Second, &out)
+	if d := time.Since(t0); d < 250*time.Millisecond || d > 3*time.Second || out.Len() != 0 {
+		t.Errorf("waited %v, said %q; want about 300ms and nothing", d, out.String())
+	}
+	// never rewritten: bounded, and said
+	t0 = time.Now()
+	out.Reset()
+	waitNetworkdPickup(fs, 2, networkdStamp(fs, 2), 400*time.Millisecond, &out)
+	if d := time.Since(t0); d < 400*time.Millisecond || d > 3*time.Second || !strings.Contains(out.String(), "did not rewrite") {
+		t.Errorf("waited %v, said %q; want the bound and a note", d, out.String())
 	}
 }
