@@ -107,14 +107,10 @@ func dhcpRuleServers(cfg Config, st *State) []string { return hostDHCP(cfg, st).
 // lease (seen in the VM: no IPv4 in main after the rollback).
 func stepArm(cfg Config, c hostnet.Cmd, vrfExisted bool, w settleWant) Step {
 	var before []Rule
-	run := runCmd(c)
 	return Step{ID: c.ID, Desc: c.Desc,
 		Do: func(e *Env) error { before = l3mdevRules(e); return nil },
 		Undo: func(e *Env) error {
-			err := run(e)
-			if err == nil {
-				err = waitNetworkd(e, w)
-			}
+			err := runSettled(e, c, w)
 			if !vrfExisted {
 				err = errors.Join(err, dropVRF(e, cfg, before))
 			}
@@ -125,27 +121,34 @@ func stepArm(cfg Config, c hostnet.Cmd, vrfExisted bool, w settleWant) Step {
 // stepSettle runs c, then waits until the manager is done with the iface
 // as w says.
 func stepSettle(c hostnet.Cmd, disruptive bool, w settleWant) Step {
-	run := runCmd(c)
 	return Step{ID: c.ID, Desc: c.Desc, Disruptive: disruptive,
-		Do: func(e *Env) error {
-			// networkd answers `networkctl reconfigure` before it starts
-			// on the link: until then the state it left from an earlier
-			// pass (a reload's) reads as settled
-			ifindex, before := -1, ""
-			if _, off := e.Svc.(Offline); !off && w.Who == "" {
-				if l, err := e.linkByName(w.Iface); err == nil {
-					ifindex = l.Attrs().Index
-					before = networkdStamp(e.FS, ifindex)
-				}
+		Do: func(e *Env) error { return runSettled(e, c, w) }}
+}
+
+// runSettled runs c, then waits until the manager is done with the iface
+// as w says. With networkd it first waits for networkd to start on c's
+// last command (a reconfigure or a restart): networkd answers before it
+// starts on the link, and until then the state an earlier pass left (a
+// reload's) reads as settled, so the settle, the verify or the rollback
+// step after it raced the pass still to come.
+func runSettled(e *Env, c hostnet.Cmd, w settleWant) error {
+	_, off := e.Svc.(Offline)
+	for i, args := range c.Run {
+		ifindex, before := -1, ""
+		if i == len(c.Run)-1 && !off && w.Who == "" {
+			if l, err := e.linkByName(w.Iface); err == nil {
+				ifindex = l.Attrs().Index
+				before = networkdStamp(e.FS, ifindex)
 			}
-			if err := run(e); err != nil {
-				return err
-			}
-			if before != "" {
-				waitNetworkdPickup(e.FS, ifindex, before, pickupWait, e.Out)
-			}
-			return waitNetworkd(e, w)
-		}}
+		}
+		if err := e.Svc.Run(args[0], args[1:]...); err != nil {
+			return err
+		}
+		if before != "" {
+			waitNetworkdPickup(e.FS, ifindex, before, pickupWait, e.Out)
+		}
+	}
+	return waitNetworkd(e, w)
 }
 
 // stepCreateVRFBy runs c, which has the manager create cfg.VRF, and checks

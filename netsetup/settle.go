@@ -54,22 +54,40 @@ func networkdStamp(fs FS, ifindex int) string {
 // pickupWait bounds the wait for networkd to start on a reconfigure.
 const pickupWait = 10 * time.Second
 
-// waitNetworkdPickup waits (bounded) until the link's state file is no
-// longer the version before: networkd has started on the command. After
-// the bound it goes on, noting it (the settle that follows still waits
-// for the result).
+// waitNetworkdPickup waits (bounded) until networkd has started on the
+// command just sent: the link's state file is no longer the version
+// before and networkd is configuring the link, or it has been rewritten
+// and left alone for pickupQuiet (a pass over before the first look).
+// After the bound it goes on, noting it: the settle that follows still
+// waits for the result.
 func waitNetworkdPickup(fs FS, ifindex int, before string, wait time.Duration, out io.Writer) {
 	deadline := time.Now().Add(wait)
-	for networkdStamp(fs, ifindex) == before {
+	last, since := before, time.Time{}
+	for {
+		stamp := networkdStamp(fs, ifindex)
+		if stamp != before {
+			if networkdBusy(networkdAdminState(fs, ifindex)) {
+				return
+			}
+			if stamp != last {
+				last, since = stamp, time.Now()
+			} else if time.Since(since) >= pickupQuiet {
+				return
+			}
+		}
 		if time.Now().After(deadline) {
 			if out != nil {
-				fmt.Fprintf(out, "note   networkd did not rewrite the state of link %d within %s; going on\n", ifindex, wait)
+				fmt.Fprintf(out, "note   networkd did not start on link %d within %s; going on\n", ifindex, wait)
 			}
 			return
 		}
 		time.Sleep(pickupPoll)
 	}
 }
+
+// pickupQuiet: a state file rewritten and unchanged this long means the
+// pass is over (networkd writes it at every step of one).
+const pickupQuiet = time.Second
 
 const pickupPoll = 20 * time.Millisecond
 

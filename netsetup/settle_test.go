@@ -49,9 +49,9 @@ func TestDefaultFamilies(t *testing.T) {
 	}
 }
 
-// TestNetworkdPickup: the wait after a reconfigure ends when networkd
-// replaces the link's state file (its rename), and is bounded when it
-// never does.
+// TestNetworkdPickup: the wait after a reconfigure ends once networkd is
+// configuring the link, or has rewritten its state file (a rename) and
+// left it alone for pickupQuiet; it is bounded when networkd never does.
 func TestNetworkdPickup(t *testing.T) {
 	root := t.TempDir()
 	fs := FS{Root: root}
@@ -69,24 +69,31 @@ func TestNetworkdPickup(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("configured")
-	before := networkdStamp(fs, 2)
-	if before == "" {
-		t.Fatal("no stamp for an existing state file")
-	}
-	// the same content rewritten still counts: networkd re-ran
-	go func() { time.Sleep(300 * time.Millisecond); write("configured") }()
-	t0 := time.Now()
-	var out strings.Builder
-	waitNetworkdPickup(fs, 2, before, 5*time.Second, &out)
-	if d := time.Since(t0); d < 250*time.Millisecond || d > 3*time.Second || out.Len() != 0 {
-		t.Errorf("waited %v, said %q; want about 300ms and nothing", d, out.String())
+	for _, c := range []struct {
+		state    string
+		min, max time.Duration
+	}{
+		{"configuring", 250 * time.Millisecond, 1200 * time.Millisecond},            // busy: at once
+		{"configured", 300*time.Millisecond + pickupQuiet, 3500 * time.Millisecond}, // done already: after the quiet time
+	} {
+		write("configured")
+		before := networkdStamp(fs, 2)
+		if before == "" {
+			t.Fatal("no stamp for an existing state file")
+		}
+		go func() { time.Sleep(300 * time.Millisecond); write(c.state) }()
+		t0 := time.Now()
+		var out strings.Builder
+		waitNetworkdPickup(fs, 2, before, 5*time.Second, &out)
+		if d := time.Since(t0); d < c.min || d > c.max || out.Len() != 0 {
+			t.Errorf("rewritten %s: waited %v, said %q; want %v..%v and nothing", c.state, d, out.String(), c.min, c.max)
+		}
 	}
 	// never rewritten: bounded, and said
-	t0 = time.Now()
-	out.Reset()
+	t0 := time.Now()
+	var out strings.Builder
 	waitNetworkdPickup(fs, 2, networkdStamp(fs, 2), 400*time.Millisecond, &out)
-	if d := time.Since(t0); d < 400*time.Millisecond || d > 3*time.Second || !strings.Contains(out.String(), "did not rewrite") {
+	if d := time.Since(t0); d < 400*time.Millisecond || d > 3*time.Second || !strings.Contains(out.String(), "did not start") {
 		t.Errorf("waited %v, said %q; want the bound and a note", d, out.String())
 	}
 }
