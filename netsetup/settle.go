@@ -27,28 +27,42 @@ const anyMaster = "*"
 // networkdAdminState returns ADMIN_STATE of the link ("" if networkd has not
 // written the file: not running, or the link is unknown to it).
 func networkdAdminState(fs FS, ifindex int) string {
-	st, _ := fs.Stat(fmt.Sprintf("%s%d", networkdLinksDir, ifindex))
-	for _, line := range strings.Split(st.Content, "\n") {
-		if v, ok := strings.CutPrefix(line, "ADMIN_STATE="); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
+	_, state := networkdLink(fs, ifindex)
+	return state
 }
 
 // networkdStamp identifies the version of networkd's state file for the
-// link ("" when there is none): networkd writes a new file and renames it
-// over the old one at every change, so inode and mtime change with it.
+// link ("" when there is none).
 func networkdStamp(fs FS, ifindex int) string {
-	fi, err := os.Stat(fs.P(fmt.Sprintf("%s%d", networkdLinksDir, ifindex)))
+	stamp, _ := networkdLink(fs, ifindex)
+	return stamp
+}
+
+// networkdLink reads networkd's state file for the link once: its version
+// (inode and mtime: networkd writes a new file and renames it over the old
+// one at every change) and ADMIN_STATE, both of the same file.
+func networkdLink(fs FS, ifindex int) (stamp, state string) {
+	f, err := os.Open(fs.P(fmt.Sprintf("%s%d", networkdLinksDir, ifindex)))
 	if err != nil {
-		return ""
+		return "", ""
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", ""
 	}
 	var ino uint64
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		ino = st.Ino
 	}
-	return fmt.Sprintf("%d/%d", ino, fi.ModTime().UnixNano())
+	stamp = fmt.Sprintf("%d/%d", ino, fi.ModTime().UnixNano())
+	b, _ := io.ReadAll(io.LimitReader(f, 1<<16))
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "ADMIN_STATE="); ok {
+			return stamp, strings.TrimSpace(v)
+		}
+	}
+	return stamp, ""
 }
 
 // pickupWait bounds the wait for networkd to start on a reconfigure.
@@ -64,9 +78,9 @@ func waitNetworkdPickup(fs FS, ifindex int, before string, wait time.Duration, o
 	deadline := time.Now().Add(wait)
 	last, since := before, time.Time{}
 	for {
-		stamp := networkdStamp(fs, ifindex)
+		stamp, state := networkdLink(fs, ifindex)
 		if stamp != before {
-			if networkdBusy(networkdAdminState(fs, ifindex)) {
+			if networkdBusy(state) {
 				return
 			}
 			if stamp != last {

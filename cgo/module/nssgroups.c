@@ -17,8 +17,8 @@
  * with RTLD_NOW, which binds every import in every process that loads the
  * stack, also the ones the module then leaves alone; these 23 cost each of
  * them about 20 µs (pam_start timed in a fresh process per sample), for
- * the logins decided by a group rule alone. Those now pay it: 20 µs the first time in a process,
- * about 2 µs after that. Each call looks them up for itself, so no state is
+ * the logins decided by a group rule alone. Those now pay it: 20 µs the
+ * first time in a process, about 2 µs after that. Each call looks them up for itself, so no state is
  * shared between the threads of a PAM host.
  */
 #define _GNU_SOURCE

@@ -369,8 +369,8 @@ func guestScripts(ctx context.Context, t *testing.T, m *vm.VM, r *testReporter, 
 // locks, and asks each of the script's vrf-netsetup processes running for
 // a minute or more for its goroutines (SIGQUIT: Go prints every
 // goroutine's stack to stderr and exits), printing from the file its
-// stderr went to the last lines before the dump and the first goroutines. That process is killed a few seconds early; the test has
-// failed by then.
+// stderr went to the last lines before the dump and the first goroutines.
+// That process is killed a few seconds early; the test has failed by then.
 func watchdog(limit time.Duration) string {
 	if limit < time.Minute {
 		return ""
