@@ -138,11 +138,14 @@ pick() { $A --dry-run | grep -E "^ +[0-9]+\. $1" | head -1 | awk '{print $1}' | 
 ` + list + `
 	[ -n "$n" ] || { echo "FAIL rollback/plan has a step '$what'"; continue; }
 	tag="rollback/step $n ($what) fails"
+	T=$(date +%s)
 	VRF_NETSETUP_FAULT=fail-at-step:$n $F > /tmp/f.out 2>&1
 	rc=$?; [ $rc = 1 ] && grep -q 'fault injection: this step fails; .* rolled back' /tmp/f.out && ! grep -q 'ROLLBACK INCOMPLETE' /tmp/f.out
 	res $? "$tag: apply fails and rolls back completely"
-	grep -E 'settled|FAILED|INCOMPLETE|took' /tmp/f.out | cut -c1-200 | sed 's/^/| /'
-	fault_online >/dev/null
+	grep -E 'settle|FAILED|INCOMPLETE|took|WARN|^note   networkd' /tmp/f.out | cut -c1-200 | sed 's/^/| /'
+	# the network back as before, or what the manager and the DHCP
+	# server did since the apply started, for the reader of a failure
+	fault_online >/dev/null || mgrlog "$T"
 	fault_same "$tag: links, rules, routes, resolv.conf and files as before apply" /root/s0
 	fault_ssh; res $? "$tag: ssh from the management network works"
 	after_fault "$tag"

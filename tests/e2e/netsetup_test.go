@@ -16,7 +16,7 @@ import (
 // netsetupShell is sourced by every script of TestE2ENetsetup: snap prints
 // the network/DNS state a revert must restore (ifindexes, peer indexes and
 // RA lifetimes normalised away), vsnap what a converged apply produces.
-const netsetupShell = `
+const netsetupShell = mgrlogShell + `
 set -u
 # pam_setup: the e2e policy (alice and root -> mgmt) and pam_vrf.so enabled
 pam_setup() {
@@ -303,7 +303,7 @@ sync
 	}
 	run("after the reboot: the unconfirmed try is rolled back, not re-applied", `
 systemctl is-system-running --wait >/dev/null 2>&1
-online; res $? "reboot/eth0 online after boot"
+online; rc=$?; res $rc "reboot/eth0 online after boot"; [ $rc = 0 ] || mgrlog "$(( $(date +%s) - 300 ))"
 journalctl -b -u pam-vrf-netsetup.service --no-pager -o cat | grep -E '^rollback|nothing else' | sed 's/^/| journal: /'
 grep -q '"status": "rolled-back"' /var/lib/pam-vrf/try.json && grep -q 'rebooted' /var/lib/pam-vrf/try.json; res $? "reboot/boot unit rolled the try back (status rolled-back, reason reboot)"
 ! systemctl is-failed --quiet pam-vrf-netsetup.service; res $? "reboot/boot unit did not fail"

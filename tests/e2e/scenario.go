@@ -227,13 +227,26 @@ done; echo "left=$n"`)
 	s.check(stage+"/name resolution still works in the default VRF", code == 0 && ipRe.MatchString(out), "exit %d, output %q", code, out)
 }
 
+// mgrlogShell: mgrlog SINCE prints the addresses and routes now, and
+// what the network managers, DHCP clients and the DHCP server (dnsmasq in
+// netns upstream) logged since epoch SINCE, for the reader of a failure.
+const mgrlogShell = `
+mgrlog() {
+	ip -br addr | sed 's/^/| now: /'; ip route | sed 's/^/| now: /'
+	journalctl --since "@$1" -u systemd-networkd -u NetworkManager -u networking -u dhcpcd -u pamvrf-dnsmasq -t dhclient -o short-monotonic --no-pager |
+		grep -vE 'dnsmasq-dhcp.*(sent size|requested options|next server|tags:|available DHCP range|client provides name)' | tail -n 80 | cut -c1-220 | sed 's/^/| log: /'
+}
+`
+
 // WaitOnline waits until eth0 has its DHCP lease and default route: the
 // agent answers as soon as systemd has booted, which can be before that.
 func (s *Scenario) WaitOnline(ctx context.Context, stage string) {
 	_, _, code := s.run(ctx, `/lib/systemd/systemd-networkd-wait-online -i eth0 --timeout=60 &&
 for i in $(seq 150); do ip route show vrf mgmt 2>/dev/null | grep -q '^default via' && exit 0
 ip route show default dev eth0 | grep -q via && exit 0; sleep 0.2; done; exit 1`)
-	s.check(stage+"/eth0 is online with a default route", code == 0, "exit %d", code)
+	if !s.check(stage+"/eth0 is online with a default route", code == 0, "exit %d", code) {
+		s.run(ctx, mgrlogShell+`mgrlog "$(( $(date +%s) - 300 ))"`)
+	}
 }
 
 // Reboot reboots the guest on the same disk.
