@@ -220,32 +220,51 @@ func waitNetworkd(e *Env, w settleWant) error {
 	if _, off := e.Svc.(Offline); off {
 		return nil
 	}
-	timeout := settleTimeout(e)
+	return settleReport(e, w, settlePolls(e, w, settleTimeout(e)))
+}
+
+// settleResult is what a settle wait saw last.
+type settleResult struct {
+	missing  []string
+	state    string
+	critical bool
+	took     time.Duration
+	timeout  time.Duration
+}
+
+// settlePolls polls until w holds or timeout passes.
+func settlePolls(e *Env, w settleWant, timeout time.Duration) settleResult {
 	start := time.Now()
 	deadline := start.Add(timeout)
 	for {
 		missing, state, critical := settleStatus(e, w)
-		if len(missing) == 0 {
-			if e.Out != nil {
-				fmt.Fprintf(e.Out, "       %s settled in %.1fs: %s\n", w.who(), time.Since(start).Seconds(), w)
-			}
-			return nil
-		}
-		if time.Now().After(deadline) {
-			msg := fmt.Sprintf("%s did not settle within %s: %s", w.who(), timeout, strings.Join(missing, "; "))
-			if critical && w.Who != "" {
-				return errors.New(msg)
-			}
-			if critical {
-				return fmt.Errorf("%s (networkd state %s; see journalctl -u systemd-networkd)", msg, orNone(state))
-			}
-			if e.Out != nil {
-				fmt.Fprintf(e.Out, "WARN   %s (continuing; see `vrf-netsetup check`)\n", msg)
-			}
-			return nil
+		if len(missing) == 0 || time.Now().After(deadline) {
+			return settleResult{missing: missing, state: state, critical: critical, took: time.Since(start), timeout: timeout}
 		}
 		time.Sleep(settlePoll)
 	}
+}
+
+// settleReport prints a settle's outcome and says whether it fails the
+// step (see waitNetworkd).
+func settleReport(e *Env, w settleWant, r settleResult) error {
+	if len(r.missing) == 0 {
+		if e.Out != nil {
+			fmt.Fprintf(e.Out, "       %s settled in %.1fs: %s\n", w.who(), r.took.Seconds(), w)
+		}
+		return nil
+	}
+	msg := fmt.Sprintf("%s did not settle within %s: %s", w.who(), r.timeout, strings.Join(r.missing, "; "))
+	if r.critical && w.Who != "" {
+		return errors.New(msg)
+	}
+	if r.critical {
+		return fmt.Errorf("%s (networkd state %s; see journalctl -u systemd-networkd)", msg, orNone(r.state))
+	}
+	if e.Out != nil {
+		fmt.Fprintf(e.Out, "WARN   %s (continuing; see `vrf-netsetup check`)\n", msg)
+	}
+	return nil
 }
 
 // WaitNetworkdIdle waits (bounded) while networkd is still configuring the

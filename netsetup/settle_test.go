@@ -1,12 +1,16 @@
 package netsetup
 
 import (
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pam-vrf/pam-vrf/netsetup/hostnet"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -95,5 +99,98 @@ func TestNetworkdPickup(t *testing.T) {
 	waitNetworkdPickup(fs, 2, networkdStamp(fs, 2), 400*time.Millisecond, &out)
 	if d := time.Since(t0); d < 400*time.Millisecond || d > 3*time.Second || !strings.Contains(out.String(), "did not start") {
 		t.Errorf("waited %v, said %q; want the bound and a note", d, out.String())
+	}
+}
+
+// reconfigureSvc stands in for networkd: every networkctl-reconfigure
+// rewrites the link's state file ("configured"), and from the call numbered
+// routeAt on (0: never) the link also gets its DHCP default route in main.
+type reconfigureSvc struct {
+	fakeSvc
+	t       *testing.T
+	n       *Net
+	file    string
+	routeAt int
+	calls   int
+}
+
+func (f *reconfigureSvc) Run(verb string, args ...string) error {
+	f.fakeSvc.Run(verb, args...)
+	if verb != "networkctl-reconfigure" {
+		return nil
+	}
+	f.calls++
+	tmp := f.file + ".tmp"
+	if err := os.WriteFile(tmp, []byte("ADMIN_STATE=configured\n"), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, f.file); err != nil {
+		f.t.Fatal(err)
+	}
+	if f.routeAt > 0 && f.calls == f.routeAt {
+		l, _ := f.n.H.LinkByName("eth0")
+		_, dst, _ := net.ParseCIDR("0.0.0.0/0")
+		if err := f.n.H.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Dst: dst, Gw: net.ParseIP("10.9.0.2")}); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	return nil
+}
+
+// TestRunSettledAsksAgain: a link networkd reports configured but without
+// its default route halfway through the settle time gets the reconfigure
+// once more (networkd's DHCP client gone quiet after a rollback's pass
+// left the test guests without IPv4); a link that settles is asked once,
+// and one that never does is asked twice and only warned about.
+func TestRunSettledAsksAgain(t *testing.T) {
+	_, n := newNS(t)
+	vethPair(t, n, "eth0", "peer0", -1)
+	addAddr(t, n, "eth0", "10.9.0.1/24")
+	l, err := n.H.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	dir := filepath.Join(root, networkdLinksDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, fmt.Sprint(l.Attrs().Index))
+	w := settleWant{Iface: "eth0", Table: unix.RT_TABLE_MAIN, Families: []int{unix.AF_INET}}
+	c := hostnet.Cmd{ID: "revert-networkd-reconfigure", Run: [][]string{{"networkctl-reload"}, {"networkctl-reconfigure", "eth0"}}}
+	for _, tc := range []struct {
+		name          string
+		routeAt       int
+		calls         int
+		note, settled bool
+	}{
+		{"settles at once", 1, 1, false, true},
+		{"quiet until asked again", 2, 2, true, true},
+		{"never", 0, 2, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_ = n.H.RouteDel(&netlink.Route{LinkIndex: l.Attrs().Index, Dst: &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}})
+			if err := os.WriteFile(file, []byte("ADMIN_STATE=configured\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			svc := &reconfigureSvc{t: t, n: n, file: file, routeAt: tc.routeAt}
+			var out strings.Builder
+			e := &Env{Net: n, FS: FS{Root: root}, Svc: svc, Out: &out, SettleTimeout: 2 * time.Second}
+			if err := runSettled(e, c, w); err != nil {
+				t.Fatalf("runSettled: %v\n%s", err, out.String())
+			}
+			if svc.calls != tc.calls {
+				t.Errorf("reconfigure ran %d time(s), want %d\n%s", svc.calls, tc.calls, out.String())
+			}
+			if got := strings.Contains(out.String(), "networkctl reconfigure eth0 once more"); got != tc.note {
+				t.Errorf("note of the second ask: %v, want %v\n%s", got, tc.note, out.String())
+			}
+			if got := strings.Contains(out.String(), "networkd settled in"); got != tc.settled {
+				t.Errorf("settled: %v, want %v\n%s", got, tc.settled, out.String())
+			}
+			if !tc.settled && !strings.Contains(out.String(), "WARN   networkd did not settle within 2s: no ipv4 default route via eth0 in table main") {
+				t.Errorf("no warning naming the missing route:\n%s", out.String())
+			}
+		})
 	}
 }
