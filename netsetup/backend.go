@@ -141,7 +141,7 @@ func stepSettle(c hostnet.Cmd, disruptive bool, w settleWant) Step {
 // that leaves it so takes the host off its management network.
 func runSettled(e *Env, c hostnet.Cmd, w settleWant) error {
 	_, off := e.Svc.(Offline)
-	if err := runPickedUp(e, c.Run, w, off); err != nil {
+	if err := runPickedUp(e, c.Run, w); err != nil {
 		return err
 	}
 	if off {
@@ -162,9 +162,9 @@ func runSettled(e *Env, c hostnet.Cmd, w settleWant) error {
 	}
 	if e.Out != nil {
 		fmt.Fprintf(e.Out, "note   networkd not done with %s after %s (%s): %s once more\n",
-			w.Iface, first.took.Round(time.Second), strings.Join(first.missing, "; "), strings.Replace(strings.Join(c.Run[len(c.Run)-1], " "), "networkctl-", "networkctl ", 1))
+			w.Iface, first.took.Round(time.Second), strings.Join(first.missing, "; "), commandLine(c.Run[len(c.Run)-1]))
 	}
-	if err := runPickedUp(e, c.Run[len(c.Run)-1:], w, off); err != nil {
+	if err := runPickedUp(e, c.Run[len(c.Run)-1:], w); err != nil {
 		return err
 	}
 	return waitNetworkd(e, w)
@@ -172,7 +172,8 @@ func runSettled(e *Env, c hostnet.Cmd, w settleWant) error {
 
 // runPickedUp runs the commands; with networkd (w.Who "") it waits after
 // the last for networkd to start on the iface (waitNetworkdPickup).
-func runPickedUp(e *Env, run [][]string, w settleWant, off bool) error {
+func runPickedUp(e *Env, run [][]string, w settleWant) error {
+	_, off := e.Svc.(Offline)
 	for i, args := range run {
 		ifindex, before := -1, ""
 		if i == len(run)-1 && !off && w.Who == "" {

@@ -31,6 +31,19 @@ func (Systemctl) IsEnabled(unit string) bool {
 	return exec.Command("systemctl", "is-enabled", "--quiet", unit).Run() == nil
 }
 
+// commandLine names a Run verb and its arguments as the command an admin
+// would type (the networkctl verbs as networkctl's, nmcli and nm-online as
+// themselves, the rest as systemctl's), for messages.
+func commandLine(args []string) string {
+	if v, ok := strings.CutPrefix(args[0], "networkctl-"); ok {
+		return strings.Join(append([]string{"networkctl", v}, args[1:]...), " ")
+	}
+	if args[0] == "nmcli" || args[0] == "nm-online" {
+		return strings.Join(args, " ")
+	}
+	return "systemctl " + strings.Join(args, " ")
+}
+
 // ignoreReqs: restarts of units that want our boot unit (ssh.service in
 // vrf-only mode, --service units) must not pull it in: from a manual apply
 // that would start a second apply next to the running one, and the apply
