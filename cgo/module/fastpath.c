@@ -706,8 +706,8 @@ out:
 	return rc;
 }
 
-static enum fp_result place_logged(pam_handle_t *pamh, const char *user, const char *policy,
-				   const struct decision *d);
+static PAMVRF_APART enum fp_result place_logged(pam_handle_t *pamh, const char *user, const char *policy,
+						const struct decision *d);
 
 enum fp_result pamvrf_fastpath(pam_handle_t *pamh, const char *user, const char *service, int argc,
 			       const char **argv, int *groups_timed_out)
@@ -745,7 +745,7 @@ enum fp_result pamvrf_fastpath(pam_handle_t *pamh, const char *user, const char 
  * place_logged places the session as decided and logs it as the Go part
  * does. Out of line: its buffers are on the stack only of logins placed.
  */
-static __attribute__((noinline)) enum fp_result place_logged(pam_handle_t *pamh, const char *user,
+static __attribute__((noinline)) PAMVRF_APART enum fp_result place_logged(pam_handle_t *pamh, const char *user,
 							     const char *policy, const struct decision *d)
 {
 	char dir[2 * PATH_MAX];

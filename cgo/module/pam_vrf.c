@@ -106,10 +106,10 @@ static int has_arg(int argc, const char **argv, const char *arg)
 
 /*
  * handover gives the session to the Go part, loading it first if need be.
- * Out of line, so that its buffers are on the stack only of the logins that
- * take this path.
+ * Out of line and apart (PAMVRF_APART), so that its buffers are on the stack,
+ * and its code in the pages touched, only of the logins that take this path.
  */
-static __attribute__((noinline)) int handover(pam_handle_t *pamh, int flags, const char *user, const char *service,
+static __attribute__((noinline)) PAMVRF_APART int handover(pam_handle_t *pamh, int flags, const char *user, const char *service,
 					      int groups_timed_out, int argc, const char **argv)
 {
 	char errbuf[PATH_MAX + 256];
