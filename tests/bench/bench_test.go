@@ -43,6 +43,7 @@ import (
 
 var (
 	testSO, benchSO, driver, sockloop string
+	shippedSO                         string // the module as packaged: the "not placed" rows load it
 	secondSO                          string // a copy of Debian's pam_permit.so: the "floor + a second module" baseline
 	samples                           = 2000 // from -benchtime Nx
 	mnt                               string // cgroup2 mount
@@ -70,7 +71,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	testSO, benchSO, driver = filepath.Join(dir, "test", "pam_vrf.so"), filepath.Join(dir, "bench", "pam_vrf.so"), filepath.Join(dir, "pamdriver")
-	for _, f := range []string{testSO, benchSO, driver} {
+	shippedSO = filepath.Join(dir, "pam_vrf.so")
+	for _, f := range []string{testSO, benchSO, shippedSO, driver} {
 		if _, err := os.Stat(f); err != nil {
 			fmt.Printf("bench: missing artifact %s: %v\n", f, err)
 			os.Exit(1)

@@ -80,7 +80,7 @@ var debianLeftOut = []struct{ line, short, why string }{
 // into a new directory and returns it. With policy != "", the module is
 // added as the "vrf" pam-auth-update profile adds it
 // (debian/pam-configs/vrf: "session required pam_vrf.so" in common-session's
-// Additional block, after pam_systemd), as the bench build with config= the
+// Additional block, after pam_systemd), the module as packaged, with config= the
 // policy written beside it.
 //
 // Includes are absolute: with pam_start_confdir, libpam still resolves a
@@ -113,12 +113,12 @@ func (e *env) debianStack(b *testing.B, policy string) string {
 			if name == "common-session" && policy != "" && strings.Contains(l, "pam_systemd.so") {
 				pol := filepath.Join(dir, "pam_vrf.toml")
 				write(b, pol, policy, 0o644)
-				out = append(out, fmt.Sprintf("session\trequired\t%s config=%s\n", benchSO, pol))
+				out = append(out, fmt.Sprintf("session\trequired\t%s config=%s\n", shippedSO, pol))
 			}
 		}
 		write(b, filepath.Join(dir, name), strings.Join(out, ""), 0o644)
 	}
-	if policy != "" && !strings.Contains(readFile(b, filepath.Join(dir, "common-session")), benchSO) {
+	if policy != "" && !strings.Contains(readFile(b, filepath.Join(dir, "common-session")), shippedSO) {
 		b.Fatal("debianStack: no place for pam_vrf.so after pam_systemd.so in common-session")
 	}
 	return dir
@@ -145,7 +145,7 @@ func (e *env) mappedModules(b *testing.B, sess, stackDir string) []string {
 	var mods []string
 	for _, m := range pamModuleRe.FindAllStringSubmatch(out, -1) {
 		name := filepath.Base(m[1])
-		if m[1] == benchSO {
+		if m[1] == shippedSO {
 			name = "pam_vrf.so"
 		}
 		if !slices.Contains(mods, name) {
