@@ -80,19 +80,6 @@ shape_setup() {
 	echo 'dhcp-option=option:classless-static-route,198.51.100.0/24,192.0.2.1,0.0.0.0/0,192.0.2.1' >> /etc/pamvrf-test/dnsmasq.conf
 	systemctl restart pamvrf-dnsmasq
 }
-# deaf on|off: the DHCP server's side drops broadcast requests (tc u32 on
-# up0's ingress) or hears them again; while on, an ACK answers a unicast
-# RENEW, never a broadcast REBIND
-deaf() {
-	if [ "$1" = on ]; then
-		ip netns exec upstream tc qdisc del dev up0 ingress 2>/dev/null
-		ip netns exec upstream tc qdisc add dev up0 ingress &&
-			ip netns exec upstream tc filter add dev up0 parent ffff: protocol ip u32 match ip dst 255.255.255.255/32 action drop
-	else
-		ip netns exec upstream tc -s filter show dev up0 parent ffff: | grep -E 'Sent|dropped' | head -n 2 | sed 's/^/| tc: /'
-		ip netns exec upstream tc qdisc del dev up0 ingress
-	fi
-}
 `
 
 // failAtStepScript: for each step (the start of its line in apply's plan

@@ -77,12 +77,32 @@ short_leases() {
 acked() { journalctl -u pamvrf-dnsmasq --since "@$1" -o cat --no-pager | grep -c 'DHCPACK(up0) 192.0.2.10 52:54:00:12:34:10'; }
 # waitfor N CMD...: until CMD prints a number >= N (up to 200 s)
 waitfor() { n=$1; shift; for i in $(seq 200); do [ "$("$@")" -ge "$n" ] && return 0; sleep 1; done; return 1; }
-# two_renewals SINCE: the DHCP server acknowledged two renewals since
-# epoch SINCE and refused none
+# deaf on|off: the DHCP server's side drops broadcast requests (tc u32 on
+# up0's ingress) or hears them again; while on, an ACK answers a unicast
+# RENEW, never a broadcast REBIND
+deaf() {
+	if [ "$1" = on ]; then
+		ip netns exec upstream tc qdisc del dev up0 ingress 2>/dev/null
+		ip netns exec upstream tc qdisc add dev up0 ingress &&
+			ip netns exec upstream tc filter add dev up0 parent ffff: protocol ip u32 match ip dst 255.255.255.255/32 action drop
+	else
+		ip netns exec upstream tc -s filter show dev up0 parent ffff: | grep -E 'Sent|dropped' | head -n 2 | sed 's/^/| tc: /'
+		ip netns exec upstream tc qdisc del dev up0 ingress
+	fi
+}
+# two_renewals: the DHCP server, deaf to broadcasts, acknowledges two
+# renewals (T1 is 20 s) and refuses none. Deaf, it can only answer a
+# unicast RENEW, the packet the VRF has to route; counting every ACK would
+# also count the broadcast REBIND a client falls back to when its RENEWs
+# go unanswered.
 two_renewals() {
-	waitfor 2 acked "$1"; res $? "renew/the server acknowledged two renewals"
-	journalctl -u pamvrf-dnsmasq --since "@$1" -o cat --no-pager | grep -E 'DHCP(REQUEST|ACK|NAK)' | sed 's/^/| dnsmasq: /'
-	! journalctl -u pamvrf-dnsmasq --since "@$1" -o cat --no-pager | grep -q 'DHCPNAK'; res $? "renew/no DHCPNAK"
+	local t
+	deaf on; res $? "renew/the server's side drops broadcast requests (tc u32 on up0 ingress)"
+	t=$(date +%s)
+	waitfor 2 acked "$t"; res $? "renew/the server acknowledged two unicast renewals (broadcasts dropped)"
+	journalctl -u pamvrf-dnsmasq --since "@$t" -o cat --no-pager | grep -E 'DHCP(REQUEST|ACK|NAK)' | sed 's/^/| dnsmasq: /'
+	deaf off
+	! journalctl -u pamvrf-dnsmasq --since "@$t" -o cat --no-pager | grep -q 'DHCPNAK'; res $? "renew/no DHCPNAK"
 }
 # placed STAGE: an ssh login of alice (policy: mgmt) from the management
 # network lands in mgmt, and DNS and HTTP by name work from its shell;
