@@ -296,8 +296,11 @@ systemctl is-active ssh`, batch, sshCmd("alice", "ip vrf identify")))
 // stalls, so the two sides alternate batch by batch (4 logins in parallel
 // streams each, the order swapped every round) and each side's rate comes
 // from its median batch: a stall hits one batch, not a whole side. It
-// prints both rates and their ratio; the target (within 5%) is printed,
-// not asserted: a timing is no test.
+// prints both rates, their ratio, and the spread of the ratio over the
+// rounds (each round's two batches side by side), which says how far a
+// short run can be trusted: 8 batches each way have read 81% to 108% here,
+// 24 read 97%. The target (within 5%) is printed, not asserted: a timing
+// is no test.
 func (s *Scenario) LoginRate(ctx context.Context, perRound, rounds int) {
 	const streams = 4
 	batches := rounds * ((perRound + streams - 1) / streams)
@@ -310,8 +313,10 @@ t1=$(date +%%s%%N); echo "elapsed_ns $((t1-t0))"`, streams, sshCmd("alice", "tru
 	off := `cp /etc/pam.d/common-session /run/common-session.pamvrf && sed -i '/pam_vrf\.so/s/^/#PAMVRF-RATE-OFF /' /etc/pam.d/common-session && grep -c PAMVRF-RATE-OFF /etc/pam.d/common-session`
 	on := `mv /run/common-session.pamvrf /etc/pam.d/common-session && grep -c '^[^#]*pam_vrf\.so' /etc/pam.d/common-session`
 	elapsed := map[bool][]float64{}
+	var paired []float64 // per round: the rate with over the rate without
 	fails := 0
 	for r := 0; r < batches; r++ {
+		round := map[bool]float64{}
 		for _, with := range []bool{r%2 == 0, r%2 != 0} {
 			if !with {
 				if out, _, code := s.run(ctx, off); code != 0 || strings.TrimSpace(out) != "1" {
@@ -324,6 +329,7 @@ t1=$(date +%%s%%N); echo "elapsed_ns $((t1-t0))"`, streams, sshCmd("alice", "tru
 			if m := regexp.MustCompile(`elapsed_ns (\d+)`).FindStringSubmatch(out); m != nil {
 				ns, _ := strconv.ParseFloat(m[1], 64)
 				elapsed[with] = append(elapsed[with], ns/1e9)
+				round[with] = ns / 1e9
 			}
 			if !with {
 				if out, _, code := s.run(ctx, on); code != 0 || strings.TrimSpace(out) != "1" {
@@ -331,6 +337,9 @@ t1=$(date +%%s%%N); echo "elapsed_ns $((t1-t0))"`, streams, sshCmd("alice", "tru
 					return
 				}
 			}
+		}
+		if round[true] > 0 && round[false] > 0 {
+			paired = append(paired, round[false]/round[true])
 		}
 	}
 	median := func(v []float64) float64 {
@@ -342,7 +351,7 @@ t1=$(date +%%s%%N); echo "elapsed_ns $((t1-t0))"`, streams, sshCmd("alice", "tru
 		return v[len(v)/2]
 	}
 	mw, mo := median(elapsed[true]), median(elapsed[false])
-	ok := fails == 0 && mw > 0 && mo > 0
+	ok := fails == 0 && mw > 0 && mo > 0 && len(paired) > 0
 	if ok {
 		rateWith, rateWithout := streams/mw, streams/mo
 		ratio := rateWith / rateWithout
@@ -350,8 +359,10 @@ t1=$(date +%%s%%N); echo "elapsed_ns $((t1-t0))"`, streams, sshCmd("alice", "tru
 		if ratio >= 0.95 {
 			target = "PASS"
 		}
-		s.R.Note(fmt.Sprintf("login rate: with pam_vrf.so %.2f/s, without %.2f/s (same guest, %d alternating batches of %d parallel logins each way, median batch): %.1f%% of the rate without; target within 5%%: %s",
-			rateWith, rateWithout, batches, streams, 100*ratio, target))
+		q := slices.Clone(paired)
+		slices.Sort(q)
+		s.R.Note(fmt.Sprintf("login rate: with pam_vrf.so %.2f/s, without %.2f/s (same guest, %d alternating batches of %d parallel logins each way, median batch): %.1f%% of the rate without; target within 5%%: %s; round by round %.0f%% to %.0f%% (middle half of %d rounds)",
+			rateWith, rateWithout, batches, streams, 100*ratio, target, 100*q[len(q)/4], 100*q[(3*len(q))/4], len(q)))
 	}
 	s.check("rate/every login of both runs succeeded", ok, "%d failed", fails)
 }
