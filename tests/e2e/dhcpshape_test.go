@@ -23,7 +23,7 @@ import (
 //	invrf_client  STAGE: the client's own checks, after the common ones
 //	renewal_ok    SINCE: a unicast renewal acknowledged since epoch SINCE
 
-// dhcpShapeShell is sourced after netsetupShell (res, same) and before the
+// dhcpShapeShell is sourced after netsetupShell (res, same, deaf) and before the
 // test's own shell.
 const dhcpShapeShell = `
 A="vrf-netsetup apply --vrf mgmt --table 1000 --iface eth0"
