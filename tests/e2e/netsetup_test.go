@@ -79,10 +79,14 @@ acked() { journalctl -u pamvrf-dnsmasq --since "@$1" -o cat --no-pager | grep -c
 waitfor() { n=$1; shift; for i in $(seq 200); do [ "$("$@")" -ge "$n" ] && return 0; sleep 1; done; return 1; }
 # deaf on|off: the DHCP server's side drops broadcast requests (tc u32 on
 # up0's ingress) or hears them again; while on, an ACK answers a unicast
-# RENEW, never a broadcast REBIND
+# RENEW, never a broadcast REBIND. It hears them again by itself 5 minutes
+# on, should the script be killed first: no later section inherits a deaf
+# server.
 deaf() {
+	systemctl stop pamvrf-deaf-off.timer 2>/dev/null
 	if [ "$1" = on ]; then
 		ip netns exec upstream tc qdisc del dev up0 ingress 2>/dev/null
+		systemd-run --quiet --collect --unit=pamvrf-deaf-off --on-active=300 ip netns exec upstream tc qdisc del dev up0 ingress
 		ip netns exec upstream tc qdisc add dev up0 ingress &&
 			ip netns exec upstream tc filter add dev up0 parent ffff: protocol ip u32 match ip dst 255.255.255.255/32 action drop
 	else
@@ -167,8 +171,10 @@ reverted() {
 # same STAGE FILE: snap equals FILE within 60 s (networkd re-runs DHCP/RA)
 same() {
 	for i in $(seq 120); do snap > /tmp/now; cmp -s "$2" /tmp/now && break; sleep 0.5; done
-	diff "$2" /tmp/now; res $? "$1"
+	diff "$2" /tmp/now; res $? "$1" "$(diffwhy "$2" /tmp/now)"
 }
+# diffwhy WANT GOT: the first two lines that differ, for a failure's why
+diffwhy() { diff "$1" "$2" | grep -m2 '^[<>]' | tr '\n' ' ' | cut -c1-200; }
 `
 
 // TestE2ENetsetup proves, in one fresh guest (networkd + resolved):
@@ -221,6 +227,9 @@ getent hosts mirror.test >/dev/null; res $? "revert/DNS works in the default VRF
 online; res $? "again/eth0 online"
 snap > /root/sa
 $A > /dev/null 2>&1; res $? "again/apply"
+# the server comes back by itself 3 minutes on even if this script is
+# killed before it starts it: the sections after it need their DHCP
+systemd-run --quiet --collect --unit=pamvrf-dnsmasq-back --on-active=180 systemctl start pamvrf-dnsmasq
 systemctl stop pamvrf-dnsmasq
 T=$(date +%s)
 vrf-netsetup revert > /tmp/r.out 2>&1 & rv=$!
@@ -228,13 +237,13 @@ for i in $(seq 240); do grep -q 'once more' /tmp/r.out && break; sleep 0.5; done
 grep -E '^note   networkd not done' /tmp/r.out | cut -c1-200 | sed 's/^/| /'
 grep -q '^note   networkd not done with eth0 after .*: networkctl reconfigure eth0 once more' /tmp/r.out
 res $? "again/with no DHCP server, revert asks networkd once more halfway through its settle"
-systemctl start pamvrf-dnsmasq; U=$(date +%s)
+systemctl start pamvrf-dnsmasq; U=$(date +%s); systemctl stop pamvrf-dnsmasq-back.timer
 wait $rv; rc=$?; res $rc "again/revert succeeds"
 grep -E 'settled|WARN' /tmp/r.out | cut -c1-200 | sed 's/^/| /'
 grep -q 'networkd settled in .*no master.*table main' /tmp/r.out && ! grep -q '^WARN' /tmp/r.out
 res $? "again/networkd settled after the second ask, no warning"
 echo "| revert ended $(( $(date +%s) - U ))s after the DHCP server came back ($(( U - T ))s after revert started)"
-online; rc=$?; res $rc "again/eth0 online"; [ $rc = 0 ] || mgrlog "$T"
+online; rc=$?; res $rc "again/eth0 online" "$(dhcpwhy "$T")"; [ $rc = 0 ] || mgrlog "$T"
 same "again/network, rules, resolv.conf, files and sysctl as before apply" /root/sa
 `, 4*time.Minute)
 
@@ -349,7 +358,7 @@ sync
 	}
 	run("after the reboot: the unconfirmed try is rolled back, not re-applied", `
 systemctl is-system-running --wait >/dev/null 2>&1
-online; rc=$?; res $rc "reboot/eth0 online after boot"; [ $rc = 0 ] || mgrlog "$(( $(date +%s) - 300 ))"
+online; rc=$?; res $rc "reboot/eth0 online after boot" "$(dhcpwhy "$(( $(date +%s) - 300 ))")"; [ $rc = 0 ] || mgrlog "$(( $(date +%s) - 300 ))"
 journalctl -b -u pam-vrf-netsetup.service --no-pager -o cat | grep -E '^rollback|nothing else' | sed 's/^/| journal: /'
 grep -q '"status": "rolled-back"' /var/lib/pam-vrf/try.json && grep -q 'rebooted' /var/lib/pam-vrf/try.json; res $? "reboot/boot unit rolled the try back (status rolled-back, reason reboot)"
 ! systemctl is-failed --quiet pam-vrf-netsetup.service; res $? "reboot/boot unit did not fail"

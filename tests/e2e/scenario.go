@@ -236,6 +236,17 @@ mgrlog() {
 	journalctl --since "@$1" -u systemd-networkd -u NetworkManager -u networking -u dhcpcd -u pamvrf-dnsmasq -t dhclient -o short-monotonic --no-pager |
 		grep -vE 'dnsmasq-dhcp.*(sent size|requested options|next server|tags:|available DHCP range|client provides name)' | tail -n 80 | cut -c1-220 | sed 's/^/| log: /'
 }
+# dhcpwhy SINCE: one line for a failure's why (CI shows only those): eth0's
+# IPv4 address and networkd state now, the DHCP server's messages to and
+# from the guest since epoch SINCE, and networkd's last line on eth0
+dhcpwhy() {
+	local a st c m
+	a=$(ip -4 -o addr show dev eth0 | awk '{print $4}' | tr '\n' ' ')
+	st=$(networkctl --no-legend list eth0 2>/dev/null | awk '{print $4 "/" $5}')
+	c=$(journalctl --since "@$1" -u pamvrf-dnsmasq -o cat --no-pager 2>/dev/null | grep -oE 'DHCP(DISCOVER|OFFER|REQUEST|ACK|NAK|RELEASE|DECLINE)' | sort | uniq -c | awk '{printf "%s %s ", $2, $1}')
+	m=$(journalctl --since "@$1" -u systemd-networkd -o cat --no-pager 2>/dev/null | grep 'eth0' | tail -n 1 | cut -c1-90)
+	echo "eth0 v4 [${a% }] ${st:-?}; dnsmasq since: ${c:-nothing}; networkd: ${m:-nothing}"
+}
 `
 
 // WaitOnline waits until eth0 has its DHCP lease and default route: the
