@@ -238,14 +238,20 @@ mgrlog() {
 }
 # dhcpwhy SINCE: one line for a failure's why (CI shows only those): eth0's
 # IPv4 address and networkd state now, the DHCP server's messages to and
-# from the guest since epoch SINCE, and networkd's last line on eth0
+# from the guest since epoch SINCE, networkd's last line on eth0, and
+# whether journald keeps up: a guest whose journal stopped taking lines for
+# minutes (seen once: no entry from anyone for 200 s) also stalls dnsmasq,
+# which logs each DHCP message to its stdout before it answers
 dhcpwhy() {
-	local a st c m
+	local a st c m j
+	timeout 2 logger -t pamvrf-why "mark $$ $1"; sleep 1
+	j="journal takes lines"
+	journalctl -t pamvrf-why -o cat --no-pager 2>/dev/null | grep -q "^mark $$ $1\$" || j="JOURNAL STALLED (a line logged 1 s ago is not in it)"
 	a=$(ip -4 -o addr show dev eth0 | awk '{print $4}' | tr '\n' ' ')
 	st=$(networkctl --no-legend list eth0 2>/dev/null | awk '{print $4 "/" $5}')
 	c=$(journalctl --since "@$1" -u pamvrf-dnsmasq -o cat --no-pager 2>/dev/null | grep -oE 'DHCP(DISCOVER|OFFER|REQUEST|ACK|NAK|RELEASE|DECLINE)' | sort | uniq -c | awk '{printf "%s %s ", $2, $1}')
 	m=$(journalctl --since "@$1" -u systemd-networkd -o cat --no-pager 2>/dev/null | grep 'eth0' | tail -n 1 | cut -c1-90)
-	echo "eth0 v4 [${a% }] ${st:-?}; dnsmasq since: ${c:-nothing}; networkd: ${m:-nothing}"
+	echo "eth0 v4 [${a% }] ${st:-?}; dnsmasq since: ${c:-nothing}; networkd: ${m:-nothing}; $j"
 }
 `
 
