@@ -233,6 +233,9 @@ done; echo "left=$n"`)
 const mgrlogShell = `
 mgrlog() {
 	ip -br addr | sed 's/^/| now: /'; ip route | sed 's/^/| now: /'
+	# where journald waits now (its kernel stack names the lock when the
+	# journal has stalled)
+	cat /proc/$(pidof systemd-journald)/stack 2>/dev/null | head -n 12 | sed 's/^/| journald: /'
 	journalctl --since "@$1" -u systemd-networkd -u NetworkManager -u networking -u dhcpcd -u pamvrf-dnsmasq -t dhclient -o short-monotonic --no-pager |
 		grep -vE 'dnsmasq-dhcp.*(sent size|requested options|next server|tags:|available DHCP range|client provides name)' | tail -n 80 | cut -c1-220 | sed 's/^/| log: /'
 }
@@ -246,7 +249,8 @@ dhcpwhy() {
 	local a st c m j
 	timeout 2 logger -t pamvrf-why "mark $$ $1"; sleep 1
 	j="journal takes lines"
-	journalctl -t pamvrf-why -o cat --no-pager 2>/dev/null | grep -q "^mark $$ $1\$" || j="JOURNAL STALLED (a line logged 1 s ago is not in it)"
+	journalctl -t pamvrf-why -o cat --no-pager 2>/dev/null | grep -q "^mark $$ $1\$" ||
+		j="JOURNAL STALLED (a line logged 1 s ago is not in it; journald waits in $(cat /proc/$(pidof systemd-journald)/wchan 2>/dev/null))"
 	a=$(ip -4 -o addr show dev eth0 | awk '{print $4}' | tr '\n' ' ')
 	st=$(networkctl --no-legend list eth0 2>/dev/null | awk '{print $4 "/" $5}')
 	c=$(journalctl --since "@$1" -u pamvrf-dnsmasq -o cat --no-pager 2>/dev/null | grep -oE 'DHCP(DISCOVER|OFFER|REQUEST|ACK|NAK|RELEASE|DECLINE)' | sort | uniq -c | awk '{printf "%s %s ", $2, $1}')
