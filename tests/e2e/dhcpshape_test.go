@@ -134,7 +134,7 @@ pick() { $A --dry-run | grep -E "^ +[0-9]+\. $1" | head -1 | awk '{print $1}' | 
 	# server did since the apply started, for the reader of a failure
 	fault_online >/dev/null || mgrlog "$T"
 	fault_same "$tag: links, rules, routes, resolv.conf and files as before apply" /root/s0
-	fault_ssh; res $? "$tag: ssh from the management network works" "$(dhcpwhy "$T")"
+	fault_ssh; rc=$?; res $rc "$tag: ssh from the management network works" "$([ $rc = 0 ] || dhcpwhy "$T")"
 	after_fault "$tag"
 done
 `

@@ -31,7 +31,7 @@ psnap() {
 }
 psame() {
 	for i in $(seq 120); do psnap > /tmp/now; cmp -s "$2" /tmp/now && break; sleep 0.5; done
-	diff "$2" /tmp/now; res $? "$1" "$(diffwhy "$2" /tmp/now)"
+	local rc; diff "$2" /tmp/now; rc=$?; res $rc "$1" "$([ $rc = 0 ] || diffwhy "$2" /tmp/now)"
 }
 # v4online TABLE: networkd has eth0's DHCPv4 default route in TABLE (main or 1000)
 v4online() {

@@ -171,7 +171,7 @@ reverted() {
 # same STAGE FILE: snap equals FILE within 60 s (networkd re-runs DHCP/RA)
 same() {
 	for i in $(seq 120); do snap > /tmp/now; cmp -s "$2" /tmp/now && break; sleep 0.5; done
-	diff "$2" /tmp/now; res $? "$1" "$(diffwhy "$2" /tmp/now)"
+	local rc; diff "$2" /tmp/now; rc=$?; res $rc "$1" "$([ $rc = 0 ] || diffwhy "$2" /tmp/now)"
 }
 # diffwhy WANT GOT: the first two lines that differ, for a failure's why
 diffwhy() { diff "$1" "$2" | grep -m2 '^[<>]' | tr '\n' ' ' | cut -c1-200; }
@@ -243,7 +243,7 @@ grep -E 'settled|WARN' /tmp/r.out | cut -c1-200 | sed 's/^/| /'
 grep -q 'networkd settled in .*no master.*table main' /tmp/r.out && ! grep -q '^WARN' /tmp/r.out
 res $? "again/networkd settled after the second ask, no warning"
 echo "| revert ended $(( $(date +%s) - U ))s after the DHCP server came back ($(( U - T ))s after revert started)"
-online; rc=$?; res $rc "again/eth0 online" "$(dhcpwhy "$T")"; [ $rc = 0 ] || mgrlog "$T"
+online; rc=$?; res $rc "again/eth0 online" "$([ $rc = 0 ] || dhcpwhy "$T")"; [ $rc = 0 ] || mgrlog "$T"
 same "again/network, rules, resolv.conf, files and sysctl as before apply" /root/sa
 `, 4*time.Minute)
 
@@ -358,7 +358,7 @@ sync
 	}
 	run("after the reboot: the unconfirmed try is rolled back, not re-applied", `
 systemctl is-system-running --wait >/dev/null 2>&1
-online; rc=$?; res $rc "reboot/eth0 online after boot" "$(dhcpwhy "$(( $(date +%s) - 300 ))")"; [ $rc = 0 ] || mgrlog "$(( $(date +%s) - 300 ))"
+online; rc=$?; res $rc "reboot/eth0 online after boot" "$([ $rc = 0 ] || dhcpwhy "$(( $(date +%s) - 300 ))")"; [ $rc = 0 ] || mgrlog "$(( $(date +%s) - 300 ))"
 journalctl -b -u pam-vrf-netsetup.service --no-pager -o cat | grep -E '^rollback|nothing else' | sed 's/^/| journal: /'
 grep -q '"status": "rolled-back"' /var/lib/pam-vrf/try.json && grep -q 'rebooted' /var/lib/pam-vrf/try.json; res $? "reboot/boot unit rolled the try back (status rolled-back, reason reboot)"
 ! systemctl is-failed --quiet pam-vrf-netsetup.service; res $? "reboot/boot unit did not fail"
