@@ -134,11 +134,16 @@ func stepSettle(c hostnet.Cmd, disruptive bool, w settleWant) Step {
 // step after it raced the pass still to come.
 //
 // A link networkd has not finished with halfway through the settle time,
-// and not failed either, gets c's last command once more: networkd's DHCP
-// client can go quiet after a pass (seen in the test guests, after
-// rollbacks and reverts: eth0 "configuring" with no IPv4 lease for
-// minutes while the server answered others), and a rollback or a revert
-// that leaves it so takes the host off its management network.
+// and not failed either, gets c's last command once more if a default
+// route is still missing: networkd's DHCP client can go quiet after a pass
+// (seen in the test guests, after rollbacks and reverts: eth0
+// "configuring" with no IPv4 lease for minutes while the server answered
+// others), and a rollback or a revert that leaves it so takes the host off
+// its management network. A link whose routes are all in place and that
+// networkd merely still calls "configuring" (an IPv6 SLAAC address still
+// to come, seen under TCG) is not asked again: that reconfigure would only
+// race networkd's pass, and one that did (an apply after an interrupted
+// one, in the test guest) left eth0 without its IPv4 lease until a reboot.
 func runSettled(e *Env, c hostnet.Cmd, w settleWant) error {
 	_, off := e.Svc.(Offline)
 	if err := runPickedUp(e, c.Run, w); err != nil {
@@ -155,7 +160,7 @@ func runSettled(e *Env, c hostnet.Cmd, w settleWant) error {
 	if len(first.missing) == 0 {
 		return settleReport(e, w, first)
 	}
-	if first.critical { // a master still to change or a failed link: the rest of the time, as ever
+	if first.critical || first.stateOnly { // a master still to change, a failed link, or the routes there: the rest of the time
 		rest := settlePolls(e, w, timeout-first.took)
 		rest.took, rest.timeout = rest.took+first.took, timeout
 		return settleReport(e, w, rest)

@@ -228,8 +228,11 @@ type settleResult struct {
 	missing  []string
 	state    string
 	critical bool
-	took     time.Duration
-	timeout  time.Duration
+	// stateOnly: all that is missing is networkd's "configured" (master
+	// and default routes are in place)
+	stateOnly bool
+	took      time.Duration
+	timeout   time.Duration
 }
 
 // settlePolls polls until w holds or timeout passes.
@@ -239,7 +242,10 @@ func settlePolls(e *Env, w settleWant, timeout time.Duration) settleResult {
 	for {
 		missing, state, critical := settleStatus(e, w)
 		if len(missing) == 0 || time.Now().After(deadline) {
-			return settleResult{missing: missing, state: state, critical: critical, took: time.Since(start), timeout: timeout}
+			// the state's entry is the only one that is neither the
+			// master's (critical) nor a route's
+			stateOnly := len(missing) == 1 && !critical && w.Who == "" && state != "configured"
+			return settleResult{missing: missing, state: state, critical: critical, stateOnly: stateOnly, took: time.Since(start), timeout: timeout}
 		}
 		time.Sleep(settlePoll)
 	}

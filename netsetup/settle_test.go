@@ -103,13 +103,15 @@ func TestNetworkdPickup(t *testing.T) {
 }
 
 // reconfigureSvc stands in for networkd: every networkctl-reconfigure
-// rewrites the link's state file ("configured"), and from the call numbered
-// routeAt on (0: never) the link also gets its DHCP default route in main.
+// rewrites the link's state file (state, "configured" if empty), and from
+// the call numbered routeAt on (0: never) the link also gets its DHCP
+// default route in main.
 type reconfigureSvc struct {
 	fakeSvc
 	t       *testing.T
 	n       *Net
 	file    string
+	state   string
 	routeAt int
 	calls   int
 }
@@ -121,7 +123,11 @@ func (f *reconfigureSvc) Run(verb string, args ...string) error {
 	}
 	f.calls++
 	tmp := f.file + ".tmp"
-	if err := os.WriteFile(tmp, []byte("ADMIN_STATE=configured\n"), 0o644); err != nil {
+	state := f.state
+	if state == "" {
+		state = "configured"
+	}
+	if err := os.WriteFile(tmp, []byte("ADMIN_STATE="+state+"\n"), 0o644); err != nil {
 		f.t.Fatal(err)
 	}
 	if err := os.Rename(tmp, f.file); err != nil {
@@ -141,7 +147,9 @@ func (f *reconfigureSvc) Run(verb string, args ...string) error {
 // its default route halfway through the settle time gets the reconfigure
 // once more (networkd's DHCP client gone quiet after a rollback's pass
 // left the test guests without IPv4); a link that settles is asked once,
-// and one that never does is asked twice and only warned about.
+// and one that never does is asked twice and only warned about. A link
+// with its route whose state stays "configuring" is asked once: a second
+// reconfigure would race networkd's pass.
 func TestRunSettledAsksAgain(t *testing.T) {
 	_, n := newNS(t)
 	vethPair(t, n, "eth0", "peer0", -1)
@@ -160,20 +168,23 @@ func TestRunSettledAsksAgain(t *testing.T) {
 	c := hostnet.Cmd{ID: "revert-networkd-reconfigure", Run: [][]string{{"networkctl-reload"}, {"networkctl-reconfigure", "eth0"}}}
 	for _, tc := range []struct {
 		name          string
+		state         string
 		routeAt       int
 		calls         int
 		note, settled bool
+		warn          string
 	}{
-		{"settles at once", 1, 1, false, true},
-		{"quiet until asked again", 2, 2, true, true},
-		{"never", 0, 2, true, false},
+		{"settles at once", "", 1, 1, false, true, ""},
+		{"quiet until asked again", "", 2, 2, true, true, ""},
+		{"never", "", 0, 2, true, false, "no ipv4 default route via eth0 in table main"},
+		{"route there, still configuring", "configuring", 1, 1, false, false, "networkd setup state of eth0 is configuring"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_ = n.H.RouteDel(&netlink.Route{LinkIndex: l.Attrs().Index, Dst: &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}})
 			if err := os.WriteFile(file, []byte("ADMIN_STATE=configured\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			svc := &reconfigureSvc{t: t, n: n, file: file, routeAt: tc.routeAt}
+			svc := &reconfigureSvc{t: t, n: n, file: file, state: tc.state, routeAt: tc.routeAt}
 			var out strings.Builder
 			e := &Env{Net: n, FS: FS{Root: root}, Svc: svc, Out: &out, SettleTimeout: 2 * time.Second}
 			if err := runSettled(e, c, w); err != nil {
@@ -188,8 +199,8 @@ func TestRunSettledAsksAgain(t *testing.T) {
 			if got := strings.Contains(out.String(), "networkd settled in"); got != tc.settled {
 				t.Errorf("settled: %v, want %v\n%s", got, tc.settled, out.String())
 			}
-			if !tc.settled && !strings.Contains(out.String(), "WARN   networkd did not settle within 2s: no ipv4 default route via eth0 in table main") {
-				t.Errorf("no warning naming the missing route:\n%s", out.String())
+			if !tc.settled && !strings.Contains(out.String(), "WARN   networkd did not settle within 2s: "+tc.warn) {
+				t.Errorf("no warning naming what is missing (%s):\n%s", tc.warn, out.String())
 			}
 		})
 	}
