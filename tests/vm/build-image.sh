@@ -157,7 +157,7 @@ chmod 0600 "$R/root/.ssh/config"
 
 log "enabling units"
 inroot systemctl enable -q systemd-networkd systemd-resolved ssh \
-	pamvrf-agent pamvrf-upstream pamvrf-dnsmasq pamvrf-httpd
+	pamvrf-agent pamvrf-upstream pamvrf-dnsmasq pamvrf-httpd pamvrf-journalwatch
 for u in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer \
 	chrony.service rsyslog.service NetworkManager.service NetworkManager-wait-online.service; do
 	inroot systemctl disable -q "$u" 2>/dev/null || true
