@@ -37,6 +37,11 @@ func (r *testReporter) Check(name string, ok bool, detail string) {
 	r.check(name, ok, "", detail)
 }
 
+// CheckWhy is check (Scenario's whyReporter).
+func (r *testReporter) CheckWhy(name string, ok bool, why, detail string) {
+	r.check(name, ok, why, detail)
+}
+
 // check is Check with why, a short reason the summary prints after name.
 func (r *testReporter) check(name string, ok bool, why, detail string) {
 	line := "ok   " + name
@@ -77,6 +82,22 @@ type outcomeLog struct {
 	running map[string]time.Time // running, or waiting for its turn (zero)
 	done    []outcome
 	panics  []string // tests whose guest kernel panicked while they ran
+	stalls  []string // what each guest's pamvrf-journalwatch noted
+	stalled []string // failed tests whose guest's journal stalled while they ran
+}
+
+// stall records what t's guest noted of a journal that stopped taking
+// lines, or of a guest that stood still.
+func (l *outcomeLog) stall(t *testing.T, lines []string) {
+	l.Lock()
+	defer l.Unlock()
+	if t.Failed() {
+		l.stalled = append(l.stalled, t.Name())
+	}
+	if len(lines) > 4 {
+		lines = append(lines[:4], fmt.Sprintf("... and %d more", len(lines)-4))
+	}
+	l.stalls = append(l.stalls, strings.TrimPrefix(t.Name(), "Test")+": "+strings.Join(lines, "\n      "))
 }
 
 // panicked records that t failed with its guest's kernel panicking.
@@ -100,8 +121,8 @@ func (o outcome) String() string {
 // note keeps the first line of a failure of test t.
 func (l *outcomeLog) note(t *testing.T, msg string) {
 	msg, _, _ = strings.Cut(strings.TrimSpace(msg), "\n")
-	if r := []rune(msg); len(r) > 200 {
-		msg = string(r[:200]) + "..."
+	if r := []rune(msg); len(r) > 320 {
+		msg = string(r[:320]) + "..."
 	}
 	l.Lock()
 	defer l.Unlock()
@@ -160,9 +181,16 @@ func (l *outcomeLog) print() {
 		}
 		fmt.Printf("  STILL RUNNING %s after %v\n", name, time.Since(since).Round(time.Second))
 	}
+	if len(l.stalls) > 0 {
+		// the guest's environment, pass or fail: a failure's why may be here
+		fmt.Printf("  guest journal stalls (uptime in s; tests/vm/guest/usr/local/sbin/pamvrf-journalwatch):\n    %s\n", strings.Join(l.stalls, "\n    "))
+	}
+	// scripts/e2e-run.sh reads these lines
 	if len(l.panics) > 0 {
-		// scripts/e2e-run.sh reads this line
 		fmt.Printf("e2e GUEST KERNEL PANIC: %s\n", strings.Join(l.panics, " "))
+	}
+	if len(l.stalled) > 0 {
+		fmt.Printf("e2e GUEST JOURNAL STALLED: %s\n", strings.Join(l.stalled, " "))
 	}
 	if len(bad) > 0 {
 		fmt.Printf("e2e FAILED: %s\n", strings.Join(bad, " "))
@@ -299,6 +327,7 @@ func boot(ctx context.Context, t *testing.T, img vm.Image) *vm.VM {
 		fatal(t, err)
 	}
 	t.Cleanup(func() { m.Close() })
+	t.Cleanup(func() { reportJournalStalls(t, m) })
 	t.Cleanup(func() {
 		if t.Failed() && m.PanickedWhileUp() {
 			outcomes.panicked(t)
@@ -309,6 +338,24 @@ func boot(ctx context.Context, t *testing.T, img vm.Image) *vm.VM {
 		fatal(t, err)
 	}
 	return m
+}
+
+// reportJournalStalls: what the guest's pamvrf-journalwatch noted while t
+// ran (a journal that took no line for seconds or minutes stalls every
+// daemon that logs, and so leases and RAs), into t's log with the dumps
+// it took, and into the summary. Nothing if it noted nothing.
+func reportJournalStalls(t *testing.T, m *vm.VM) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, _, _, err := m.Run(ctx, "cat /var/lib/pamvrf-journalwatch/stalls 2>/dev/null")
+	if err != nil || strings.TrimSpace(out) == "" {
+		return
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	outcomes.stall(t, lines)
+	detail, _, _, _ := m.Run(ctx, "head -c 20000 /var/lib/pamvrf-journalwatch/detail 2>/dev/null")
+	say(t, "e2e: the guest's journal stalled, or the guest stood still (pamvrf-journalwatch):\n  %s\n%s\n",
+		strings.Join(lines, "\n  "), detail)
 }
 
 // guestScripts returns a runner for shell scripts in m, each prefixed by
@@ -384,7 +431,7 @@ func watchdog(limit time.Duration) string {
     echo "--- try lock: $(cat /run/pam-vrf/try.lock 2>/dev/null)"
     systemctl list-jobs --no-pager | head -n 8
     ip -br addr; ip rule | head -n 12; ip route show table all | grep -E '^default|^unreachable' | head -n 8
-    journalctl -o short-monotonic --no-pager -n 25 | cut -c1-200
+    journalctl -o short-monotonic --no-pager -n 40 | grep -v ' pamvrf-jw\[' | tail -n 25 | cut -c1-200
     ps -C vrf-netsetup,vrf-netsetup-fa -o pid=,pgid=,etimes= | while read -r p pg secs; do
       [ "$pg" = "$g" ] && [ "$secs" -ge 60 ] || continue
       f=$(readlink "/proc/$p/fd/2"); kill -QUIT "$p"; sleep 2
@@ -408,7 +455,7 @@ func stuckReport(ctx context.Context, m *vm.VM) string {
 	out, _, _, err := m.Run(dctx, `echo "--- systemctl list-jobs"; systemctl list-jobs --no-pager | head -n 15
 echo "--- processes"; ps -eo pid,etime,args | grep -E '[v]rf-netsetup|[s]ystemctl|[n]etworkctl|[n]mcli|[i]fup|[d]hclient' | head -n 15
 echo "--- apply lock: $(cat /run/pam-vrf/apply.lock 2>/dev/null)"
-echo "--- journal"; journalctl -o short-monotonic --no-pager -n 30 | cut -c1-200`)
+echo "--- journal"; journalctl -o short-monotonic --no-pager -n 45 | grep -v ' pamvrf-jw\[' | tail -n 30 | cut -c1-200`)
 	if err != nil {
 		return fmt.Sprintf("   (no report on the stuck guest: %v)\n", err)
 	}
