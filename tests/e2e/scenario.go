@@ -75,6 +75,21 @@ func (s *Scenario) check(name string, ok bool, format string, a ...any) bool {
 	return ok
 }
 
+// whyReporter is a Reporter that keeps, for a failure, a one-line why
+// next to the check's name (the e2e summary: CI shows little else).
+type whyReporter interface {
+	CheckWhy(name string, ok bool, why, detail string)
+}
+
+// checkWhy is check with why, a short reason for a failure's summary line.
+func (s *Scenario) checkWhy(name string, ok bool, why string, format string, a ...any) bool {
+	if w, is := s.R.(whyReporter); is {
+		w.CheckWhy(name, ok, why, fmt.Sprintf(format, a...))
+		return ok
+	}
+	return s.check(name, ok, format, a...)
+}
+
 // Install puts pam-vrf into the guest the way an admin would: the Debian
 // packages when Debs is set (dpkg -i; the module is then enabled in
 // Provision with pam-auth-update), else the bare build artifacts.
@@ -239,33 +254,64 @@ mgrlog() {
 	journalctl --since "@$1" -u systemd-networkd -u NetworkManager -u networking -u dhcpcd -u pamvrf-dnsmasq -t dhclient -o short-monotonic --no-pager |
 		grep -vE 'dnsmasq-dhcp.*(sent size|requested options|next server|tags:|available DHCP range|client provides name)' | tail -n 80 | cut -c1-220 | sed 's/^/| log: /'
 }
+# dhcpdebug SINCE: for a link networkd left without its IPv4 lease: turns
+# networkd's debug log on for 70 s (a DHCPv4 client in backoff sends again
+# within 64 s), then prints what its DHCPv4 client and the DHCP server did
+# since epoch SINCE: whether DISCOVERs go out, reach the server, and
+# whether its OFFERs come back
+dhcpdebug() {
+	local D=$(date +%s)
+	systemctl service-log-level systemd-networkd debug 2>/dev/null; sleep 70
+	systemctl service-log-level systemd-networkd info 2>/dev/null
+	networkctl status eth0 --no-pager -n 0 2>/dev/null | sed 's/^/| dhcpdebug status: /'
+	journalctl --since "@$1" -u pamvrf-dnsmasq -o short-monotonic --no-pager | grep -E 'DHCP[A-Z]+\(' | tail -n 20 | cut -c1-160 | sed 's/^/| dhcpdebug dnsmasq: /'
+	journalctl --since "@$D" -u systemd-networkd -o short-monotonic --no-pager | grep -iE 'eth0.*(dhcp|DISCOVER|OFFER|REQUEST|ACK|NAK|lease|state|carrier|link)|DHCP CLIENT' | tail -n 60 | cut -c1-200 | sed 's/^/| dhcpdebug networkd: /'
+	# which kick brings the lease back, mildest first
+	local k i
+	for k in "networkctl renew eth0" "networkctl reconfigure eth0" "networkctl down eth0; networkctl up eth0" "systemctl restart systemd-networkd"; do
+		ip -4 addr show dev eth0 | grep -q 'inet ' && break
+		eval "$k" 2>/dev/null
+		for i in $(seq 60); do ip -4 addr show dev eth0 | grep -q 'inet ' && break; sleep 0.5; done
+		ip -4 addr show dev eth0 | grep -q 'inet ' && echo "| dhcpdebug kick: $k: lease back after ${i}x0.5 s" || echo "| dhcpdebug kick: $k: no lease 30 s on"
+	done
+}
 # dhcpwhy SINCE: one line for a failure's why (CI shows only those): eth0's
-# IPv4 address and networkd state now, the DHCP server's messages to and
-# from the guest since epoch SINCE, networkd's last line on eth0, and
-# whether journald keeps up: a guest whose journal stopped taking lines for
-# minutes (seen once: no entry from anyone for 200 s) also stalls dnsmasq,
-# which logs each DHCP message to its stdout before it answers
+# IPv4 address, networkd state and IPv6 default route now, the DHCP
+# server's DHCP and RA messages since epoch SINCE, networkd's last line on
+# eth0, and whether journald keeps up (now, and pamvrf-journalwatch's last
+# note; the summary keeps a why's first 320 characters, so these come
+# first): a guest whose journal stopped taking lines for minutes (CI: no
+# entry from anyone for 200 s) stalls networkd, whose every log line then
+# waits up to 10 s
 dhcpwhy() {
-	local a st c m j
+	local a st c m j v6 js
 	timeout 2 logger -t pamvrf-why "mark $$ $1"; sleep 1
-	j="journal takes lines"
+	j="journal ok"
 	journalctl -t pamvrf-why -o cat --no-pager 2>/dev/null | grep -q "^mark $$ $1\$" ||
-		j="JOURNAL STALLED (a line logged 1 s ago is not in it; journald waits in $(cat /proc/$(pidof systemd-journald)/wchan 2>/dev/null))"
+		j="JOURNAL STALLED now (a line logged 1 s ago is not in it; journald waits in $(cat /proc/$(pidof systemd-journald)/wchan 2>/dev/null))"
 	a=$(ip -4 -o addr show dev eth0 | awk '{print $4}' | tr '\n' ' ')
 	st=$(networkctl --no-legend list eth0 2>/dev/null | awk '{print $4 "/" $5}')
-	c=$(journalctl --since "@$1" -u pamvrf-dnsmasq -o cat --no-pager 2>/dev/null | grep -oE 'DHCP(DISCOVER|OFFER|REQUEST|ACK|NAK|RELEASE|DECLINE)' | sort | uniq -c | awk '{printf "%s %s ", $2, $1}')
+	c=$(journalctl --since "@$1" -u pamvrf-dnsmasq -o cat --no-pager 2>/dev/null | grep -oE 'DHCP(DISCOVER|OFFER|REQUEST|ACK|NAK|RELEASE|DECLINE)|RTR-(SOLICIT|ADVERT)' | sort | uniq -c | awk '{printf "%s %s ", $2, $1}')
+	v6=$(ip -6 route show table all default dev eth0 | grep -q via && echo "v6 RA default" || echo "NO v6 default")
+	js=$(tail -n 1 /var/lib/pamvrf-journalwatch/stalls 2>/dev/null)
 	m=$(journalctl --since "@$1" -u systemd-networkd -o cat --no-pager 2>/dev/null | grep 'eth0' | tail -n 1 | cut -c1-90)
-	echo "eth0 v4 [${a% }] ${st:-?}; dnsmasq since: ${c:-nothing}; networkd: ${m:-nothing}; $j"
+	echo "eth0 v4 [${a% }] ${st:-?}, $v6; $j${js:+ (journalwatch: $js)}; dnsmasq since: ${c:-nothing}; networkd: ${m:-nothing}"
 }
 `
 
 // WaitOnline waits until eth0 has its DHCP lease and default route: the
 // agent answers as soon as systemd has booted, which can be before that.
 func (s *Scenario) WaitOnline(ctx context.Context, stage string) {
-	_, _, code := s.run(ctx, `/lib/systemd/systemd-networkd-wait-online -i eth0 --timeout=60 &&
+	out, _, code := s.run(ctx, mgrlogShell+`T=$(date +%s)
+/lib/systemd/systemd-networkd-wait-online -i eth0 --timeout=60 &&
 for i in $(seq 150); do ip route show vrf mgmt 2>/dev/null | grep -q '^default via' && exit 0
-ip route show default dev eth0 | grep -q via && exit 0; sleep 0.2; done; exit 1`)
-	if !s.check(stage+"/eth0 is online with a default route", code == 0, "exit %d", code) {
+ip route show default dev eth0 | grep -q via && exit 0; sleep 0.2; done
+dhcpwhy "$T"; exit 1`)
+	why := ""
+	if code != 0 {
+		why = "(" + strings.TrimSpace(out) + ")"
+	}
+	if !s.checkWhy(stage+"/eth0 is online with a default route", code == 0, why, "exit %d, %s", code, out) {
 		s.run(ctx, mgrlogShell+`mgrlog "$(( $(date +%s) - 300 ))"`)
 	}
 }

@@ -27,7 +27,7 @@ var typicalMinutes = map[string]float64{
 	"TestE2E":               6.5,
 	"TestE2ESSHDVRFOnly":    6.5,
 	"TestE2EDhcpcd":         6,
-	"TestE2ENetsetup":       5.5,
+	"TestE2ENetsetup":       9, // its networkd settles vary most: first
 	"TestE2EFleetTry":       5.5,
 	"TestE2EIfupdown":       5,
 	"TestE2EOtherVRF":       4.5,
