@@ -7,7 +7,7 @@
 # guest kernel in the middle of a test (seen: a fault at a kernel code
 # patching site in a softirq); every later step of that test then fails
 # with the agent gone. And now and then a guest's journald takes no line
-# from anyone for minutes (CI: 200 s); every daemon that logs waits on it,
+# from anyone for minutes (seen once: 200 s); every daemon that logs waits on it,
 # networkd's DHCP and RA handling with them, and checks that wait for a
 # lease time out. The harness (tests/e2e: boot) names such failed tests on
 # a line "e2e GUEST KERNEL PANIC: ..." or "e2e GUEST JOURNAL STALLED: ..."

@@ -280,9 +280,9 @@ dhcpdebug() {
 # server's DHCP and RA messages since epoch SINCE, networkd's last line on
 # eth0, and whether journald keeps up (now, and pamvrf-journalwatch's last
 # note; the summary keeps a why's first 320 characters, so these come
-# first): a guest whose journal stopped taking lines for minutes (CI: no
-# entry from anyone for 200 s) stalls networkd, whose every log line then
-# waits up to 10 s
+# first): a guest whose journal stopped taking lines for minutes (seen
+# once: no entry from anyone for 200 s) stalls networkd, whose every log
+# line then waits up to 10 s
 dhcpwhy() {
 	local a st c m j v6 js
 	timeout 2 logger -t pamvrf-why "mark $$ $1"; sleep 1
