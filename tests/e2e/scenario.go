@@ -268,32 +268,34 @@ dhcpdebug() {
 	journalctl --since "@$D" -u systemd-networkd -o short-monotonic --no-pager | grep -iE 'eth0.*(dhcp|DISCOVER|OFFER|REQUEST|ACK|NAK|lease|state|carrier|link)|DHCP CLIENT' | tail -n 60 | cut -c1-200 | sed 's/^/| dhcpdebug networkd: /'
 	# which kick brings the lease back, mildest first
 	local k i
+	has4() { ip -4 addr show dev eth0 | grep -q 'inet '; }
 	for k in "networkctl renew eth0" "networkctl reconfigure eth0" "networkctl down eth0; networkctl up eth0" "systemctl restart systemd-networkd"; do
-		ip -4 addr show dev eth0 | grep -q 'inet ' && break
+		has4 && break
 		eval "$k" 2>/dev/null
-		for i in $(seq 60); do ip -4 addr show dev eth0 | grep -q 'inet ' && break; sleep 0.5; done
-		ip -4 addr show dev eth0 | grep -q 'inet ' && echo "| dhcpdebug kick: $k: lease back after ${i}x0.5 s" || echo "| dhcpdebug kick: $k: no lease 30 s on"
+		for i in $(seq 60); do has4 && break; sleep 0.5; done
+		has4 && echo "| dhcpdebug kick: $k: lease back after ${i}x0.5 s" || echo "| dhcpdebug kick: $k: no lease 30 s on"
 	done
 }
 # dhcpwhy SINCE: one line for a failure's why (CI shows only those): eth0's
 # IPv4 address, networkd state and IPv6 default route now, the DHCP
 # server's DHCP and RA messages since epoch SINCE, networkd's last line on
-# eth0, and whether journald keeps up (now, and pamvrf-journalwatch's last
-# note; the summary keeps a why's first 320 characters, so these come
-# first): a guest whose journal stopped taking lines for minutes (seen
+# eth0, and whether journald keeps up (pamvrf-journalwatch's last note: a
+# "journal stalled" not yet followed by "caught up" is a stall going on;
+# the summary keeps a why's first 320 characters, so these come first): a
+# guest whose journal stopped taking lines for minutes (seen
 # once: no entry from anyone for 200 s) stalls networkd, whose every log
 # line then waits up to 10 s
 dhcpwhy() {
 	local a st c m j v6 js
-	timeout 2 logger -t pamvrf-why "mark $$ $1"; sleep 1
-	j="journal ok"
-	journalctl -t pamvrf-why -o cat --no-pager 2>/dev/null | grep -q "^mark $$ $1\$" ||
-		j="JOURNAL STALLED now (a line logged 1 s ago is not in it; journald waits in $(cat /proc/$(pidof systemd-journald)/wchan 2>/dev/null))"
+	js=$(tail -n 1 /var/lib/pamvrf-journalwatch/stalls 2>/dev/null)
+	case "$js" in
+	*"journal stalled"*) j="JOURNAL STALLED now (journald waits in $(cat /proc/$(pidof systemd-journald)/wchan 2>/dev/null))" ;;
+	*) j="journal ok" ;;
+	esac
 	a=$(ip -4 -o addr show dev eth0 | awk '{print $4}' | tr '\n' ' ')
 	st=$(networkctl --no-legend list eth0 2>/dev/null | awk '{print $4 "/" $5}')
 	c=$(journalctl --since "@$1" -u pamvrf-dnsmasq -o cat --no-pager 2>/dev/null | grep -oE 'DHCP(DISCOVER|OFFER|REQUEST|ACK|NAK|RELEASE|DECLINE)|RTR-(SOLICIT|ADVERT)' | sort | uniq -c | awk '{printf "%s %s ", $2, $1}')
 	v6=$(ip -6 route show table all default dev eth0 | grep -q via && echo "v6 RA default" || echo "NO v6 default")
-	js=$(tail -n 1 /var/lib/pamvrf-journalwatch/stalls 2>/dev/null)
 	m=$(journalctl --since "@$1" -u systemd-networkd -o cat --no-pager 2>/dev/null | grep 'eth0' | tail -n 1 | cut -c1-90)
 	echo "eth0 v4 [${a% }] ${st:-?}, $v6; $j${js:+ (journalwatch: $js)}; dnsmasq since: ${c:-nothing}; networkd: ${m:-nothing}"
 }
